@@ -1,0 +1,40 @@
+# Two commands on a fresh machine:  `make demo` (main job)  and  `make test` (test suite).
+# Each creates .venv and installs the pinned dependencies first if they are missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup demo test ui bench clean
+
+setup: $(STAMP)
+
+# torch is installed first and pinned: its CPU wheel is on local disk; unpinned, pip would
+# pull a multi-gigabyte CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+demo: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/embeddings-platform materialize
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+ui: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf .embeddings_platform .dagster_home

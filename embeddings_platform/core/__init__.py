@@ -1,0 +1,1 @@
+"""Pure lifecycle logic, no Dagster imports: documents, chunking, models, storage, serving."""

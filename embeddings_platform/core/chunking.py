@@ -1,0 +1,56 @@
+"""Token-window chunking with deterministic, content-addressed chunk ids."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .models import Tokenizer
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_id: str
+    doc_id: str
+    chunk_index: int
+    text: str
+
+    @property
+    def chunk_sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def make_chunk_id(doc_id: str, strategy_id: str, text: str) -> str:
+    """hash(doc_id, strategy, text): equal input gives an equal id, so reruns embed nothing."""
+    payload = "\x1f".join((doc_id, strategy_id, text)).encode("utf-8")
+    return hashlib.sha256(payload).hexdigest()[:32]
+
+
+def chunk_document(
+    doc_id: str, text: str, tokenizer: Tokenizer, window: int, overlap: int, strategy_id: str
+) -> list[Chunk]:
+    """Split text into windows of `window` tokens overlapping by `overlap` tokens.
+
+    Chunk text is a slice of the original text (token offsets), so what is shown to a
+    user is exactly what was embedded. Identical windows within one document share an id
+    and are kept once.
+    """
+    if overlap >= window:
+        raise ValueError(f"overlap {overlap} must be smaller than window {window}")
+    spans = tokenizer.token_spans(text)
+    if not spans:
+        return []
+    chunks: list[Chunk] = []
+    seen: set[str] = set()
+    step = window - overlap
+    start = 0
+    while True:
+        end = min(start + window, len(spans))
+        piece = text[spans[start][0] : spans[end - 1][1]]
+        chunk_id = make_chunk_id(doc_id, strategy_id, piece)
+        if chunk_id not in seen:
+            seen.add(chunk_id)
+            chunks.append(Chunk(chunk_id, doc_id, len(chunks), piece))
+        if end >= len(spans):
+            return chunks
+        start += step

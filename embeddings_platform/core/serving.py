@@ -1,0 +1,135 @@
+"""Read side: search through the serving pointer, lineage of vectors, platform status."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from lancedb.expr import col, lit
+
+from .config import PlatformConfig
+from .models import Embedder, model_version
+from .store import LINEAGE_COLUMNS, Store, chunks_table_name, vectors_table_name
+
+
+class NotServingError(LookupError):
+    """The source has no serving pointer yet (its serving_index was never materialized)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    doc_id: str
+    chunk_id: str
+    score: float
+    text: str
+    lineage: dict[str, Any]
+
+
+def open_served_table(store: Store, source: str):
+    """The (table, pinned version) the pointer names: readers never see a half-made swap."""
+    pointer = store.pointer(source)
+    if pointer is None:
+        raise NotServingError(f"source {source!r} has no serving index yet; materialize serving_index first")
+    table = store.db.open_table(pointer["table_name"])
+    table.checkout(pointer["table_version"])
+    return pointer, table
+
+
+def registered_model_for(config: PlatformConfig, version_id: str):
+    """The model config whose current version id is `version_id` (needed to embed queries)."""
+    for model in config.models:
+        if model_version(model).version_id == version_id:
+            return model
+    raise LookupError(
+        f"model version {version_id!r} serves but is no longer registered in the config; "
+        "register it again or roll back to a registered version"
+    )
+
+
+def search(
+    store: Store,
+    source: str,
+    query: str,
+    k: int,
+    embed_query: Callable[[str], Any],
+    mode: str = "vector",
+) -> list[Hit]:
+    """Top-k chunks for a query from the served index of one source."""
+    pointer, table = open_served_table(store, source)
+    if mode == "vector":
+        vector = embed_query(pointer["model_version"])
+        results = table.search(vector, vector_column_name="vector").metric("cosine").limit(k).to_list()
+        score_of = lambda r: 1.0 - float(r["_distance"])  # noqa: E731 - cosine similarity
+    elif mode == "fts":
+        results = table.search(query, query_type="fts").limit(k).to_list()
+        score_of = lambda r: float(r["_score"])  # noqa: E731
+    else:
+        raise ValueError(f"unknown search mode {mode!r}; use 'vector' or 'fts'")
+    return [
+        Hit(
+            doc_id=r["doc_id"], chunk_id=r["chunk_id"], score=score_of(r), text=r["text"],
+            lineage={c: (r[c].isoformat() if hasattr(r[c], "isoformat") else r[c]) for c in LINEAGE_COLUMNS}
+            | {"table": pointer["table_name"], "table_version": pointer["table_version"]},
+        )
+        for r in results
+    ]
+
+
+def embedder_query_function(config: PlatformConfig, load: Callable[[Any], Embedder], query: str):
+    """Returns version_id -> query vector, loading the model that matches the served version."""
+
+    def embed(version_id: str):
+        model = registered_model_for(config, version_id)
+        return load(model).embed([query])[0]
+
+    return embed
+
+
+def lineage(store: Store, config: PlatformConfig, doc_or_chunk_id: str) -> list[dict[str, Any]]:
+    """Every vector of a document or chunk, in every model version of every source."""
+    out: list[dict[str, Any]] = []
+    where = (col("doc_id") == lit(doc_or_chunk_id)) | (col("chunk_id") == lit(doc_or_chunk_id))
+    names = set(store.table_names())
+    for source in config.sources:
+        for name in sorted(n for n in names if n.startswith(f"vectors__{source.name}__")):
+            table = store.db.open_table(name)
+            for row in Store.read(table, list(LINEAGE_COLUMNS) + ["chunk_index"], where=where).to_pylist():
+                row["created_at"] = row["created_at"].isoformat()
+                row["table"] = name
+                out.append(row)
+    return sorted(out, key=lambda r: (r["source"], r["model_version"], r["doc_id"], r["chunk_index"]))
+
+
+def status(store: Store, config: PlatformConfig) -> list[dict[str, Any]]:
+    """Per source x model version: documents, chunks, vectors, table version, what serves."""
+    rows = []
+    for source in config.sources:
+        snap = store.latest_snapshot(source.name)
+        pointer = store.pointer(source.name)
+        for model in config.models:
+            version = model_version(model)
+            vectors = vectors_table_name(source.name, version.version_id)
+            chunks = chunks_table_name(source.name, version.chunking_strategy)
+            vt = store.db.open_table(vectors) if store.has_table(vectors) else None
+            ct = store.db.open_table(chunks) if store.has_table(chunks) else None
+            serves = pointer is not None and pointer["model_version"] == version.version_id
+            rows.append({
+                "source": source.name,
+                "model": model.name,
+                "model_version": version.version_id,
+                "snapshot": snap["snapshot_id"] if snap else None,
+                "documents": snap["documents"] if snap else 0,
+                "quarantined": snap["quarantined"] if snap else 0,
+                "chunks": ct.count_rows() if ct is not None else 0,
+                "vectors": vt.count_rows() if vt is not None else 0,
+                "table_version": vt.version if vt is not None else None,
+                "serving": serves,
+                "served_table_version": pointer["table_version"] if serves else None,
+                "serving_since": pointer["swapped_at"].isoformat() if serves else None,
+            })
+    return rows
+
+
+def format_json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)

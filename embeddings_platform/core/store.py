@@ -1,0 +1,245 @@
+"""LanceDB storage: snapshots, chunks, vectors per model version, and serving pointers.
+
+Tables
+- `snapshots`, `snapshot_documents`, `document_texts`: immutable, content-addressed source
+  snapshots (a document's text is stored once per content hash).
+- `quarantine`: documents set aside, with their reason.
+- `chunks__<source>__<strategy>`: the current chunks of a source for one chunking strategy.
+- `vectors__<source>__<model version>`: the system of record for one model version; one
+  table per version, so two vector spaces can never share an index.
+- `serving_pointers`: source -> (table, table version), one row per source, moved in one
+  commit; `serving_history` keeps every pointer move for rollback and lineage.
+
+Filters are built with `lancedb.expr`, never by formatting strings.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, TypeVar
+
+import lancedb
+import pyarrow as pa
+from lancedb.expr import col, lit
+
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def _key(name: str) -> pa.Field:
+    return pa.field(name, pa.string(), nullable=False)
+
+
+SNAPSHOTS = pa.schema([
+    _key("snapshot_key"), pa.field("source", pa.string()), pa.field("snapshot_id", pa.string()),
+    pa.field("created_at", _TS), pa.field("run_id", pa.string()),
+    pa.field("documents", pa.int64()), pa.field("added", pa.int64()), pa.field("changed", pa.int64()),
+    pa.field("removed", pa.int64()), pa.field("unchanged", pa.int64()),
+    pa.field("quarantined", pa.int64()), pa.field("previous_snapshot_id", pa.string()),
+])
+SNAPSHOT_DOCUMENTS = pa.schema([
+    _key("row_key"), pa.field("source", pa.string()), pa.field("snapshot_id", pa.string()),
+    pa.field("doc_id", pa.string()), pa.field("content_sha256", pa.string()),
+    pa.field("metadata_json", pa.string()),
+])
+DOCUMENT_TEXTS = pa.schema([_key("content_sha256"), pa.field("text", pa.string())])
+QUARANTINE = pa.schema([
+    _key("quarantine_id"), pa.field("source", pa.string()), pa.field("snapshot_id", pa.string()),
+    pa.field("doc_id", pa.string()), pa.field("reason", pa.string()), pa.field("sample", pa.string()),
+    pa.field("detected_at", _TS), pa.field("run_id", pa.string()),
+])
+CHUNKS = pa.schema([
+    _key("chunk_id"), pa.field("doc_id", pa.string()), pa.field("source", pa.string()),
+    pa.field("chunk_index", pa.int32()), pa.field("text", pa.string()),
+    pa.field("chunk_sha256", pa.string()), pa.field("doc_sha256", pa.string()),
+    pa.field("chunking_strategy", pa.string()), pa.field("source_snapshot", pa.string()),
+    pa.field("metadata_json", pa.string()),
+])
+LINEAGE_COLUMNS = (
+    "chunk_id", "doc_id", "source", "chunk_sha256", "doc_sha256", "model_name", "model_version",
+    "chunking_strategy", "source_snapshot", "created_at", "run_id",
+)
+POINTERS = pa.schema([
+    _key("source"), pa.field("model_version", pa.string()), pa.field("table_name", pa.string()),
+    pa.field("table_version", pa.int64()), pa.field("tag", pa.string()),
+    pa.field("swapped_at", _TS), pa.field("run_id", pa.string()), pa.field("reason", pa.string()),
+])
+POINTER_HISTORY = pa.schema([_key("event_id"), *[POINTERS.field(n) for n in POINTERS.names if n != "source"],
+                             pa.field("source", pa.string())])
+
+
+def vectors_schema(dimension: int) -> pa.Schema:
+    return pa.schema([
+        _key("chunk_id"), pa.field("doc_id", pa.string()), pa.field("source", pa.string()),
+        pa.field("chunk_index", pa.int32()), pa.field("text", pa.string()),
+        pa.field("chunk_sha256", pa.string()), pa.field("doc_sha256", pa.string()),
+        pa.field("model_name", pa.string()), pa.field("model_version", pa.string()),
+        pa.field("chunking_strategy", pa.string()), pa.field("source_snapshot", pa.string()),
+        pa.field("created_at", _TS), pa.field("run_id", pa.string()),
+        pa.field("metadata_json", pa.string()),
+        pa.field("vector", pa.list_(pa.float32(), dimension)),
+    ])
+
+
+_SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def chunks_table_name(source: str, strategy: str) -> str:
+    return f"chunks__{source}__{_SAFE.sub('_', strategy)}"
+
+
+def vectors_table_name(source: str, model_version: str) -> str:
+    return f"vectors__{source}__{_SAFE.sub('_', model_version)}"
+
+
+def retry_on_conflict(action: Callable[[], T], attempts: int = 8, base_delay: float = 0.05) -> T:
+    """Retry a LanceDB commit that lost a race with another writer (exponential backoff)."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (OSError, RuntimeError) as exc:
+            message = str(exc).lower()
+            if attempt == attempts - 1 or not any(w in message for w in ("conflict", "retryable", "commit")):
+                raise
+            time.sleep(base_delay * (2**attempt))
+    raise AssertionError("unreachable")
+
+
+class Store:
+    """A thin, typed layer over one LanceDB database."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        # Always read the newest committed version: several processes write here.
+        self.db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
+
+    # --- generic helpers ---------------------------------------------------------------
+
+    def table_names(self) -> list[str]:
+        names: list[str] = []
+        token = None
+        while True:  # list_tables is paginated
+            response = self.db.list_tables(page_token=token) if token else self.db.list_tables()
+            names.extend(response.tables)
+            token = response.page_token
+            if not token:
+                return names
+
+    def has_table(self, name: str) -> bool:
+        return name in self.table_names()
+
+    def table(self, name: str, schema: pa.Schema | None = None, key: str | None = None):
+        """Open a table, creating it (with its primary key declared) when a schema is given."""
+        if self.has_table(name):
+            return self.db.open_table(name)
+        if schema is None:
+            raise KeyError(f"table {name!r} does not exist in {self.uri}")
+        try:
+            table = self.db.create_table(name, schema=schema)
+        except (ValueError, OSError, RuntimeError) as exc:  # created concurrently by another writer
+            if "already exists" not in str(exc).lower():
+                raise
+            return self.db.open_table(name)
+        if key:
+            # Without a declared key, concurrent merge_insert of the same new keys duplicates.
+            retry_on_conflict(lambda: table.set_unenforced_primary_key(key))
+        return table
+
+    def upsert(self, table, rows: pa.Table, key: str) -> None:
+        """Idempotent write keyed on `key`: a rerun after a crash neither duplicates nor loses."""
+        if rows.num_rows == 0:
+            return
+        retry_on_conflict(
+            lambda: table.merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        )
+
+    def delete_where_in(self, table, column: str, values: Iterable[str]) -> int:
+        values = sorted(set(values))
+        for start in range(0, len(values), 5000):
+            batch = values[start : start + 5000]
+            retry_on_conflict(lambda b=batch: table.delete(col(column).isin(b)))
+        return len(values)
+
+    @staticmethod
+    def read(table, columns: list[str] | None = None, where=None) -> pa.Table:
+        query = table.search()
+        if where is not None:
+            query = query.where(where)
+        if columns:
+            query = query.select(columns)
+        return query.limit(None).to_arrow()
+
+    # --- snapshots ---------------------------------------------------------------------
+
+    def latest_snapshot(self, source: str) -> dict[str, Any] | None:
+        if not self.has_table("snapshots"):
+            return None
+        rows = self.read(self.db.open_table("snapshots"), where=col("source") == lit(source)).to_pylist()
+        return max(rows, key=lambda r: r["created_at"]) if rows else None
+
+    def snapshot(self, source: str, snapshot_id: str) -> dict[str, Any] | None:
+        if not self.has_table("snapshots"):
+            return None
+        rows = self.read(
+            self.db.open_table("snapshots"),
+            where=(col("source") == lit(source)) & (col("snapshot_id") == lit(snapshot_id)),
+        ).to_pylist()
+        return rows[0] if rows else None
+
+    def snapshot_manifest(self, source: str, snapshot_id: str) -> dict[str, tuple[str, str]]:
+        """doc_id -> (content_sha256, metadata_json) of one snapshot."""
+        if not self.has_table("snapshot_documents"):
+            return {}
+        rows = self.read(
+            self.db.open_table("snapshot_documents"),
+            ["doc_id", "content_sha256", "metadata_json"],
+            where=(col("source") == lit(source)) & (col("snapshot_id") == lit(snapshot_id)),
+        ).to_pylist()
+        return {r["doc_id"]: (r["content_sha256"], r["metadata_json"]) for r in rows}
+
+    def texts(self, content_hashes: Iterable[str]) -> dict[str, str]:
+        hashes = sorted(set(content_hashes))
+        if not hashes:
+            return {}
+        table = self.db.open_table("document_texts")
+        out: dict[str, str] = {}
+        for start in range(0, len(hashes), 5000):
+            batch = hashes[start : start + 5000]
+            for row in self.read(table, where=col("content_sha256").isin(batch)).to_pylist():
+                out[row["content_sha256"]] = row["text"]
+        return out
+
+    # --- serving pointers --------------------------------------------------------------
+
+    def pointer(self, source: str) -> dict[str, Any] | None:
+        if not self.has_table("serving_pointers"):
+            return None
+        rows = self.read(self.db.open_table("serving_pointers"), where=col("source") == lit(source)).to_pylist()
+        return rows[0] if rows else None
+
+    def pointers(self) -> list[dict[str, Any]]:
+        if not self.has_table("serving_pointers"):
+            return []
+        return self.read(self.db.open_table("serving_pointers")).to_pylist()
+
+    def pointer_history(self, source: str) -> list[dict[str, Any]]:
+        if not self.has_table("serving_history"):
+            return []
+        rows = self.read(self.db.open_table("serving_history"), where=col("source") == lit(source)).to_pylist()
+        return sorted(rows, key=lambda r: r["swapped_at"])
+
+    def set_pointer(self, row: dict[str, Any]) -> None:
+        """Move a source's pointer in one commit, after recording the move in history."""
+        history = self.table("serving_history", POINTER_HISTORY, "event_id")
+        event = dict(row, event_id=f"{row['source']}:{row['swapped_at'].isoformat()}:{row['table_version']}")
+        self.upsert(history, pa.Table.from_pylist([event], schema=POINTER_HISTORY), "event_id")
+        pointers = self.table("serving_pointers", POINTERS, "source")
+        self.upsert(pointers, pa.Table.from_pylist([row], schema=POINTERS), "source")

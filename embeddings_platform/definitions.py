@@ -1,0 +1,20 @@
+"""The Definitions object that workspace.yaml (and `dagster dev`) loads.
+
+Each defs/ module exports plain lists (ASSETS, CHECKS, SENSORS, ...); this file only
+collects them, so adding a capability means adding one module and one line here.
+"""
+
+from dagster import Definitions
+
+from .defs.assets import ASSETS
+from .defs.resources import PlatformResource
+from .defs.sensors import SENSORS
+
+defs = Definitions(
+    assets=[*ASSETS],
+    asset_checks=[],
+    sensors=[*SENSORS],
+    schedules=[],
+    jobs=[],
+    resources={"platform": PlatformResource()},
+)

@@ -1,0 +1,1 @@
+"""The thin Dagster layer: partitions, resources, assets, checks, sensors, automation."""

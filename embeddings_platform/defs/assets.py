@@ -1,0 +1,192 @@
+"""The asset graph: source_snapshot -> chunks -> embeddings -> serving_index.
+
+Each asset reads resources, calls one core function, and reports numbers the UI plots.
+"""
+
+
+from dagster import (
+    AssetExecutionContext,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from ..core.config import PlatformConfig
+from ..core.models import load_tokenizer, model_version
+from ..core.pipeline import (
+    build_serving_index,
+    sync_chunks,
+    sync_embeddings,
+    take_snapshot,
+)
+from ..core.serving import registered_model_for
+from .partitions import source_model_partitions, source_partitions
+from .resources import PlatformResource
+
+OWNERS = ["team:ml-platform"]
+GROUP = "embeddings"
+
+
+def _markdown_table(rows: dict[str, object]) -> MetadataValue:
+    lines = ["| what | count |", "| --- | ---: |", *[f"| {k} | {v} |" for k, v in rows.items()]]
+    return MetadataValue.md("\n".join(lines))
+
+
+def serving_model_name(config: PlatformConfig, source: str) -> str:
+    """The model a source serves from by default: `serve_model` on the source, else the first."""
+    return config.source(source).options.get("serve_model") or config.models[0].name
+
+
+def _grid(context: AssetExecutionContext) -> tuple[str, str]:
+    keys = context.partition_key.keys_by_dimension
+    return keys["source"], keys["model"]
+
+
+@asset(
+    partitions_def=source_partitions,
+    group_name=GROUP,
+    kinds={"python", "lancedb"},
+    owners=OWNERS,
+    description=(
+        "Immutable, content-addressed snapshot of one registered source: every document "
+        "validated and hashed; bad documents quarantined with a reason."
+    ),
+)
+def source_snapshot(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
+    config = platform.load()
+    report = take_snapshot(platform.store(config), config.source(context.partition_key), context.run_id)
+    for rejected in report.quarantined[:20]:
+        context.log.warning(f"quarantined {rejected.doc_id!r}: {rejected.reason}")
+    counts = {
+        "documents": report.documents, "added": report.added, "changed": report.changed,
+        "removed": report.removed, "unchanged": report.unchanged,
+        "metadata_changed": report.metadata_changed, "quarantined": len(report.quarantined),
+    }
+    return MaterializeResult(
+        metadata={
+            **counts,
+            "snapshot_id": report.snapshot_id,
+            "new_snapshot": report.is_new,
+            "summary": _markdown_table(counts),
+        },
+        data_version=DataVersion(report.snapshot_id),
+    )
+
+
+@asset(
+    partitions_def=source_partitions,
+    deps=[source_snapshot],
+    group_name=GROUP,
+    kinds={"python", "lancedb"},
+    owners=OWNERS,
+    description=(
+        "Token-window chunks of the latest snapshot, per chunking strategy of the registered "
+        "models (measured with each model's own tokenizer); chunk_id = hash(doc, strategy, text)."
+    ),
+)
+def chunks(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
+    config = platform.load()
+    store = platform.store(config)
+    source = context.partition_key
+    snapshot = store.latest_snapshot(source)
+    if snapshot is None:
+        raise LookupError(f"source {source!r} has no snapshot; materialize source_snapshot first")
+    by_strategy = {model_version(m).chunking_strategy: m for m in config.models}
+    metadata: dict[str, object] = {"snapshot_id": snapshot["snapshot_id"], "strategies": len(by_strategy)}
+    totals = {"documents_chunked": 0, "chunks_written": 0, "chunks_deleted": 0, "metadata_updated": 0, "total_chunks": 0}
+    for strategy, model in sorted(by_strategy.items()):
+        report = sync_chunks(store, source, snapshot["snapshot_id"], model, strategy, load_tokenizer(model))
+        context.log.info(
+            f"{strategy}: chunked {report.documents_chunked} documents, wrote {report.chunks_written}, "
+            f"deleted {report.chunks_deleted}, total {report.total_chunks}"
+        )
+        for key in totals:
+            totals[key] += getattr(report, key)
+    data_version = "|".join([snapshot["snapshot_id"], *sorted(by_strategy)])
+    return MaterializeResult(
+        metadata={**metadata, **totals, "summary": _markdown_table(totals)},
+        data_version=DataVersion(data_version),
+    )
+
+
+@asset(
+    partitions_def=source_model_partitions,
+    deps=[chunks],
+    group_name=GROUP,
+    kinds={"python", "lancedb"},
+    owners=OWNERS,
+    description=(
+        "Vectors of one source under one model version: the system of record. Embeds only "
+        "chunks without a vector for this version, deletes vectors of vanished chunks, "
+        "upserts on chunk_id; every row carries its lineage."
+    ),
+)
+def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
+    config = platform.load()
+    source, version_id = _grid(context)
+    model = registered_model_for(config, version_id)
+    version = model_version(model)
+
+    def log_progress(done: int, total: int, seconds: float) -> None:
+        context.log.info(f"embedded {done}/{total} chunks ({done / max(seconds, 1e-9):.1f} chunks/s)")
+
+    report = sync_embeddings(
+        platform.store(config), source, version, lambda: platform.embedder(model), context.run_id,
+        batch_size=model.batch_size * 8, progress=log_progress,
+    )
+    counts = {"embedded": report.embedded, "skipped": report.skipped, "deleted": report.deleted,
+              "metadata_updated": report.metadata_updated}
+    return MaterializeResult(
+        metadata={
+            **counts,
+            "model_calls": report.model_calls,
+            "vectors": report.total_vectors,
+            "chunks_per_second": round(report.chunks_per_second, 2),
+            "embed_seconds": round(report.embed_seconds, 3),
+            "model_version": version_id,
+            "dimension": report.dimension or 0,
+            "table": report.table_name,
+            "table_version": report.table_version or 0,
+            "summary": _markdown_table(counts),
+        },
+        data_version=DataVersion(f"{version_id}@{report.table_version}"),
+    )
+
+
+@asset(
+    partitions_def=source_model_partitions,
+    deps=[embeddings],
+    group_name=GROUP,
+    kinds={"python", "lancedb"},
+    owners=OWNERS,
+    description=(
+        "Vector index (ANN above serving.ann_min_rows, exact below) and full-text index on a "
+        "model version's table, tagged at a pinned table version. Moves the source's serving "
+        "pointer when this version is what serves; otherwise it is a shadow candidate."
+    ),
+)
+def serving_index(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
+    config = platform.load()
+    source, version_id = _grid(context)
+    model = registered_model_for(config, version_id)
+    report = build_serving_index(
+        platform.store(config), source, version_id, config.serving, context.run_id,
+        is_default_model=model.name == serving_model_name(config, source),
+    )
+    return MaterializeResult(
+        metadata={
+            "rows": report.rows,
+            "index_type": report.index_type,
+            "table": report.table_name,
+            "table_version": report.table_version,
+            "pointer_moved": report.pointer_moved,
+            "serving_model_version": report.serving_model_version or "",
+            "rebuilt": report.rebuilt,
+            "index_seconds": round(report.seconds, 3),
+        },
+        data_version=DataVersion(report.data_version),
+    )
+
+
+ASSETS = [source_snapshot, chunks, embeddings, serving_index]

@@ -1,0 +1,43 @@
+"""Resources: the platform config and store, and the (cached) embedding models."""
+
+
+from typing import Optional
+
+from dagster import ConfigurableResource
+
+from ..core.config import ModelConfig, PlatformConfig, load_config
+from ..core.models import Embedder, load_embedder, model_version
+from ..core.store import Store
+
+_EMBEDDERS: dict[str, Embedder] = {}
+
+
+def cached_embedder(model: ModelConfig) -> Embedder:
+    """One loaded model per version per process: loading MiniLM takes seconds."""
+    key = model_version(model).version_id
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = load_embedder(model)
+    return _EMBEDDERS[key]
+
+
+def clear_embedder_cache() -> None:
+    _EMBEDDERS.clear()
+
+
+class PlatformResource(ConfigurableResource):
+    """Where the registry lives and where LanceDB stores data.
+
+    Both default to the environment (EMBEDDINGS_PLATFORM_CONFIG,
+    EMBEDDINGS_PLATFORM_STORAGE_URI) so deployments differ only in env vars.
+    """
+
+    config_path: Optional[str] = None
+
+    def load(self) -> PlatformConfig:
+        return load_config(self.config_path)
+
+    def store(self, config: PlatformConfig | None = None) -> Store:
+        return Store((config or self.load()).storage_uri)
+
+    def embedder(self, model: ModelConfig) -> Embedder:
+        return cached_embedder(model)

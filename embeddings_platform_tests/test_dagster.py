@@ -1,0 +1,64 @@
+"""The Dagster layer: definitions load, the graph materializes per partition, CLI answers."""
+
+import json
+
+from dagster import AssetKey, DagsterInstance, materialize
+
+from embeddings_platform import cli
+from embeddings_platform.core.models import model_version
+from embeddings_platform.definitions import defs
+from embeddings_platform.defs.assets import ASSETS
+from embeddings_platform.defs.partitions import grid_key
+from embeddings_platform.defs.resources import PlatformResource
+from embeddings_platform.defs.runner import materialize_graph
+
+
+def test_definitions_load_and_describe_themselves():
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys >= {"source_snapshot", "chunks", "embeddings", "serving_index"}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.group_name and node.description and node.owners and node.kinds, key
+
+
+def test_full_materialization_with_ephemeral_instance(config_path, config, embedder):
+    instance = DagsterInstance.ephemeral()
+    resources = {"platform": PlatformResource(config_path=str(config_path))}
+    results = materialize_graph(instance, config, resources=resources)
+    assert all(r.success for r in results)
+    version_id = model_version(config.models[0]).version_id
+    key = grid_key("notes", version_id)
+    events = instance.get_latest_materialization_event(AssetKey("embeddings")).asset_materialization
+    assert events.partition == key
+    assert events.metadata["embedded"].value > 0
+    assert events.metadata["model_version"].value == version_id
+    calls = embedder.calls
+    # second run of the embeddings cell: nothing to embed, no model call
+    again = materialize(ASSETS, selection=["embeddings", "serving_index"], partition_key=key,
+                        instance=instance, resources=resources)
+    meta = again.asset_materializations_for_node("embeddings")[0].metadata
+    assert meta["embedded"].value == 0 and meta["model_calls"].value == 0
+    assert embedder.calls == calls
+
+
+def test_cli_status_search_and_lineage(config_path, config, embedder, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    assert cli.main(["--config", str(config_path), "materialize", "--sample-query", "dog barks"]) == 0
+    out = capsys.readouterr().out
+    assert "notes" in out and "dogs.txt" in out
+    assert cli.main(["--config", str(config_path), "search", "memory safety systems language", "--source", "notes", "-k", "2", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits[0]["doc_id"] == "rust.rst" and hits[0]["lineage"]["model_name"] == "hash"
+    assert cli.main(["--config", str(config_path), "status", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["documents"] == 5 and rows[0]["serving"] is True and rows[0]["vectors"] > 0
+    assert cli.main(["--config", str(config_path), "lineage", "cats.md"]) == 0
+    traced = json.loads(capsys.readouterr().out)
+    assert traced["vectors"][0]["doc_sha256"] and traced["serving"]["notes"]["table_version"] >= 1
+
+
+def test_cli_reports_missing_serving_index(config_path, capsys):
+    assert cli.main(["--config", str(config_path), "search", "x", "--source", "notes"]) == 2
+    assert "no serving index yet" in capsys.readouterr().err
