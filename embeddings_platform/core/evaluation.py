@@ -1,0 +1,136 @@
+"""Retrieval quality on labelled queries: recall@k and nDCG@k at document level.
+
+Labelled queries come from a BEIR source (queries.jsonl + qrels/<split>.tsv) or a canary
+file registered with the source (`{"query": ..., "relevant": [doc ids]}` per line). Chunk
+hits are folded into documents by their best chunk score before scoring, as BEIR does.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .config import SourceConfig
+
+
+@dataclass(frozen=True)
+class LabelledQuery:
+    query_id: str
+    text: str
+    relevant: dict[str, int]  # doc_id -> relevance grade (> 0)
+
+
+@dataclass
+class EvalResult:
+    k: int
+    queries: int
+    recall: float
+    ndcg: float
+    per_query: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> (recall, ndcg)
+
+
+def load_beir_queries(folder: Path, split: str = "test") -> list[LabelledQuery]:
+    qrels: dict[str, dict[str, int]] = {}
+    with (folder / "qrels" / f"{split}.tsv").open(encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        for row in reader:
+            if not row or row[0] == "query-id":
+                continue
+            grade = int(row[2])
+            if grade > 0:
+                qrels.setdefault(row[0], {})[row[1]] = grade
+    texts: dict[str, str] = {}
+    with (folder / "queries.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                record = json.loads(line)
+                texts[str(record["_id"])] = record["text"]
+    return [LabelledQuery(q, texts[q], rel) for q, rel in sorted(qrels.items()) if q in texts]
+
+
+def load_canary(path: Path) -> list[LabelledQuery]:
+    queries = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            relevant = record.get("relevant") or []
+            if not isinstance(relevant, list) or not relevant:
+                raise ValueError(f"{path}:{number}: 'relevant' must be a non-empty list of doc ids")
+            queries.append(LabelledQuery(str(record.get("id", number)), record["query"], {str(d): 1 for d in relevant}))
+    return queries
+
+
+def labelled_queries(source: SourceConfig) -> list[LabelledQuery]:
+    """The source's labelled queries: its canary file, else BEIR test qrels, else none."""
+    if source.canary is not None:
+        return load_canary(source.canary)
+    if source.kind == "beir" and (source.path / "qrels").is_dir():
+        return load_beir_queries(source.path, source.options.get("qrels_split", "test"))
+    return []
+
+
+def fold_to_documents(chunk_hits: Sequence[tuple[str, float]], k: int) -> list[str]:
+    """Best-scoring chunk decides a document's rank; returns the top-k doc ids."""
+    best: dict[str, float] = {}
+    for doc_id, score in chunk_hits:
+        if doc_id not in best or score > best[doc_id]:
+            best[doc_id] = score
+    return [d for d, _ in sorted(best.items(), key=lambda item: -item[1])[:k]]
+
+
+def recall_at_k(ranked: Sequence[str], relevant: dict[str, int], k: int) -> float:
+    return len(set(ranked[:k]) & set(relevant)) / len(relevant) if relevant else 0.0
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: dict[str, int], k: int) -> float:
+    """nDCG with linear gains, as pytrec_eval computes it for BEIR."""
+    dcg = sum(relevant.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
+    ideal = sorted(relevant.values(), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+def evaluate(
+    queries: Sequence[LabelledQuery],
+    retrieve: Callable[[Sequence[LabelledQuery]], list[list[str]]],
+    k: int = 10,
+) -> EvalResult:
+    """Score a retrieval function that returns ranked doc ids for each query."""
+    if not queries:
+        raise ValueError("no labelled queries to evaluate")
+    rankings = retrieve(queries)
+    per_query = {
+        q.query_id: (recall_at_k(r, q.relevant, k), ndcg_at_k(r, q.relevant, k))
+        for q, r in zip(queries, rankings)
+    }
+    recalls = [v[0] for v in per_query.values()]
+    ndcgs = [v[1] for v in per_query.values()]
+    return EvalResult(k, len(queries), float(np.mean(recalls)), float(np.mean(ndcgs)), per_query)
+
+
+def table_retriever(table, embed: Callable[[list[str]], np.ndarray], k: int, chunk_depth: int = 100):
+    """A `retrieve` function over one LanceDB table (e.g. the pinned serving version).
+
+    Retrieves `chunk_depth` chunks per query and folds them into the top-k documents.
+    """
+
+    def retrieve(queries: Sequence[LabelledQuery]) -> list[list[str]]:
+        vectors = embed([q.text for q in queries])
+        out = []
+        for vector in vectors:
+            hits = (
+                table.search(vector, vector_column_name="vector").metric("cosine")
+                .select(["doc_id"]).limit(chunk_depth).to_list()
+            )
+            out.append(fold_to_documents([(h["doc_id"], 1.0 - h["_distance"]) for h in hits], k))
+        return out
+
+    return retrieve

@@ -1,0 +1,42 @@
+"""Retrieval metrics and labelled-query loading."""
+
+import json
+import math
+
+import pytest
+
+from embeddings_platform.core.evaluation import (
+    LabelledQuery, evaluate, fold_to_documents, labelled_queries, load_beir_queries, ndcg_at_k, recall_at_k,
+)
+from embeddings_platform.core.config import SourceConfig
+
+
+def test_metrics_on_hand_computed_rankings():
+    relevant = {"a": 1, "b": 1}
+    assert recall_at_k(["a", "x", "y"], relevant, 3) == 0.5
+    assert ndcg_at_k(["a", "b"], relevant, 10) == pytest.approx(1.0)
+    expected = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    assert ndcg_at_k(["x", "a"], relevant, 10) == pytest.approx(expected)
+    assert ndcg_at_k(["x", "y"], relevant, 10) == 0.0
+
+
+def test_fold_keeps_best_chunk_per_document():
+    assert fold_to_documents([("a", 0.5), ("b", 0.9), ("a", 0.95), ("c", 0.1)], 2) == ["a", "b"]
+
+
+def test_evaluate_averages_over_queries():
+    queries = [LabelledQuery("1", "q1", {"a": 1}), LabelledQuery("2", "q2", {"b": 1})]
+    result = evaluate(queries, lambda qs: [["a"], ["x"]], k=10)
+    assert result.recall == 0.5 and result.ndcg == 0.5 and result.queries == 2
+
+
+def test_loads_beir_and_canary(tmp_path):
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n1\td1\t1\n1\td2\t0\n2\td3\t2\n")
+    (tmp_path / "queries.jsonl").write_text("\n".join(json.dumps({"_id": i, "text": f"q{i}"}) for i in ("1", "2", "3")))
+    queries = load_beir_queries(tmp_path)
+    assert [(q.query_id, q.relevant) for q in queries] == [("1", {"d1": 1}), ("2", {"d3": 2})]
+    canary = tmp_path / "canary.jsonl"
+    canary.write_text(json.dumps({"query": "hello", "relevant": ["x"]}) + "\n")
+    assert labelled_queries(SourceConfig("s", "folder", tmp_path, canary=canary))[0].relevant == {"x": 1}
+    assert [q.query_id for q in labelled_queries(SourceConfig("b", "beir", tmp_path))] == ["1", "2"]
