@@ -22,6 +22,7 @@ def test_second_materialization_embeds_nothing(store, config, embedder):
     assert embedder.calls == calls  # zero model calls
     assert second.embeddings.embedded == 0 and second.embeddings.deleted == 0
     assert not second.snapshot.is_new
+    assert second.index.rebuilt is False and second.index.table_version == first.index.table_version
     assert sorted((r["chunk_id"], r["run_id"]) for r in _vectors(store, second)) == rows_before
 
 

@@ -378,26 +378,25 @@ def build_serving_index(
     pointer = store.pointer(source)
     serves_this = pointer is not None and pointer["model_version"] == version_id
     rows = table.count_rows()
-    up_to_date = serves_this and pointer["table_name"] == name and pointer["table_version"] == table.version
-    if up_to_date:
-        index_type = _index_type(table)
-        return IndexReport(source, version_id, name, table.version, rows, index_type, False,
-                           version_id, time.perf_counter() - started, rebuilt=False)
-    if rows >= serving.ann_min_rows:
-        table.create_index(
-            metric="cosine", index_type="IVF_HNSW_SQ", vector_column_name="vector",
-            num_partitions=max(1, rows // 8192), replace=True,
-        )
-    else:
-        for index_name in _vector_index_names(table):
-            table.drop_index(index_name)
-    if rows:
-        table.create_fts_index("text", replace=True)
+    # Indexing bumps the table version and tags it; a tag on the current version means
+    # nothing was written since the last build, so there is nothing to rebuild.
+    rebuilt = f"serve-v{table.version}" not in table.tags.list()
+    if rebuilt:
+        if rows >= serving.ann_min_rows:
+            table.create_index(
+                metric="cosine", index_type="IVF_HNSW_SQ", vector_column_name="vector",
+                num_partitions=max(1, rows // 8192), replace=True,
+            )
+        else:
+            for index_name in _vector_index_names(table):
+                table.drop_index(index_name)
+        if rows:
+            table.create_fts_index("text", replace=True)
+        table.tags.create(f"serve-v{table.version}", table.version)
     table_version = table.version
     tag = f"serve-v{table_version}"
-    if tag not in table.tags.list():
-        table.tags.create(tag, table_version)
-    moved = serves_this or (pointer is None and is_default_model)
+    already_pinned = serves_this and pointer["table_name"] == name and pointer["table_version"] == table_version
+    moved = not already_pinned and (serves_this or (pointer is None and is_default_model))
     if moved:
         store.set_pointer({
             "source": source, "model_version": version_id, "table_name": name,
@@ -406,8 +405,8 @@ def build_serving_index(
         })
     return IndexReport(
         source, version_id, name, table_version, rows, _index_type(table), moved,
-        version_id if moved else (pointer["model_version"] if pointer else None),
-        time.perf_counter() - started, rebuilt=True,
+        version_id if (moved or serves_this) else (pointer["model_version"] if pointer else None),
+        time.perf_counter() - started, rebuilt=rebuilt,
     )
 
 
