@@ -7,14 +7,15 @@ collects them, so adding a capability means adding one module and one line here.
 from dagster import Definitions
 
 from .defs.assets import ASSETS
+from .defs.checks import CHECKS, JOBS as CHECK_JOBS, SCHEDULES as CHECK_SCHEDULES
 from .defs.resources import PlatformResource
 from .defs.sensors import SENSORS
 
 defs = Definitions(
     assets=[*ASSETS],
-    asset_checks=[],
+    asset_checks=[*CHECKS],
     sensors=[*SENSORS],
-    schedules=[],
-    jobs=[],
+    schedules=[*CHECK_SCHEDULES],
+    jobs=[*CHECK_JOBS],
     resources={"platform": PlatformResource()},
 )

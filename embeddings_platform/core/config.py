@@ -61,12 +61,31 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class ChecksConfig:
+    """Thresholds of the asset checks (the `checks:` section; see docs/checks.md)."""
+
+    stale_fraction_warn: float = 0.0     # stale or missing share of rows/docs above this: WARN
+    stale_fraction_error: float = 0.10   # ... above this: ERROR
+    lag_hours_warn: float = 1.0          # served data behind the newest snapshot longer: WARN
+    lag_hours_error: float = 24.0        # ... longer than this: ERROR
+    staleness_cron: str = "*/30 * * * *"  # schedule of the time-based staleness check
+    ann_recall_floor: float = 0.95       # ANN recall@k vs exact search below this: ERROR
+    ann_sample: int = 50                 # stored vectors used as queries
+    ann_k: int = 10
+    recall_k: int = 10                   # retrieval recall@k / nDCG@k on labelled queries
+    recall_drop_warn_points: float = 2.0   # drop below the baseline (points): WARN
+    recall_drop_error_points: float = 5.0  # ... larger drop: ERROR
+    min_recall: float = 0.0              # absolute floor (ERROR); also gates the first baseline
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     storage_uri: str
     sources: tuple[SourceConfig, ...]
     models: tuple[ModelConfig, ...]
     serving: ServingConfig = ServingConfig()
     config_path: Path | None = None
+    checks: ChecksConfig = ChecksConfig()
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -179,7 +198,7 @@ def parse_config(raw: Any, base_dir: Path, config_path: Path | None = None) -> P
     """Validate a config mapping (as loaded from YAML) into a PlatformConfig."""
     if not isinstance(raw, dict):
         raise ConfigError("config: expected a mapping with storage, sources and models")
-    unknown = set(raw) - {"storage", "sources", "models", "chunking", "serving"}
+    unknown = set(raw) - {"storage", "sources", "models", "chunking", "serving", "checks"}
     if unknown:
         raise ConfigError(f"config: unknown top-level keys {sorted(unknown)}; remove them")
     storage = raw.get("storage") or {}
@@ -200,7 +219,78 @@ def parse_config(raw: Any, base_dir: Path, config_path: Path | None = None) -> P
         ann_min_rows=_positive_int(serving_raw.get("ann_min_rows", 20000), "serving.ann_min_rows"),
         retention_hours=float(serving_raw.get("retention_hours", 48)),
     )
-    return PlatformConfig(uri, sources, models, serving, config_path)
+    return PlatformConfig(uri, sources, models, serving, config_path, checks=_parse_checks(raw.get("checks")))
+
+
+def _fraction(raw: Any, where: str, default: float) -> float:
+    value = default if raw is None else raw
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{where}: expected a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _non_negative(raw: Any, where: str, default: float) -> float:
+    value = default if raw is None else raw
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{where}: expected a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _levels(raw: Any, where: str) -> dict[str, Any]:
+    raw = raw or {}
+    if not isinstance(raw, dict) or set(raw) - {"warn", "error"}:
+        raise ConfigError(f"{where}: expected a mapping with 'warn' and/or 'error', got {raw!r}")
+    return raw
+
+
+def _parse_checks(raw: Any) -> ChecksConfig:
+    """The `checks:` section: staleness, ann_recall and retrieval thresholds."""
+    d = ChecksConfig()
+    raw = raw or {}
+    groups = {"staleness", "ann_recall", "retrieval"}
+    if not isinstance(raw, dict) or set(raw) - groups:
+        unknown = sorted(set(raw) - groups) if isinstance(raw, dict) else raw
+        raise ConfigError(f"checks: unknown keys {unknown!r}; use {sorted(groups)}")
+    sections = {}
+    allowed = {"staleness": {"stale_fraction", "lag_hours", "schedule"},
+               "ann_recall": {"floor", "sample", "k"},
+               "retrieval": {"k", "drop_points", "min_recall"}}
+    for group in groups:
+        section = raw.get(group) or {}
+        if not isinstance(section, dict) or set(section) - allowed[group]:
+            unknown = sorted(set(section) - allowed[group]) if isinstance(section, dict) else section
+            raise ConfigError(f"checks.{group}: unknown keys {unknown!r}; use {sorted(allowed[group])}")
+        sections[group] = section
+    st, ann, ret = sections["staleness"], sections["ann_recall"], sections["retrieval"]
+    frac = _levels(st.get("stale_fraction"), "checks.staleness.stale_fraction")
+    lag = _levels(st.get("lag_hours"), "checks.staleness.lag_hours")
+    drop = _levels(ret.get("drop_points"), "checks.retrieval.drop_points")
+    cron = st.get("schedule", d.staleness_cron)
+    if not isinstance(cron, str) or len(cron.split()) != 5:
+        raise ConfigError(f"checks.staleness.schedule: expected a 5-field cron string, got {cron!r}")
+    checks = ChecksConfig(
+        stale_fraction_warn=_fraction(frac.get("warn"), "checks.staleness.stale_fraction.warn", d.stale_fraction_warn),
+        stale_fraction_error=_fraction(frac.get("error"), "checks.staleness.stale_fraction.error", d.stale_fraction_error),
+        lag_hours_warn=_non_negative(lag.get("warn"), "checks.staleness.lag_hours.warn", d.lag_hours_warn),
+        lag_hours_error=_non_negative(lag.get("error"), "checks.staleness.lag_hours.error", d.lag_hours_error),
+        staleness_cron=cron,
+        ann_recall_floor=_fraction(ann.get("floor"), "checks.ann_recall.floor", d.ann_recall_floor),
+        ann_sample=_positive_int(ann.get("sample", d.ann_sample), "checks.ann_recall.sample"),
+        ann_k=_positive_int(ann.get("k", d.ann_k), "checks.ann_recall.k"),
+        recall_k=_positive_int(ret.get("k", d.recall_k), "checks.retrieval.k"),
+        recall_drop_warn_points=_non_negative(drop.get("warn"), "checks.retrieval.drop_points.warn",
+                                              d.recall_drop_warn_points),
+        recall_drop_error_points=_non_negative(drop.get("error"), "checks.retrieval.drop_points.error",
+                                               d.recall_drop_error_points),
+        min_recall=_fraction(ret.get("min_recall"), "checks.retrieval.min_recall", d.min_recall),
+    )
+    for name, low, high in (("checks.staleness.stale_fraction", checks.stale_fraction_warn, checks.stale_fraction_error),
+                            ("checks.staleness.lag_hours", checks.lag_hours_warn, checks.lag_hours_error),
+                            ("checks.retrieval.drop_points", checks.recall_drop_warn_points,
+                             checks.recall_drop_error_points)):
+        if high < low:
+            raise ConfigError(f"{name}.error: must be >= {name}.warn ({low}), got {high}")
+    return checks
 
 
 def load_config(path: str | Path | None = None) -> PlatformConfig:

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+from .checks import ConsistencyError, consistency, model_dimension
 from .chunking import chunk_document
 from .config import ModelConfig, ServingConfig, SourceConfig
 from .documents import Document, Rejected, read_source
@@ -359,11 +360,13 @@ def build_serving_index(
     serving: ServingConfig,
     run_id: str,
     is_default_model: bool,
+    expected_dimension: int | None = None,
 ) -> IndexReport:
     """Index a model version's table and, if it is what serves this source, move the pointer.
 
     A table of a version that does not serve yet is indexed as a shadow candidate; only a
-    migration (after its gate) moves the pointer to it.
+    migration (after its gate) moves the pointer to it. The pointer moves only to a table
+    that passes `checks.consistency` (else ConsistencyError, and the old target keeps serving).
     """
     started = time.perf_counter()
     name = vectors_table_name(source, version_id)
@@ -397,6 +400,10 @@ def build_serving_index(
     tag = f"serve-v{table_version}"
     already_pinned = serves_this and pointer["table_name"] == name and pointer["table_version"] == table_version
     moved = not already_pinned and (serves_this or (pointer is None and is_default_model))
+    if moved:  # blocking check: never point serving at an inconsistent table
+        check = consistency(store, source, version_id, expected_dimension, check_pointer=False)
+        if not check.ok:
+            raise ConsistencyError(check)
     if moved:
         store.set_pointer({
             "source": source, "model_version": version_id, "table_name": name,
@@ -448,5 +455,6 @@ def refresh(
                                load_tokenizer(model))
     embed_report = sync_embeddings(store, source.name, version, get_embedder, run_id,
                                    batch_size=model.batch_size * 8)
-    index_report = build_serving_index(store, source.name, version.version_id, serving, run_id, is_default_model)
+    index_report = build_serving_index(store, source.name, version.version_id, serving, run_id, is_default_model,
+                                       expected_dimension=model_dimension(model))
     return RefreshReport(snap, chunk_report, embed_report, index_report)

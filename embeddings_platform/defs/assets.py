@@ -12,6 +12,7 @@ from dagster import (
     asset,
 )
 
+from ..core.checks import model_dimension
 from ..core.config import PlatformConfig
 from ..core.models import load_tokenizer, model_version
 from ..core.pipeline import (
@@ -173,6 +174,7 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
     report = build_serving_index(
         platform.store(config), source, version_id, config.serving, context.run_id,
         is_default_model=model.name == serving_model_name(config, source),
+        expected_dimension=model_dimension(model),  # the pointer only moves to a consistent table
     )
     return MaterializeResult(
         metadata={

@@ -27,7 +27,7 @@ def materialize_graph(
 
     sync_partitions(instance, config)
     resources = resources or {"platform": PlatformResource(config_path=str(config.config_path))}
-    assets = list(defs.assets)
+    assets = [*defs.assets, *(defs.asset_checks or [])]  # selections include their checks
     results = []
     source_names = sources or [s.name for s in config.sources]
     model_configs = [m for m in config.models if not models or m.name in models]
