@@ -78,7 +78,7 @@ def test_checks_are_registered_partitioned_like_their_assets():
             assert graph.get(spec.key).automation_condition is not None
     blocking = {spec.key.name for c in CHECKS for spec in c.check_specs if spec.blocking}
     assert blocking == {"consistency"}
-    assert [s.name for s in defs.schedules] == ["served_staleness_schedule"]
+    assert "served_staleness_schedule" in [s.name for s in defs.schedules]
 
 
 def test_checks_run_with_the_graph_and_pass_with_numeric_metadata(tmp_path, corpus, embedder):

@@ -79,6 +79,16 @@ class ChecksConfig:
 
 
 @dataclass(frozen=True)
+class RefreshConfig:
+    """How the platform keeps itself current (the `refresh:` section; see docs/refresh.md)."""
+
+    sensor_interval_seconds: int = 30   # how often sources are re-read and compared by content hash
+    freshness_warn_hours: float = 12.0  # an asset not re-checked for this long is WARN in the UI ...
+    freshness_fail_hours: float = 24.0  # ... and FAIL after this long; the sensor re-checks at warn
+    sweep_cron: str = "0 3 * * *"       # the full consistency sweep over every (source, model)
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     storage_uri: str
     sources: tuple[SourceConfig, ...]
@@ -86,6 +96,7 @@ class PlatformConfig:
     serving: ServingConfig = ServingConfig()
     config_path: Path | None = None
     checks: ChecksConfig = ChecksConfig()
+    refresh: RefreshConfig = RefreshConfig()
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -198,7 +209,7 @@ def parse_config(raw: Any, base_dir: Path, config_path: Path | None = None) -> P
     """Validate a config mapping (as loaded from YAML) into a PlatformConfig."""
     if not isinstance(raw, dict):
         raise ConfigError("config: expected a mapping with storage, sources and models")
-    unknown = set(raw) - {"storage", "sources", "models", "chunking", "serving", "checks"}
+    unknown = set(raw) - {"storage", "sources", "models", "chunking", "serving", "checks", "refresh"}
     if unknown:
         raise ConfigError(f"config: unknown top-level keys {sorted(unknown)}; remove them")
     storage = raw.get("storage") or {}
@@ -219,7 +230,33 @@ def parse_config(raw: Any, base_dir: Path, config_path: Path | None = None) -> P
         ann_min_rows=_positive_int(serving_raw.get("ann_min_rows", 20000), "serving.ann_min_rows"),
         retention_hours=float(serving_raw.get("retention_hours", 48)),
     )
-    return PlatformConfig(uri, sources, models, serving, config_path, checks=_parse_checks(raw.get("checks")))
+    return PlatformConfig(uri, sources, models, serving, config_path, checks=_parse_checks(raw.get("checks")),
+                          refresh=_parse_refresh(raw.get("refresh")))
+
+
+def _parse_refresh(raw: Any) -> RefreshConfig:
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError("refresh: expected a mapping (sensor_interval_seconds, freshness, sweep_cron)")
+    unknown = set(raw) - {"sensor_interval_seconds", "freshness", "sweep_cron"}
+    if unknown:
+        raise ConfigError(f"refresh: unknown keys {sorted(unknown)}; use sensor_interval_seconds, freshness, sweep_cron")
+    default = RefreshConfig()
+    freshness = raw.get("freshness") or {}
+    if not isinstance(freshness, dict):
+        raise ConfigError("refresh.freshness: expected {warn_hours: H, fail_hours: H}")
+    warn = float(freshness.get("warn_hours", default.freshness_warn_hours))
+    fail = float(freshness.get("fail_hours", default.freshness_fail_hours))
+    if not 0 < warn <= fail:
+        raise ConfigError(f"refresh.freshness: need 0 < warn_hours <= fail_hours, got {warn} and {fail}")
+    cron = str(raw.get("sweep_cron", default.sweep_cron))
+    if len(cron.split()) != 5:
+        raise ConfigError(f"refresh.sweep_cron: {cron!r} is not a 5-field cron expression")
+    return RefreshConfig(
+        sensor_interval_seconds=_positive_int(raw.get("sensor_interval_seconds", default.sensor_interval_seconds),
+                                              "refresh.sensor_interval_seconds"),
+        freshness_warn_hours=warn, freshness_fail_hours=fail, sweep_cron=cron,
+    )
 
 
 def _fraction(raw: Any, where: str, default: float) -> float:

@@ -215,6 +215,9 @@ def _update_columns(table, rows: list[dict], columns: dict[str, pa.DataType]) ->
 
 # --- embeddings --------------------------------------------------------------------------
 
+# Columns a vector copies from its chunk that can change without the chunk text changing.
+LINEAGE_OF_TEXT = ("doc_sha256", "source_snapshot", "metadata_json")
+
 
 @dataclass
 class EmbedReport:
@@ -259,10 +262,11 @@ def sync_embeddings(
     chunks = Store.read(store.table(chunk_table_name)).to_pylist()
     name = vectors_table_name(source, version_id)
     table = store.table(name) if store.has_table(name) else None
-    existing = Store.read(table, ["chunk_id", "metadata_json"]).to_pylist() if table is not None else []
-    existing_meta = {r["chunk_id"]: r["metadata_json"] for r in existing}
+    existing = Store.read(table, ["chunk_id", *LINEAGE_OF_TEXT]).to_pylist() if table is not None else []
+    existing_meta = {r["chunk_id"]: tuple(r[c] for c in LINEAGE_OF_TEXT) for r in existing}
     current_ids = {c["chunk_id"] for c in chunks}
-    todo = [c for c in chunks if c["chunk_id"] not in existing_meta]
+    # Longest first: batches of similar length pad less, as encode() over the whole list would.
+    todo = sorted((c for c in chunks if c["chunk_id"] not in existing_meta), key=lambda c: -len(c["text"]))
     embedder: Embedder | None = None
     calls_before = 0
     embed_seconds = 0.0
@@ -290,12 +294,14 @@ def sync_embeddings(
     drift: list[dict] = []
     if table is not None:
         deleted = store.delete_where_in(table, "chunk_id", [c for c in existing_meta if c not in current_ids])
+        # Same chunk text under a new document version or new metadata: the vector stays (it
+        # embeds identical text); its lineage moves to the document version it now stands for.
         drift = [
-            {"chunk_id": c["chunk_id"], "metadata_json": c["metadata_json"]}
+            {"chunk_id": c["chunk_id"], **{col: c[col] for col in LINEAGE_OF_TEXT}}
             for c in chunks
-            if c["chunk_id"] in existing_meta and existing_meta[c["chunk_id"]] != c["metadata_json"]
+            if c["chunk_id"] in existing_meta and existing_meta[c["chunk_id"]] != tuple(c[col] for col in LINEAGE_OF_TEXT)
         ]
-        _update_columns(table, drift, {"metadata_json": pa.string()})
+        _update_columns(table, drift, {col: pa.string() for col in LINEAGE_OF_TEXT})
     return EmbedReport(
         source=source, model_version=version_id, embedded=len(todo), skipped=len(chunks) - len(todo),
         deleted=deleted, metadata_updated=len(drift),

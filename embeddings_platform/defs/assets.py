@@ -4,16 +4,19 @@ Each asset reads resources, calls one core function, and reports numbers the UI 
 """
 
 
+from datetime import timedelta
+
 from dagster import (
     AssetExecutionContext,
     DataVersion,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
 from ..core.checks import model_dimension
-from ..core.config import PlatformConfig
+from ..core.config import PlatformConfig, RefreshConfig, load_config
 from ..core.models import load_tokenizer, model_version
 from ..core.pipeline import (
     build_serving_index,
@@ -22,11 +25,29 @@ from ..core.pipeline import (
     take_snapshot,
 )
 from ..core.serving import registered_model_for
+from ..core.store import chunks_table_name
+from .conditions import ON_UPSTREAM_CHANGE
 from .partitions import source_model_partitions, source_partitions
 from .resources import PlatformResource
 
 OWNERS = ["team:ml-platform"]
 GROUP = "embeddings"
+
+
+def _refresh_config() -> RefreshConfig:
+    try:
+        return load_config().refresh
+    except Exception:  # noqa: BLE001 - a broken registry is reported by the sensor and assets
+        return RefreshConfig()
+
+
+_REFRESH = _refresh_config()
+# Every asset must have been (re-)checked within the window: the refresh sensor re-checks a
+# source at the warn window, so FAIL in the UI means the re-checks themselves are failing.
+FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=_REFRESH.freshness_fail_hours),
+    warn_window=timedelta(hours=_REFRESH.freshness_warn_hours),
+)
 
 
 def _markdown_table(rows: dict[str, object]) -> MetadataValue:
@@ -49,6 +70,7 @@ def _grid(context: AssetExecutionContext) -> tuple[str, str]:
     group_name=GROUP,
     kinds={"python", "lancedb"},
     owners=OWNERS,
+    freshness_policy=FRESHNESS,
     description=(
         "Immutable, content-addressed snapshot of one registered source: every document "
         "validated and hashed; bad documents quarantined with a reason."
@@ -79,6 +101,8 @@ def source_snapshot(context: AssetExecutionContext, platform: PlatformResource) 
     partitions_def=source_partitions,
     deps=[source_snapshot],
     group_name=GROUP,
+    automation_condition=ON_UPSTREAM_CHANGE,
+    freshness_policy=FRESHNESS,
     kinds={"python", "lancedb"},
     owners=OWNERS,
     description=(
@@ -111,10 +135,28 @@ def chunks(context: AssetExecutionContext, platform: PlatformResource) -> Materi
     )
 
 
+def _ensure_chunks_for_strategy(context: AssetExecutionContext, store, source: str, model) -> None:
+    """A newly registered model may chunk differently: cut its chunks before embedding.
+
+    The chunks asset keeps every registered strategy current; this covers only the first
+    run of a new model version, which can be triggered before chunks re-runs.
+    """
+    version = model_version(model)
+    if store.has_table(chunks_table_name(source, version.chunking_strategy)):
+        return
+    snapshot = store.latest_snapshot(source)
+    if snapshot is None:
+        raise LookupError(f"source {source!r} has no snapshot; materialize source_snapshot first")
+    report = sync_chunks(store, source, snapshot["snapshot_id"], model, version.chunking_strategy, load_tokenizer(model))
+    context.log.info(f"new chunking strategy {version.chunking_strategy}: wrote {report.chunks_written} chunks")
+
+
 @asset(
     partitions_def=source_model_partitions,
     deps=[chunks],
     group_name=GROUP,
+    automation_condition=ON_UPSTREAM_CHANGE,
+    freshness_policy=FRESHNESS,
     kinds={"python", "lancedb"},
     owners=OWNERS,
     description=(
@@ -128,12 +170,14 @@ def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> Ma
     source, version_id = _grid(context)
     model = registered_model_for(config, version_id)
     version = model_version(model)
+    store = platform.store(config)
+    _ensure_chunks_for_strategy(context, store, source, model)
 
     def log_progress(done: int, total: int, seconds: float) -> None:
         context.log.info(f"embedded {done}/{total} chunks ({done / max(seconds, 1e-9):.1f} chunks/s)")
 
     report = sync_embeddings(
-        platform.store(config), source, version, lambda: platform.embedder(model), context.run_id,
+        store, source, version, lambda: platform.embedder(model), context.run_id,
         batch_size=model.batch_size * 8, progress=log_progress,
     )
     counts = {"embedded": report.embedded, "skipped": report.skipped, "deleted": report.deleted,
@@ -159,6 +203,8 @@ def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> Ma
     partitions_def=source_model_partitions,
     deps=[embeddings],
     group_name=GROUP,
+    automation_condition=ON_UPSTREAM_CHANGE,
+    freshness_policy=FRESHNESS,
     kinds={"python", "lancedb"},
     owners=OWNERS,
     description=(

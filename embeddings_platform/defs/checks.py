@@ -29,6 +29,7 @@ from ..core.config import load_config
 from ..core.evaluation import labelled_queries
 from ..core.serving import registered_model_for
 from .assets import embeddings, serving_index
+from .conditions import ON_UPSTREAM_CHANGE
 from .partitions import grid_key, source_model_partitions
 from .resources import PlatformResource
 
@@ -39,11 +40,7 @@ try:  # partitioned asset checks are a preview feature in dagster 1.13
 except ImportError:  # pragma: no cover - older/newer dagster
     pass
 
-# eager(), but only when the checked partition's data version changed: a rerun that changed
-# nothing (same `version@table_version`) does not re-trigger the checks (eager() alone would).
-AFTER_MATERIALIZATION = AutomationCondition.eager().replace(
-    "any_deps_updated", AutomationCondition.any_deps_match(AutomationCondition.data_version_changed())
-).with_label("eager_on_data_version_change")
+AFTER_MATERIALIZATION = ON_UPSTREAM_CHANGE
 
 
 def _grid(context: AssetCheckExecutionContext) -> tuple[str, str]:

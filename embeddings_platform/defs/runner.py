@@ -43,3 +43,52 @@ def materialize_graph(
                 instance=instance, resources=resources, raise_on_error=raise_on_error,
             ))
     return results
+
+
+GRAPH_ORDER = ("source_snapshot", "chunks", "embeddings", "serving_index")
+
+
+def run_sensor_requests(instance: DagsterInstance, sensor_result, resources: dict) -> list:
+    """Execute a sensor's run requests in-process, as the daemon would launch them."""
+    from ..definitions import defs
+
+    if sensor_result is None or not getattr(sensor_result, "run_requests", None):
+        return []
+    for request in sensor_result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    results = []
+    for request in sensor_result.run_requests:
+        job = defs.resolve_job_def(request.job_name)
+        selection = [key.to_user_string() for key in job.asset_layer.executable_asset_keys]
+        results.append(materialize(
+            [*defs.assets, *(defs.asset_checks or [])], selection=selection, partition_key=request.partition_key,
+            instance=instance, resources=resources, tags=dict(request.tags),
+        ))
+    return results
+
+
+def run_automation_until_quiet(instance: DagsterInstance, resources: dict, cursor=None, max_ticks: int = 10):
+    """Tick the automation conditions and run what they request until nothing is requested.
+
+    In-process stand-in for the daemon's `embeddings_automation` sensor (tests, benchmarks).
+    Returns (per tick {asset: sorted requested partition keys}, cursor for the next call).
+    """
+    from dagster import AssetKey, evaluate_automation_conditions
+
+    from ..definitions import defs
+
+    assets = [*defs.assets, *(defs.asset_checks or [])]
+    ticks = []
+    for _ in range(max_ticks):
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        requested = {name: sorted(result.get_requested_partitions(AssetKey(name))) for name in GRAPH_ORDER}
+        requested = {name: keys for name, keys in requested.items() if keys}
+        ticks.append(requested)
+        if not requested:
+            return ticks, cursor
+        for name in GRAPH_ORDER:
+            for key in requested.get(name, []):
+                materialize(assets, selection=[name], partition_key=key, instance=instance,
+                            resources=resources, tags={"dagster/from_automation_condition": "true"})
+    raise RuntimeError(f"automation still requesting work after {max_ticks} ticks: {ticks[-1]}")

@@ -1,0 +1,234 @@
+"""Refresh without anyone pressing a button: the change sensor, automation, freshness re-checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+
+from embeddings_platform.core.config import load_config
+from embeddings_platform.core.models import model_version
+from embeddings_platform.core.refresh import RefreshCursor, changed, recheck_due
+from embeddings_platform.core.serving import search
+from embeddings_platform.core.store import Store, vectors_table_name
+from embeddings_platform.definitions import defs
+from embeddings_platform.defs.partitions import grid_key
+from embeddings_platform.defs.resources import PlatformResource
+from embeddings_platform.defs.runner import materialize_graph, run_automation_until_quiet, run_sensor_requests
+from embeddings_platform.defs.sensors import source_change_sensor
+
+from .conftest import write_config, write_corpus
+
+
+def _query(embedder, text):
+    return lambda _version_id: embedder.embed([text])[0]
+
+
+def _requested(ticks: list[dict]) -> dict[str, list[str]]:
+    """Every partition requested over several automation ticks, per asset."""
+    merged: dict[str, set[str]] = {}
+    for tick in ticks:
+        for asset, keys in tick.items():
+            merged.setdefault(asset, set()).update(keys)
+    return {asset: sorted(keys) for asset, keys in merged.items()}
+
+
+# --- pure decisions ---------------------------------------------------------------------
+
+
+def test_change_is_judged_against_the_store_and_what_was_already_requested():
+    cursor = RefreshCursor()
+    assert not changed("a", "fp1", cursor, recorded_snapshot="fp1")  # current: nothing to do
+    assert changed("a", "fp2", cursor, recorded_snapshot="fp1")  # content differs from the store
+    assert changed("a", "fp1", cursor, recorded_snapshot=None)  # never snapshotted
+    cursor.fingerprints["a"] = "fp2"
+    assert not changed("a", "fp2", cursor, recorded_snapshot="fp1")  # already requested, run pending
+    restored = RefreshCursor.parse(cursor.serialize())
+    assert restored.fingerprints == {"a": "fp2"}
+    assert RefreshCursor.parse("not json").fingerprints == {}
+
+
+def test_recheck_is_due_only_past_the_window():
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    window = timedelta(hours=12)
+    assert recheck_due(None, now, window)
+    assert not recheck_due(now - timedelta(hours=11), now, window)
+    assert recheck_due(now - timedelta(hours=12), now, window)
+
+
+# --- Dagster: sensor and automation -------------------------------------------------------
+
+
+@pytest.fixture
+def env_config(config_path, monkeypatch):
+    """The Definitions' own resource reads the registry from the environment, as in production."""
+    monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(config_path))
+    return config_path
+
+
+@pytest.fixture
+def built(env_config, config):
+    instance = DagsterInstance.ephemeral()
+    resources = {"platform": PlatformResource(config_path=str(env_config))}
+    assert all(r.success for r in materialize_graph(instance, config, resources=resources))
+    return instance, resources
+
+
+def _tick(instance, cursor=None):
+    context = build_sensor_context(instance=instance, cursor=cursor, resources={"platform": PlatformResource()})
+    result = source_change_sensor(context)
+    return result, context.cursor
+
+
+def _requests(result):
+    return result.run_requests if isinstance(result, SensorResult) else []
+
+
+def test_sensor_requests_nothing_when_nothing_changed_even_if_files_were_touched(built, corpus):
+    instance, _ = built
+    result, cursor = _tick(instance)
+    assert isinstance(result, SkipReason)
+    (corpus / "cats.md").write_text((corpus / "cats.md").read_text())  # new mtime, same bytes
+    os.utime(corpus / "dogs.txt")
+    result, _ = _tick(instance, cursor)
+    assert isinstance(result, SkipReason)
+
+
+def test_one_changed_file_requests_one_snapshot_run_for_its_source_and_cursor_survives(built, corpus):
+    instance, _ = built
+    (corpus / "cats.md").write_text("Cats sleep sixteen hours a day.")
+    result, cursor = _tick(instance)
+    requests = _requests(result)
+    assert [(r.job_name, r.partition_key) for r in requests] == [("snapshot_job", "notes")]
+    assert requests[0].tags["embeddings_platform/trigger"] == "content-change"
+    # a restarted daemon resumes from the stored cursor: the pending change is not requested twice
+    again, _ = _tick(instance, cursor)
+    assert isinstance(again, SkipReason)
+
+
+def test_a_newly_registered_source_becomes_a_partition_and_is_filled(built, tmp_path, env_config, corpus, embedder):
+    instance, resources = built
+    _, automation_cursor = run_automation_until_quiet(instance, resources)  # the daemon was already ticking
+    extra = tmp_path / "extra"
+    write_corpus(extra, {"owls.md": "Owls hunt at night and turn their heads far around."})
+    write_config(env_config, [{"name": "notes", "kind": "folder", "path": str(corpus)},
+                              {"name": "birds", "kind": "folder", "path": str(extra)}])
+    result, _ = _tick(instance)
+    assert [r.partitions_def_name for r in result.dynamic_partitions_requests] == ["source"]
+    assert list(result.dynamic_partitions_requests[0].partition_keys) == ["birds"]
+    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("snapshot_job", "birds")]
+    run_sensor_requests(instance, result, resources)
+    ticks, _ = run_automation_until_quiet(instance, resources, automation_cursor)
+    config = load_config(env_config)
+    version_id = model_version(config.models[0]).version_id
+    bird_cell = str(grid_key("birds", version_id))
+    assert ticks[0] == {"chunks": ["birds"]}
+    assert _requested(ticks[1:]) == {"embeddings": [bird_cell], "serving_index": [bird_cell]}
+    hits = search(Store(config.storage_uri), "birds", "owls at night", 1, _query(embedder, "owls at night"))
+    assert hits[0].doc_id == "owls.md"
+
+
+def test_freshness_recheck_requests_only_the_partitions_past_their_window(built, env_config, corpus, config):
+    instance, _ = built
+    raw = {"storage": {"uri": config.storage_uri}, "sources": [{"name": "notes", "kind": "folder", "path": str(corpus)}],
+           "models": [{"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16,
+                       "chunking": {"max_tokens": 12, "overlap": 3}}],
+           "refresh": {"freshness": {"warn_hours": 0.000001, "fail_hours": 1}}}
+    env_config.write_text(json.dumps(raw))
+    result, _ = _tick(instance)
+    key = str(grid_key("notes", model_version(config.models[0]).version_id))
+    assert sorted((r.job_name, r.partition_key) for r in result.run_requests) == [
+        ("recheck_grid_job", key), ("recheck_source_job", "notes")]
+    assert all(r.tags["embeddings_platform/trigger"] == "freshness-recheck" for r in result.run_requests)
+
+
+def test_automation_carries_a_change_down_only_its_own_partitions(tmp_path, monkeypatch, embedder):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_corpus(a, {"one.md": "alpha beta gamma", "two.md": "delta epsilon"})
+    write_corpus(b, {"three.md": "zeta eta theta"})
+    path = write_config(tmp_path / "platform.yaml", [{"name": "a", "kind": "folder", "path": str(a)},
+                                                     {"name": "b", "kind": "folder", "path": str(b)}])
+    monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(path))
+    config = load_config(path)
+    instance = DagsterInstance.ephemeral()
+    resources = {"platform": PlatformResource(config_path=str(path))}
+    materialize_graph(instance, config, resources=resources)
+    _, cursor = run_automation_until_quiet(instance, resources)  # settle: everything is current
+
+    # an unchanged rematerialization of b's snapshot requests nothing downstream
+    result, sensor_cursor = _tick(instance)
+    assert isinstance(result, SkipReason)
+    from dagster import materialize
+
+    materialize(defs.assets, selection=["source_snapshot"], partition_key="b", instance=instance, resources=resources)
+    ticks, cursor = run_automation_until_quiet(instance, resources, cursor)
+    assert ticks == [{}]
+
+    # a change in a requests a's chunks, then a's embeddings and index, never b's
+    (a / "two.md").write_text("delta epsilon and a brand new sentence")
+    result, _ = _tick(instance, sensor_cursor)
+    run_sensor_requests(instance, result, resources)
+    ticks, _ = run_automation_until_quiet(instance, resources, cursor)
+    cell = str(grid_key("a", model_version(config.models[0]).version_id))
+    assert ticks[0] == {"chunks": ["a"]}
+    assert _requested(ticks[1:]) == {"embeddings": [cell], "serving_index": [cell]}
+    assert ticks[-1] == {}
+
+
+def test_edit_delete_add_reach_search_embedding_only_what_changed(built, corpus, config, embedder):
+    instance, resources = built
+    _, automation_cursor = run_automation_until_quiet(instance, resources)
+    version = model_version(config.models[0])
+    table = Store(config.storage_uri).table(vectors_table_name("notes", version.version_id))
+    before = {r["chunk_id"] for r in table.to_arrow().select(["chunk_id"]).to_pylist()}
+    texts_before = embedder.texts_embedded
+
+    (corpus / "cats.md").write_text("Cats are small domesticated carnivorous mammals. Cats adore cardboard boxes.")
+    (corpus / "dogs.txt").unlink()
+    (corpus / "ferns.md").write_text("Ferns reproduce with spores instead of seeds.")
+    result, _ = _tick(instance)
+    run_sensor_requests(instance, result, resources)
+    run_automation_until_quiet(instance, resources, automation_cursor)
+
+    table.checkout_latest()
+    after = table.to_arrow().select(["chunk_id", "doc_id", "text"]).to_pylist()
+    new_chunks = [r for r in after if r["chunk_id"] not in before]
+    assert {r["doc_id"] for r in new_chunks} == {"cats.md", "ferns.md"}
+    assert embedder.texts_embedded - texts_before == len(new_chunks)  # only the changed chunks
+    assert "dogs.txt" not in {r["doc_id"] for r in after}
+
+    store = Store(config.storage_uri)
+
+    def top(text, k):
+        return search(store, "notes", text, k, _query(embedder, text))
+
+    assert top("spores instead of seeds", 1)[0].doc_id == "ferns.md"
+    assert any("cardboard" in hit.text for hit in top("cardboard boxes", 3))
+    assert "dogs.txt" not in {hit.doc_id for hit in top("dog barks fetches sticks", 10)}
+
+
+def test_new_metadata_field_is_backfilled_without_reembedding(tmp_path, monkeypatch, embedder):
+    docs = tmp_path / "docs.jsonl"
+    rows = [{"id": "d1", "text": "solar panels convert light"}, {"id": "d2", "text": "wind turbines spin"}]
+    docs.write_text("\n".join(json.dumps(r) for r in rows))
+    path = write_config(tmp_path / "platform.yaml", [{"name": "energy", "kind": "jsonl", "path": str(docs)}])
+    monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(path))
+    config = load_config(path)
+    instance = DagsterInstance.ephemeral()
+    resources = {"platform": PlatformResource(config_path=str(path))}
+    materialize_graph(instance, config, resources=resources)
+    _, cursor = run_automation_until_quiet(instance, resources)
+    calls = embedder.calls
+
+    docs.write_text("\n".join(json.dumps({**r, "team": "renewables"}) for r in rows))
+    result, _ = _tick(instance)
+    run_sensor_requests(instance, result, resources)
+    run_automation_until_quiet(instance, resources, cursor)
+
+    assert embedder.calls == calls
+    table = Store(config.storage_uri).table(vectors_table_name("energy", model_version(config.models[0]).version_id))
+    metadata = [json.loads(m) for m in table.to_arrow().column("metadata_json").to_pylist()]
+    assert metadata and all(m["team"] == "renewables" for m in metadata)
