@@ -210,6 +210,28 @@ def test_edit_delete_add_reach_search_embedding_only_what_changed(built, corpus,
     assert "dogs.txt" not in {hit.doc_id for hit in top("dog barks fetches sticks", 10)}
 
 
+def test_a_newly_registered_model_fills_a_shadow_index_without_moving_the_pointer(built, env_config, corpus, config):
+    instance, resources = built
+    _, automation_cursor = run_automation_until_quiet(instance, resources)
+    first = model_version(config.models[0]).version_id
+    models = [{"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16,
+               "chunking": {"max_tokens": 12, "overlap": 3}},
+              {"name": "hash-wide", "kind": "hashing", "dimension": 128, "max_seq_length": 24,
+               "chunking": {"max_tokens": 20, "overlap": 4}}]
+    write_config(env_config, [{"name": "notes", "kind": "folder", "path": str(corpus)}], models=models)
+    second = model_version(load_config(env_config).models[1]).version_id
+    result, _ = _tick(instance)
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in result.dynamic_partitions_requests] == [
+        ("model", [second])]
+    run_sensor_requests(instance, result, resources)
+    ticks, _ = run_automation_until_quiet(instance, resources, automation_cursor)
+    cell = str(grid_key("notes", second))
+    assert _requested(ticks) == {"embeddings": [cell], "serving_index": [cell]}
+    store = Store(config.storage_uri)
+    assert store.table(vectors_table_name("notes", second)).count_rows() > 0  # its own chunks, its own table
+    assert store.pointer("notes")["model_version"] == first  # a shadow: only a migration swaps it in
+
+
 def test_new_metadata_field_is_backfilled_without_reembedding(tmp_path, monkeypatch, embedder):
     docs = tmp_path / "docs.jsonl"
     rows = [{"id": "d1", "text": "solar panels convert light"}, {"id": "d2", "text": "wind turbines spin"}]

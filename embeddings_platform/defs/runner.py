@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import AssetSelection, DagsterInstance, SensorResult, materialize
 
 from ..core.config import PlatformConfig
 from ..core.models import model_version
@@ -52,12 +52,12 @@ def run_sensor_requests(instance: DagsterInstance, sensor_result, resources: dic
     """Execute a sensor's run requests in-process, as the daemon would launch them."""
     from ..definitions import defs
 
-    if sensor_result is None or not getattr(sensor_result, "run_requests", None):
+    if not isinstance(sensor_result, SensorResult):  # a SkipReason
         return []
     for request in sensor_result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     results = []
-    for request in sensor_result.run_requests:
+    for request in sensor_result.run_requests or []:
         job = defs.resolve_job_def(request.job_name)
         selection = [key.to_user_string() for key in job.asset_layer.executable_asset_keys]
         results.append(materialize(

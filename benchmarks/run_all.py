@@ -1,0 +1,52 @@
+"""`make bench`: run every benchmark in turn; each rewrites its own section of RESULTS.md.
+
+    .venv/bin/python benchmarks/run_all.py            # everything (about an hour on 2 cores)
+    .venv/bin/python benchmarks/run_all.py scifact    # only the steps whose name contains 'scifact'
+
+Benchmarks run one after another, never in parallel: they measure wall time on a shared
+machine and each uses both cores.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+STEPS: list[tuple[str, list[str]]] = [
+    ("scifact", ["bench_scifact.py"]),
+    ("checks-scifact", ["bench_checks.py", "scifact"]),
+    ("checks-synthetic-1m", ["bench_checks.py", "synthetic-build"]),
+    ("checks-synthetic-1m-run", ["bench_checks.py", "synthetic"]),
+    ("checks-report", ["bench_checks.py", "report"]),
+    ("migration", ["bench_migration.py"]),
+    ("robustness", ["bench_robustness.py"]),
+    ("scale", ["bench_scale.py"]),
+]
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv[1:]
+    failed = []
+    for name, command in STEPS:
+        if wanted and not any(w in name for w in wanted):
+            continue
+        script = HERE / command[0]
+        if not script.exists():
+            print(f"== {name}: {script.name} not present, skipped", flush=True)
+            continue
+        print(f"== {name}: {' '.join(command)}", flush=True)
+        started = time.perf_counter()
+        code = subprocess.call([sys.executable, str(script), *command[1:]])
+        print(f"== {name}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
+        if code:
+            failed.append(name)
+    print("== results: benchmarks/RESULTS.md" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
