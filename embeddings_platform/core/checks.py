@@ -36,6 +36,7 @@ from lancedb.expr import col, lit
 
 from .config import ChecksConfig, ModelConfig
 from .evaluation import LabelledQuery, evaluate, table_retriever
+from .sharding import parse_key as parse_shard_key
 from .store import Store, chunks_table_name, utcnow, vectors_table_name
 
 OK, WARN, ERROR = "ok", "warn", "error"
@@ -229,7 +230,7 @@ def consistency(
     report = ConsistencyReport(source, version_id, name, int(table.version))
     problems = report.problems
 
-    rows = Store.read(table, ["chunk_id", "model_version"])
+    rows = Store.read(table, ["chunk_id", "doc_id", "model_version"])
     report.vectors = rows.num_rows
     counts = pc.value_counts(rows.column("model_version")).to_pylist()
     report.model_versions = len(counts)
@@ -268,8 +269,12 @@ def consistency(
     # changed later (or a pinned version older than the newest) is pending work: staleness.
     newest = version is None or version == store.db.open_table(name).version
     report.counts_compared = newest and (chunk_table is None or _version_time(chunk_table) <= _version_time(table))
-    if report.counts_compared and report.chunks != report.vectors:
-        problems.append(f"{report.chunks} chunks but {report.vectors} vectors")
+    chunks_here, vectors_here = report.chunks, report.vectors
+    if parse_shard_key(source).count > 1 and chunk_table is not None:  # other shards may be mid-way
+        chunks_here = shard_rows(Store.read(chunk_table, ["doc_id"]), source).num_rows
+        vectors_here = shard_rows(rows, source).num_rows
+    if report.counts_compared and chunks_here != vectors_here:
+        problems.append(f"{chunks_here} chunks but {vectors_here} vectors")
 
     pointer = store.pointer(source)
     if pointer is not None and (pointer["table_name"] == name or pointer["model_version"] == version_id):
@@ -343,6 +348,14 @@ def _version_time(table) -> datetime:
     return utcnow()
 
 
+def shard_rows(rows: pa.Table, source: str) -> pa.Table:
+    """The rows (with a doc_id column) that belong to the shard `source` names; all if unsharded."""
+    shard = parse_shard_key(source)
+    if shard.count == 1:
+        return rows
+    return rows.filter(pa.array([shard.holds(d) for d in rows.column("doc_id").to_pylist()], pa.bool_()))
+
+
 def _snapshots(store: Store, source: str) -> list[dict[str, Any]]:
     if not store.has_table("snapshots"):
         return []
@@ -378,12 +391,13 @@ def staleness(
     version, served = _resolve_version(store, source, name, at)
     table = _open_version(store, name, version)
     report = StalenessReport(source, version_id, name, int(table.version), served=served)
-    vectors = Store.read(table, ["chunk_id", "doc_id", "chunk_sha256", "doc_sha256"])
+    # A shard answers for its own documents of the table its source's shards share.
+    vectors = shard_rows(Store.read(table, ["chunk_id", "doc_id", "chunk_sha256", "doc_sha256"]), source)
     report.vectors = vectors.num_rows
     strategy, _ = _strategy_of(store, source, table)
     chunk_table = _chunks_table(store, source, strategy)
     chunk_columns = ["chunk_id", "doc_id", "chunk_sha256", "doc_sha256"]
-    chunks = (Store.read(chunk_table, chunk_columns) if chunk_table is not None
+    chunks = (shard_rows(Store.read(chunk_table, chunk_columns), source) if chunk_table is not None
               else pa.table({c: pa.array([], pa.string()) for c in chunk_columns}))
     report.chunks = chunks.num_rows
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .sharding import parse_key as parse_shard_key, shard_keys
 
 CONFIG_ENV = "EMBEDDINGS_PLATFORM_CONFIG"
 STORAGE_ENV = "EMBEDDINGS_PLATFORM_STORAGE_URI"
@@ -34,6 +36,15 @@ class SourceConfig:
     path: Path | None = None
     canary: Path | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shards(self) -> int:
+        return int(self.options.get("shards", 1))
+
+    @property
+    def partition_keys(self) -> list[str]:
+        """One `source` partition per shard (just the name when unsharded)."""
+        return shard_keys(self.name, self.shards)
 
 
 @dataclass(frozen=True)
@@ -99,9 +110,13 @@ class PlatformConfig:
     refresh: RefreshConfig = RefreshConfig()
 
     def source(self, name: str) -> SourceConfig:
+        """A registered source by name, or one shard of it by its partition key."""
+        shard = parse_shard_key(name)
         for source in self.sources:
             if source.name == name:
                 return source
+            if source.name == shard.source and shard.count == source.shards > 1:
+                return replace(source, name=name)
         known = ", ".join(s.name for s in self.sources) or "none"
         raise ConfigError(f"sources: no source named {name!r} (registered: {known})")
 
@@ -170,6 +185,8 @@ def _parse_source(raw: Any, index: int, base: Path, seen: set[str]) -> SourceCon
     canary = _resolve(base, raw["canary"], f"{where}.canary") if raw.get("canary") else None
     known = {"name", "kind", "path", "canary"}
     options = {k: v for k, v in raw.items() if k not in known}
+    if "shards" in options:
+        options["shards"] = _positive_int(options["shards"], f"{where}.shards")
     return SourceConfig(name=name, kind=kind, path=path, canary=canary, options=options)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import SourceConfig
+from .sharding import parse_key as parse_shard_key
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
@@ -184,7 +185,10 @@ def read_source(source: SourceConfig) -> tuple[list[Document], list[Rejected]]:
     """Read and validate a whole source; duplicates of a doc id are quarantined, not merged."""
     good: dict[str, Document] = {}
     rejected: list[Rejected] = []
+    shard = parse_shard_key(source.name)  # a shard reads only its own documents
     for raw in read_raw(source):
+        if not shard.holds(raw.doc_id):
+            continue
         if "_reject" in raw.metadata:
             rejected.append(Rejected(raw.doc_id, raw.metadata["_reject"]))
             continue

@@ -18,6 +18,7 @@ import pyarrow as pa
 from .checks import ConsistencyError, consistency, model_dimension
 from .chunking import chunk_document
 from .config import ModelConfig, ServingConfig, SourceConfig
+from .sharding import owner, parse_key as parse_shard_key
 from .documents import Document, Rejected, read_source
 from .models import Embedder, ModelVersion, Tokenizer, chunk_window, load_tokenizer, model_version
 from .store import (
@@ -166,7 +167,9 @@ def sync_chunks(
     if not manifest:
         raise LookupError(f"snapshot {snapshot_id!r} of source {source!r} is not recorded; materialize source_snapshot first")
     table = store.table(chunks_table_name(source, strategy), CHUNKS, "chunk_id")
-    existing = Store.read(table, ["chunk_id", "doc_id", "doc_sha256", "metadata_json"]).to_pylist()
+    shard = parse_shard_key(source)  # a shard owns only its documents' rows of the shared table
+    existing = [r for r in Store.read(table, ["chunk_id", "doc_id", "doc_sha256", "metadata_json"]).to_pylist()
+                if shard.holds(r["doc_id"])]
     existing_sha: dict[str, str] = {}
     for row in existing:
         existing_sha.setdefault(row["doc_id"], row["doc_sha256"])
@@ -178,7 +181,7 @@ def sync_chunks(
         sha, meta = manifest[doc_id]
         for chunk in chunk_document(doc_id, texts[sha], tokenizer, window, model.chunking.overlap, strategy):
             new_rows.append({
-                "chunk_id": chunk.chunk_id, "doc_id": doc_id, "source": source,
+                "chunk_id": chunk.chunk_id, "doc_id": doc_id, "source": shard.source,
                 "chunk_index": chunk.chunk_index, "text": chunk.text, "chunk_sha256": chunk.chunk_sha256,
                 "doc_sha256": sha, "chunking_strategy": strategy, "source_snapshot": snapshot_id,
                 "metadata_json": meta,
@@ -259,10 +262,12 @@ def sync_embeddings(
     chunk_table_name = chunks_table_name(source, version.chunking_strategy)
     if not store.has_table(chunk_table_name):
         raise LookupError(f"no chunks for source {source!r} and strategy {version.chunking_strategy!r}; materialize chunks first")
-    chunks = Store.read(store.table(chunk_table_name)).to_pylist()
+    shard = parse_shard_key(source)  # a shard owns only its documents' rows of the shared tables
+    chunks = [c for c in Store.read(store.table(chunk_table_name)).to_pylist() if shard.holds(c["doc_id"])]
     name = vectors_table_name(source, version_id)
     table = store.table(name) if store.has_table(name) else None
-    existing = Store.read(table, ["chunk_id", *LINEAGE_OF_TEXT]).to_pylist() if table is not None else []
+    existing = ([r for r in Store.read(table, ["chunk_id", "doc_id", *LINEAGE_OF_TEXT]).to_pylist() if shard.holds(r["doc_id"])]
+                if table is not None else [])
     existing_meta = {r["chunk_id"]: tuple(r[c] for c in LINEAGE_OF_TEXT) for r in existing}
     current_ids = {c["chunk_id"] for c in chunks}
     # Longest first: batches of similar length pad less, as encode() over the whole list would.
@@ -390,18 +395,18 @@ def build_serving_index(
     # Indexing bumps the table version and tags it; a tag on the current version means
     # nothing was written since the last build, so there is nothing to rebuild.
     rebuilt = f"serve-v{table.version}" not in table.tags.list()
-    if rebuilt:
+    if rebuilt:  # the shards of a source may index their shared table at the same time
         if rows >= serving.ann_min_rows:
-            table.create_index(
+            retry_on_conflict(lambda: table.create_index(
                 metric="cosine", index_type="IVF_HNSW_SQ", vector_column_name="vector",
                 num_partitions=max(1, rows // 8192), replace=True,
-            )
+            ))
         else:
             for index_name in _vector_index_names(table):
-                table.drop_index(index_name)
+                retry_on_conflict(lambda n=index_name: table.drop_index(n))
         if rows:
-            table.create_fts_index("text", replace=True)
-        table.tags.create(f"serve-v{table.version}", table.version)
+            retry_on_conflict(lambda: table.create_fts_index("text", replace=True))
+        _tag(table, table.version)
     table_version = table.version
     tag = f"serve-v{table_version}"
     already_pinned = serves_this and pointer["table_name"] == name and pointer["table_version"] == table_version
@@ -410,17 +415,26 @@ def build_serving_index(
         check = consistency(store, source, version_id, expected_dimension, check_pointer=False)
         if not check.ok:
             raise ConsistencyError(check)
-    if moved:
-        store.set_pointer({
-            "source": source, "model_version": version_id, "table_name": name,
+    if moved:  # a refresh only ever moves forward: a slower shard cannot pin an older version
+        moved = store.set_pointer({
+            "source": owner(source), "model_version": version_id, "table_name": name,
             "table_version": table_version, "tag": tag, "swapped_at": utcnow(), "run_id": run_id,
             "reason": "refresh" if serves_this else "initial",
-        })
+        }, only_forward=True)
     return IndexReport(
         source, version_id, name, table_version, rows, _index_type(table), moved,
         version_id if (moved or serves_this) else (pointer["model_version"] if pointer else None),
         time.perf_counter() - started, rebuilt=rebuilt,
     )
+
+
+def _tag(table, version: int) -> None:
+    """Tag a version for serving (keeps cleanup from deleting it); another shard may have."""
+    try:
+        table.tags.create(f"serve-v{version}", version)
+    except (ValueError, OSError, RuntimeError) as exc:
+        if "exist" not in str(exc).lower():
+            raise
 
 
 def _index_type(table) -> str:

@@ -105,7 +105,8 @@ def status(store: Store, config: PlatformConfig) -> list[dict[str, Any]]:
     """Per source x model version: documents, chunks, vectors, table version, what serves."""
     rows = []
     for source in config.sources:
-        snap = store.latest_snapshot(source.name)
+        snaps = [s for s in (store.latest_snapshot(key) for key in source.partition_keys) if s]  # one per shard
+        snap = snaps[0] if len(snaps) == 1 else None
         pointer = store.pointer(source.name)
         for model in config.models:
             version = model_version(model)
@@ -118,9 +119,10 @@ def status(store: Store, config: PlatformConfig) -> list[dict[str, Any]]:
                 "source": source.name,
                 "model": model.name,
                 "model_version": version.version_id,
-                "snapshot": snap["snapshot_id"] if snap else None,
-                "documents": snap["documents"] if snap else 0,
-                "quarantined": snap["quarantined"] if snap else 0,
+                "snapshot": snap["snapshot_id"] if snap else (f"{len(snaps)} shard snapshots" if snaps else None),
+                "shards": source.shards,
+                "documents": sum(s["documents"] for s in snaps),
+                "quarantined": sum(s["quarantined"] for s in snaps),
                 "chunks": ct.count_rows() if ct is not None else 0,
                 "vectors": vt.count_rows() if vt is not None else 0,
                 "table_version": vt.version if vt is not None else None,

@@ -24,6 +24,8 @@ import lancedb
 import pyarrow as pa
 from lancedb.expr import col, lit
 
+from .sharding import owner
+
 T = TypeVar("T")
 
 
@@ -93,11 +95,13 @@ _SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
 def chunks_table_name(source: str, strategy: str) -> str:
-    return f"chunks__{source}__{_SAFE.sub('_', strategy)}"
+    """One chunks table per (source, strategy); the shards of a source share it."""
+    return f"chunks__{owner(source)}__{_SAFE.sub('_', strategy)}"
 
 
 def vectors_table_name(source: str, model_version: str) -> str:
-    return f"vectors__{source}__{_SAFE.sub('_', model_version)}"
+    """One vectors table per (source, model version); the shards of a source share it."""
+    return f"vectors__{owner(source)}__{_SAFE.sub('_', model_version)}"
 
 
 def retry_on_conflict(action: Callable[[], T], attempts: int = 8, base_delay: float = 0.05) -> T:
@@ -220,9 +224,10 @@ class Store:
     # --- serving pointers --------------------------------------------------------------
 
     def pointer(self, source: str) -> dict[str, Any] | None:
+        """The serving pointer of a source (a shard's partition key names its source's)."""
         if not self.has_table("serving_pointers"):
             return None
-        rows = self.read(self.db.open_table("serving_pointers"), where=col("source") == lit(source)).to_pylist()
+        rows = self.read(self.db.open_table("serving_pointers"), where=col("source") == lit(owner(source))).to_pylist()
         return rows[0] if rows else None
 
     def pointers(self) -> list[dict[str, Any]]:
@@ -236,10 +241,29 @@ class Store:
         rows = self.read(self.db.open_table("serving_history"), where=col("source") == lit(source)).to_pylist()
         return sorted(rows, key=lambda r: r["swapped_at"])
 
-    def set_pointer(self, row: dict[str, Any]) -> None:
-        """Move a source's pointer in one commit, after recording the move in history."""
+    def set_pointer(self, row: dict[str, Any], only_forward: bool = False) -> bool:
+        """Move a source's pointer in one commit and record the move in history.
+
+        `only_forward`: move only to a newer version of the same table (or any other table),
+        decided inside the commit, so concurrent refreshes can never pin an older version.
+        Returns whether the pointer moved.
+        """
         history = self.table("serving_history", POINTER_HISTORY, "event_id")
         event = dict(row, event_id=f"{row['source']}:{row['swapped_at'].isoformat()}:{row['table_version']}")
-        self.upsert(history, pa.Table.from_pylist([event], schema=POINTER_HISTORY), "event_id")
         pointers = self.table("serving_pointers", POINTERS, "source")
-        self.upsert(pointers, pa.Table.from_pylist([row], schema=POINTERS), "source")
+        data = pa.Table.from_pylist([row], schema=POINTERS)
+        if not only_forward:
+            self.upsert(history, pa.Table.from_pylist([event], schema=POINTER_HISTORY), "event_id")
+            self.upsert(pointers, data, "source")
+            return True
+        result = retry_on_conflict(
+            lambda: pointers.merge_insert("source")
+            .when_matched_update_all(
+                where="target.table_name != source.table_name OR target.table_version < source.table_version")
+            .when_not_matched_insert_all()
+            .execute(data)
+        )
+        moved = bool(result.num_inserted_rows or result.num_updated_rows)
+        if moved:
+            self.upsert(history, pa.Table.from_pylist([event], schema=POINTER_HISTORY), "event_id")
+        return moved

@@ -12,7 +12,8 @@ source_model_partitions = MultiPartitionsDefinition({"model": model_partitions, 
 
 def registered_partition_keys(config: PlatformConfig) -> tuple[list[str], list[str]]:
     """(source keys, model version keys) the config registers."""
-    return [s.name for s in config.sources], [model_version(m).version_id for m in config.models]
+    sources = [key for s in config.sources for key in s.partition_keys]  # one per shard
+    return sources, [model_version(m).version_id for m in config.models]
 
 
 def grid_key(source: str, version_id: str) -> MultiPartitionKey:

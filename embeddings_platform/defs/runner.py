@@ -29,9 +29,9 @@ def materialize_graph(
     resources = resources or {"platform": PlatformResource(config_path=str(config.config_path))}
     assets = [*defs.assets, *(defs.asset_checks or [])]  # selections include their checks
     results = []
-    source_names = sources or [s.name for s in config.sources]
+    partition_keys = [key for s in config.sources if not sources or s.name in sources for key in s.partition_keys]
     model_configs = [m for m in config.models if not models or m.name in models]
-    for source in source_names:
+    for source in partition_keys:  # a sharded source runs one partition per shard
         results.append(materialize(
             assets, selection=AssetSelection.assets("source_snapshot", "chunks"), partition_key=source,
             instance=instance, resources=resources, raise_on_error=raise_on_error,

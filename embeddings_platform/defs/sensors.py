@@ -97,21 +97,21 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
     now = datetime.now(timezone.utc)
     window = timedelta(hours=config.refresh.freshness_warn_hours)
     runs = []
-    for source in config.sources:
+    for key in sources:  # a sharded source is compared shard by shard: a change runs one shard
         try:
-            fingerprint = source_fingerprint(source)
+            fingerprint = source_fingerprint(config.source(key))
         except Exception as exc:  # noqa: BLE001 - one unreadable source must not stop the others
-            context.log.error(f"source {source.name!r} could not be read: {exc}")
+            context.log.error(f"source {key!r} could not be read: {exc}")
             continue
-        latest = store.latest_snapshot(source.name)
-        if changed(source.name, fingerprint, cursor, latest["snapshot_id"] if latest else None):
-            cursor.fingerprints[source.name] = fingerprint
+        latest = store.latest_snapshot(key)
+        if changed(key, fingerprint, cursor, latest["snapshot_id"] if latest else None):
+            cursor.fingerprints[key] = fingerprint
             runs.append(RunRequest(
-                job_name=snapshot_job.name, partition_key=source.name,
-                run_key=f"change:{source.name}:{fingerprint}", tags={"embeddings_platform/trigger": "content-change"},
+                job_name=snapshot_job.name, partition_key=key,
+                run_key=f"change:{key}:{fingerprint}", tags={"embeddings_platform/trigger": "content-change"},
             ))
             continue
-        runs.extend(_rechecks(instance, source.name, models, now, window))
+        runs.extend(_rechecks(instance, key, models, now, window))
     context.update_cursor(cursor.serialize())
     if not runs and not partition_requests:
         return SkipReason("no source changed and every partition is within its freshness window")
