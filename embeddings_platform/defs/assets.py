@@ -154,6 +154,7 @@ def _ensure_chunks_for_strategy(context: AssetExecutionContext, store, source: s
 @asset(
     partitions_def=source_model_partitions,
     deps=[chunks],
+    pool="embedding_model",  # runs in parallel, but at most pools.default_limit model-loading steps at once
     group_name=GROUP,
     automation_condition=ON_UPSTREAM_CHANGE,
     freshness_policy=FRESHNESS,
