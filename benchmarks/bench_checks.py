@@ -30,7 +30,10 @@ import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _results import machine, timed, write_section  # noqa: E402
+from _results import save as _save  # noqa: E402
 from embeddings_platform.core import checks  # noqa: E402
 from embeddings_platform.core.config import ChecksConfig, ServingConfig  # noqa: E402
 from embeddings_platform.core.evaluation import LabelledQuery  # noqa: E402
@@ -44,22 +47,8 @@ SYN_SOURCE, SYN_VERSION, SYN_STRATEGY, SYN_SNAPSHOT = "synthetic", "synth-384", 
 CHUNKS_PER_DOC = 4
 
 
-def machine() -> str:
-    cores = os.cpu_count()
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()}, {cores} cores, {mem:.0f} GB RAM, no GPU, Python {platform.python_version()}"
-
-
-def timed(fn, *args, **kwargs):
-    started = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - started
-
-
 def save(name: str, payload: dict) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
-    print(json.dumps(payload, indent=2, default=str))
+    _save(name, payload, OUT)
 
 
 # --- 1M synthetic vectors ----------------------------------------------------------------
@@ -389,23 +378,7 @@ def render() -> str:
 
 def report() -> None:
     body = render()
-    try:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from _results import write_section  # shared helper (benchmarks/_results.py)
-    except ImportError:
-        write_section = None
-    if write_section is not None:
-        write_section("Asset checks", body)
-    else:
-        results = ROOT / "benchmarks" / "RESULTS.md"
-        text = results.read_text(encoding="utf-8") if results.exists() else "# Benchmark results\n"
-        start, end = "<!-- bench_checks:start -->", "<!-- bench_checks:end -->"
-        section = f"{start}\n## Asset checks\n\n{body}{end}\n"
-        if start in text and end in text:
-            text = text[: text.index(start)] + section + text[text.index(end) + len(end) + 1:]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        results.write_text(text, encoding="utf-8")
+    write_section("Asset checks", body)
     print(body)
 
 
