@@ -118,6 +118,7 @@ def run(model_path: str, share: float, limit: int | None = None) -> dict:
                                    instance=instance, resources=resources)
     embed_step = step_seconds(instance, grid_run.run_id, "embeddings")
     full_seconds = source_seconds + grid_seconds
+    vectors_after_full = store.table(vectors_table_name(SOURCE, version.version_id)).count_rows()
     peak_after_full = peak_rss_mb()
 
     _, table = open_served_table(store, SOURCE)
@@ -162,7 +163,7 @@ def run(model_path: str, share: float, limit: int | None = None) -> dict:
         "command": "make bench  (or: .venv/bin/python benchmarks/bench_scifact.py)",
         "machine": machine(),
         "model": model_path, "model_version": version.version_id, "model_load_seconds": load_seconds,
-        "documents": len(store.snapshot_manifest(SOURCE, store.latest_snapshot(SOURCE)["snapshot_id"])), "chunks": len(texts), "vectors": store.table(vectors_table_name(SOURCE, version.version_id)).count_rows(),
+        "documents": len(store.snapshot_manifest(SOURCE, store.latest_snapshot(SOURCE)["snapshot_id"])), "chunks": len(texts), "vectors": vectors_after_full,
         "source_run_seconds": source_seconds, "grid_run_seconds": grid_seconds, "full_seconds": full_seconds,
         "raw_encode_seconds": raw_seconds, "embeddings_step_seconds": embed_step,
         "embed_ratio": embed_step / raw_seconds,
