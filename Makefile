@@ -8,16 +8,24 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test ui bench clean
+.PHONY: setup system-deps demo test ui bench clean
 
 setup: $(STAMP)
+
+# The test suite also starts Debian's redis-server (Celery broker) and drives Debian's
+# chromium (UI tests); installed from Debian's registry when missing (root or sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v redis-server >/dev/null && test -x /usr/bin/chromium || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server chromium; }
 
 # torch is installed first and pinned: its CPU wheel is on local disk; unpinned, pip would
 # pull a multi-gigabyte CUDA build.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,celery]'
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
@@ -27,7 +35,7 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/embeddings-platform materialize
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ui: setup $(DAGSTER_HOME)/dagster.yaml

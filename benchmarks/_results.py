@@ -54,3 +54,56 @@ def write_section(title: str, body: str, key: str | None = None) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text, encoding="utf-8")
+
+
+def copy_scifact(work: Path, limit: int | None = None) -> Path:
+    """A fresh working copy of SciFact (first `limit` documents) under `work`: never in the repo."""
+    import shutil
+
+    if work.exists():
+        shutil.rmtree(work)
+    corpus = work / "corpus"
+    corpus.mkdir(parents=True)
+    shutil.copy(SCIFACT / "queries.jsonl", corpus / "queries.jsonl")
+    lines = (SCIFACT / "corpus.jsonl").read_text().splitlines(keepends=True)
+    (corpus / "corpus.jsonl").write_text("".join(lines[:limit] if limit else lines))
+    shutil.copytree(SCIFACT / "qrels", corpus / "qrels")
+    return corpus
+
+
+def bench_main(argv, doc: str, name: str, title: str, run, render, add_arguments=None, smoke=None) -> int:
+    """The command line every benchmark shares: run (or --report-only), save, write its section.
+
+    `run(args)` returns the result; `smoke(args)` says the run was a smoke test (printed, not saved).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if add_arguments:
+        add_arguments(parser)
+    parser.add_argument("--report-only", action="store_true", help="re-render RESULTS.md from the last run")
+    args = parser.parse_args(argv)
+    if args.report_only:
+        result = json.loads((OUT / f"{name}.json").read_text())
+    else:
+        result = run(args)
+        if smoke and smoke(args):
+            print(json.dumps(result, indent=2, default=str))
+            return 0
+        save(name, result)
+    write_section(title, render(result))
+    print(render(result))
+    return 0
+
+
+def change_documents(corpus: Path, share: float, seed: int = 7) -> list[str]:
+    """Append a sentence to `share` of the documents of a SciFact working copy; returns their ids."""
+    import random
+
+    path = corpus / "corpus.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    chosen = random.Random(seed).sample(range(len(rows)), max(1, round(share * len(rows))))
+    for i in chosen:
+        rows[i]["text"] += " This abstract was revised for the refresh benchmark."
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return [str(rows[i]["_id"]) for i in chosen]

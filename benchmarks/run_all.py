@@ -25,6 +25,8 @@ STEPS: list[tuple[str, list[str]]] = [
     ("migration", ["bench_migration.py"]),
     ("robustness", ["bench_robustness.py"]),
     ("scale", ["bench_scale.py"]),
+    ("shards", ["bench_shards.py"]),
+    ("langchain", ["bench_langchain.py"]),
 ]
 
 

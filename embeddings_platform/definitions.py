@@ -4,18 +4,28 @@ Each defs/ module exports plain lists (ASSETS, CHECKS, SENSORS, ...); this file 
 collects them, so adding a capability means adding one module and one line here.
 """
 
-from dagster import Definitions
+import os
+
+from dagster import Definitions, EnvVar
 
 from .defs.assets import ASSETS
 from .defs.checks import CHECKS, JOBS as CHECK_JOBS, SCHEDULES as CHECK_SCHEDULES
+from .defs.execution import JOBS as EXECUTION_JOBS, platform_executor
+from .defs.migration import CHECKS as MIGRATION_CHECKS, JOBS as MIGRATION_JOBS, SCHEDULES as MIGRATION_SCHEDULES
+from .core.config import CONFIG_ENV
 from .defs.resources import PlatformResource
 from .defs.sensors import JOBS as REFRESH_JOBS, SCHEDULES as REFRESH_SCHEDULES, SENSORS
 
+# Where the registry lives differs per deployment: an EnvVar, so the UI shows the variable's
+# name rather than a path, and the value is read where the step runs.
+platform = PlatformResource(config_path=EnvVar(CONFIG_ENV)) if os.environ.get(CONFIG_ENV) else PlatformResource()
+
 defs = Definitions(
     assets=[*ASSETS],
-    asset_checks=[*CHECKS],
+    asset_checks=[*CHECKS, *MIGRATION_CHECKS],
     sensors=[*SENSORS],
-    schedules=[*CHECK_SCHEDULES, *REFRESH_SCHEDULES],
-    jobs=[*CHECK_JOBS, *REFRESH_JOBS],
-    resources={"platform": PlatformResource()},
+    schedules=[*CHECK_SCHEDULES, *REFRESH_SCHEDULES, *MIGRATION_SCHEDULES],
+    jobs=[*CHECK_JOBS, *REFRESH_JOBS, *MIGRATION_JOBS, *EXECUTION_JOBS],
+    resources={"platform": platform},
+    executor=platform_executor(),  # multiprocess, or Celery when a broker is configured
 )

@@ -28,7 +28,7 @@ from embeddings_platform.core.store import Store, vectors_table_name
 from embeddings_platform.definitions import defs
 from embeddings_platform.defs.assets import ASSETS
 from embeddings_platform.defs.checks import CHECKS, partition_tags, served_staleness_schedule
-from embeddings_platform.defs.partitions import grid_key, source_model_partitions
+from embeddings_platform.defs.partitions import grid_key, source_model_partitions, source_partitions
 from embeddings_platform.defs.resources import PlatformResource
 from embeddings_platform.defs.runner import materialize_graph
 
@@ -38,6 +38,12 @@ from .test_checks import CANARY
 ALL = [*ASSETS, *CHECKS]
 EMBEDDINGS_CHECKS = {"consistency", "staleness"}
 SERVING_CHECKS = {"served_consistency", "served_staleness", "ann_recall", "retrieval_recall"}
+GRID_CHECK_KEYS = ({("embeddings", n) for n in EMBEDDINGS_CHECKS} | {("serving_index", n) for n in SERVING_CHECKS}
+                   | {("serving_index", "migration_gate")})
+SOURCE_CHECK_KEYS = {("source_snapshot", "quarantine")}
+# the quarantine check is part of the snapshot step itself, so it is selected with it
+SNAPSHOT_AND_CHUNKS = (AssetSelection.assets("source_snapshot", "chunks").without_checks()
+                       | AssetSelection.checks_for_assets("source_snapshot"))
 
 
 def _setup(tmp_path, corpus, **checks_section):
@@ -54,6 +60,7 @@ def _setup(tmp_path, corpus, **checks_section):
 
 def run_checks(selection, partition_key, instance, resources):
     """A checks-only run (dagster.materialize needs a selected asset to infer partitions)."""
+    selection = selection - AssetSelection.checks_for_assets("source_snapshot")  # runs inside the snapshot step
     job = define_asset_job("checks_only", selection=selection, partitions_def=source_model_partitions)
     definitions = Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[job], resources=resources)
     return definitions.resolve_job_def("checks_only").execute_in_process(
@@ -71,10 +78,11 @@ def _evaluations(results):
 def test_checks_are_registered_partitioned_like_their_assets():
     graph = defs.get_repository_def().asset_graph
     keys = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert keys == {("embeddings", n) for n in EMBEDDINGS_CHECKS} | {("serving_index", n) for n in SERVING_CHECKS}
+    assert keys == GRID_CHECK_KEYS | SOURCE_CHECK_KEYS
     for check_def in CHECKS:
         for spec in check_def.check_specs:
-            assert spec.partitions_def == source_model_partitions == graph.get(spec.asset_key).partitions_def
+            expected = source_partitions if spec.asset_key.to_user_string() == "source_snapshot" else source_model_partitions
+            assert spec.partitions_def == expected == graph.get(spec.asset_key).partitions_def
             assert graph.get(spec.key).automation_condition is not None
     blocking = {spec.key.name for c in CHECKS for spec in c.check_specs if spec.blocking}
     assert blocking == {"consistency"}
@@ -86,8 +94,11 @@ def test_checks_run_with_the_graph_and_pass_with_numeric_metadata(tmp_path, corp
     instance = DagsterInstance.ephemeral()
     results = materialize_graph(instance, config, resources=resources)
     evaluations = _evaluations(results)
-    assert set(evaluations) == {("embeddings", n) for n in EMBEDDINGS_CHECKS} | {
-        ("serving_index", n) for n in SERVING_CHECKS}
+    assert set(evaluations) == GRID_CHECK_KEYS | SOURCE_CHECK_KEYS
+    quarantine = evaluations.pop(("source_snapshot", "quarantine"))
+    assert quarantine.passed and quarantine.partition == "notes" and quarantine.metadata["quarantined"].value == 0
+    gate = evaluations[("serving_index", "migration_gate")]
+    assert gate.passed and gate.metadata["serving"].value == 1  # the only model serves: nothing to gate
     key = grid_key("notes", model_version(config.models[0]).version_id)
     for (asset, name), evaluation in evaluations.items():
         assert evaluation.passed, (asset, name, evaluation.description)
@@ -137,7 +148,7 @@ def test_stale_vectors_warn_or_error_by_configured_threshold(tmp_path, corpus, e
     instance = DagsterInstance.ephemeral()
     materialize_graph(instance, config, resources=resources)
     (corpus / "cats.md").unlink()
-    materialize(ALL, selection=AssetSelection.assets("source_snapshot", "chunks").without_checks(),
+    materialize(ALL, selection=SNAPSHOT_AND_CHUNKS,
                 partition_key="notes", instance=instance, resources=resources)
     key = grid_key("notes", model_version(config.models[0]).version_id)
     result = run_checks(AssetSelection.checks_for_assets("embeddings", "serving_index"), key, instance, resources)
@@ -152,24 +163,31 @@ def test_stale_vectors_warn_or_error_by_configured_threshold(tmp_path, corpus, e
     assert evaluations[("serving_index", "served_consistency")].passed
 
 
+def requested_checks(result) -> dict[str, int]:
+    """check name -> partitions requested (sizes of dynamic-partition subsets need the tick's context)."""
+    from dagster._core.definitions.partitions.context import partition_loading_context
+
+    with partition_loading_context(new_ctx=result._partition_loading_context):
+        return {r.key.name: r.true_subset.size for r in result.results if r.true_subset.size}
+
+
 def test_checks_are_requested_after_their_asset_materializes(tmp_path, corpus, embedder):
     config, resources = _setup(tmp_path, corpus)
     instance = DagsterInstance.ephemeral()
     from embeddings_platform.defs.partitions import sync_partitions
 
     sync_partitions(instance, config)
-    materialize(ALL, selection=AssetSelection.assets("source_snapshot", "chunks").without_checks(),
+    materialize(ALL, selection=SNAPSHOT_AND_CHUNKS,
                 partition_key="notes", instance=instance, resources=resources)
     key = grid_key("notes", model_version(config.models[0]).version_id)
     selection = AssetSelection.all_asset_checks()
     first = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
-    assert first.total_requested == 0  # nothing to check before the assets exist
+    assert first.total_requested == 0  # the first tick only starts the cursor
     materialize(ALL, selection=AssetSelection.assets("embeddings", "serving_index").without_checks(),
                 partition_key=key, instance=instance, resources=resources)
     second = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                             cursor=first.cursor)
-    requested = {r.key.name: r.true_subset.size for r in second.results if r.true_subset.size}
-    assert requested == {name: 1 for name in EMBEDDINGS_CHECKS | SERVING_CHECKS}
+    assert requested_checks(second) == {name: 1 for name in EMBEDDINGS_CHECKS | SERVING_CHECKS | {"migration_gate"}}
     run_checks(AssetSelection.all_asset_checks(), key, instance, resources)  # the requested run
     # a rerun that changes nothing keeps the data versions: no new check run
     materialize(ALL, selection=AssetSelection.assets("embeddings", "serving_index").without_checks(),
@@ -179,13 +197,14 @@ def test_checks_are_requested_after_their_asset_materializes(tmp_path, corpus, e
     assert third.total_requested == 0
     # a real change (a new document) changes the data versions: the checks run again
     (corpus / "owls.md").write_text("Owls are nocturnal birds of prey with silent flight.")
-    materialize(ALL, selection=AssetSelection.assets("source_snapshot", "chunks").without_checks(),
+    materialize(ALL, selection=SNAPSHOT_AND_CHUNKS,
                 partition_key="notes", instance=instance, resources=resources)
     materialize(ALL, selection=AssetSelection.assets("embeddings", "serving_index").without_checks(),
                 partition_key=key, instance=instance, resources=resources)
     fourth = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                             cursor=third.cursor)
-    assert {r.key.name for r in fourth.results if r.true_subset.size} == EMBEDDINGS_CHECKS | SERVING_CHECKS
+    assert set(requested_checks(fourth)) == (
+        EMBEDDINGS_CHECKS | SERVING_CHECKS | {"migration_gate"})
 
 
 def test_schedule_requests_the_staleness_check_of_every_served_partition(tmp_path, corpus, embedder):

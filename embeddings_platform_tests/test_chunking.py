@@ -1,5 +1,7 @@
 """Token windows: size, overlap, exact text slices and deterministic ids."""
 
+import pytest
+
 from embeddings_platform.core.chunking import chunk_document, make_chunk_id
 from embeddings_platform.core.models import WordTokenizer
 
@@ -25,3 +27,16 @@ def test_chunk_ids_are_deterministic_and_depend_on_doc_strategy_and_text():
 def test_repeated_windows_in_one_document_are_kept_once():
     chunks = chunk_document("d", "a b a b a b a b", WordTokenizer(), window=2, overlap=0, strategy_id="s")
     assert [c.text for c in chunks] == ["a b"]
+
+
+class _TruncatingTokenizer(WordTokenizer):
+    def token_spans(self, text):
+        return super().token_spans(text)[:5]
+
+
+def test_a_truncating_tokenizer_is_refused_instead_of_dropping_the_documents_tail():
+    text = " ".join(f"w{i}" for i in range(20))
+    with pytest.raises(ValueError, match="truncates"):
+        chunk_document("d", text, _TruncatingTokenizer(), window=4, overlap=1, strategy_id="s")
+    # trailing punctuation after the last token is not text lost
+    assert chunk_document("d", "one two.", _TruncatingTokenizer(), 4, 1, "s")[-1].text.startswith("one")

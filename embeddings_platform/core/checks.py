@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import types
@@ -36,8 +37,9 @@ from lancedb.expr import col, lit
 
 from .config import ChecksConfig, ModelConfig
 from .evaluation import LabelledQuery, evaluate, table_retriever
+from .indexing import served_plan, tuned, vector_index
 from .sharding import parse_key as parse_shard_key
-from .store import Store, chunks_table_name, utcnow, vectors_table_name
+from .store import Store, chunks_table_name, dead_letter_id, utcnow, vectors_table_name
 
 OK, WARN, ERROR = "ok", "warn", "error"
 _RANK = {OK: 0, WARN: 1, ERROR: 2}
@@ -156,6 +158,7 @@ class ConsistencyReport:
     null_vectors: int = 0
     zero_norm: int = 0
     duplicate_ids: int = 0
+    dead_lettered: int = 0         # chunks without a vector because the model kept failing (in quarantine)
     chunking_strategies: int = 0
     counts_compared: bool = True   # False while chunks changed after the vectors (staleness's job)
     serving: bool = False
@@ -273,8 +276,13 @@ def consistency(
     if parse_shard_key(source).count > 1 and chunk_table is not None:  # other shards may be mid-way
         chunks_here = shard_rows(Store.read(chunk_table, ["doc_id"]), source).num_rows
         vectors_here = shard_rows(rows, source).num_rows
+    if report.counts_compared and chunks_here > vectors_here:
+        # Chunks the model kept failing on are set aside with their reason, not missing.
+        report.dead_lettered = _dead_lettered(store, source, version_id, chunk_table, rows)
+        vectors_here += report.dead_lettered
     if report.counts_compared and chunks_here != vectors_here:
-        problems.append(f"{chunks_here} chunks but {vectors_here} vectors")
+        problems.append(f"{chunks_here} chunks but {vectors_here - report.dead_lettered} vectors"
+                        + (f" and {report.dead_lettered} dead-lettered" if report.dead_lettered else ""))
 
     pointer = store.pointer(source)
     if pointer is not None and (pointer["table_name"] == name or pointer["model_version"] == version_id):
@@ -293,12 +301,77 @@ def consistency(
     return report
 
 
+def _dead_lettered(store: Store, source: str, version_id: str, chunk_table, rows: pa.Table) -> int:
+    """Chunks of this source without a vector whose dead-letter row for this version exists."""
+    if not store.has_table("quarantine"):
+        return 0
+    have = set(rows.column("chunk_id").to_pylist())
+    chunks = shard_rows(Store.read(chunk_table, ["chunk_id", "doc_id", "source"]), source).to_pylist()
+    wanted = {dead_letter_id(c["source"], version_id, c["chunk_id"]) for c in chunks if c["chunk_id"] not in have}
+    if not wanted:
+        return 0
+    found = Store.read(store.table("quarantine"), ["quarantine_id"], where=col("quarantine_id").isin(sorted(wanted)))
+    return found.num_rows
+
+
 def _pointer_target_exists(store: Store, pointer: dict[str, Any]) -> bool:
     if not store.has_table(pointer["table_name"]):
         return False
     table = store.db.open_table(pointer["table_name"])
     versions = {int(v["version"]) for v in table.list_versions()}
     return int(pointer["table_version"]) in versions
+
+
+# --- quarantine ---------------------------------------------------------------------------
+
+
+@dataclass
+class QuarantineReport:
+    """What the newest snapshot of a source set aside, counted by kind of reason."""
+
+    source: str
+    snapshot_id: str
+    table_name: str = "quarantine"
+    table_version: int = 0
+    documents: int = 0
+    quarantined: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    severity: str = OK
+    problems: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, float | int]:
+        share = self.quarantined / max(1, self.documents + self.quarantined)
+        return {"documents": self.documents, "quarantined": self.quarantined, "quarantined_share": round(share, 4),
+                **{f"reason_{kind}": n for kind, n in sorted(self.by_kind.items())}}
+
+
+def reason_kind(reason: str) -> str:
+    """`undecodable: ...` -> `undecodable`; the part before the colon names the kind."""
+    return re.sub(r"[^a-z0-9]+", "_", reason.split(":", 1)[0].lower()).strip("_")[:40] or "other"
+
+
+def quarantine(store: Store, source: str) -> QuarantineReport:
+    """WARN when the newest snapshot of `source` quarantined documents, with the reasons."""
+    snapshot = store.latest_snapshot(source)
+    if snapshot is None:
+        return QuarantineReport(source, "", severity=WARN, problems=[f"{source}: no snapshot yet"])
+    report = QuarantineReport(source, snapshot["snapshot_id"], documents=int(snapshot["documents"]))
+    if not store.has_table("quarantine"):
+        return report
+    table = store.table("quarantine")
+    report.table_version = table.version
+    rows = Store.read(table, ["doc_id", "reason"], where=(col("source") == lit(source))
+                      & (col("snapshot_id") == lit(snapshot["snapshot_id"]))).to_pylist()
+    rows = [r for r in rows if not r["reason"].startswith("embedding failed")]  # those belong to embeddings
+    report.quarantined = len(rows)
+    for row in rows:
+        kind = reason_kind(row["reason"])
+        report.by_kind[kind] = report.by_kind.get(kind, 0) + 1
+    if rows:
+        report.severity = WARN
+        examples = ", ".join(f"{r['doc_id']!r} ({r['reason'][:60]})" for r in rows[:3])
+        report.problems.append(f"{len(rows)} documents quarantined in snapshot {snapshot['snapshot_id']}: {examples}")
+    return report
 
 
 # --- staleness ---------------------------------------------------------------------------
@@ -532,13 +605,6 @@ class AnnRecallReport:
         return _numeric(asdict(self)) | {"problems": len(self.problems)}
 
 
-def _vector_index(table) -> Any | None:
-    for index in table.list_indices():
-        if "vector" in index.columns:
-            return index
-    return None
-
-
 def ann_recall(
     store: Store,
     source: str,
@@ -554,7 +620,8 @@ def ann_recall(
     A sample of stored vectors are the queries (the query's own row is excluded from both
     result lists); ties at the k-th exact distance count as hits. Without an ANN index the
     search is exact, so recall is 1.0 by construction and `note` says so.
-    `configure` applies the serving query settings (nprobes, refine_factor) to ANN queries.
+    ANN queries use the serving query settings (nprobes, refine_factor: core/indexing.py) unless
+    `configure` overrides them.
     """
     started = time.perf_counter()
     t = thresholds
@@ -568,7 +635,7 @@ def ann_recall(
     k = t.ann_k
     report = AnnRecallReport(source, version_id, name, int(table.version), k=k, floor=t.ann_recall_floor)
     report.rows = table.count_rows()
-    index = _vector_index(table)
+    index = vector_index(table)
     if index is None or report.rows == 0:
         report.note = ("no ANN index (rows below serving.ann_min_rows): search is exact, recall 1.0 by construction"
                        if report.rows else "empty table")
@@ -607,7 +674,7 @@ def ann_recall(
     for qi, (chunk_id, query) in enumerate(zip(ids, vectors)):
         t1 = time.perf_counter()
         ann_query = table.search(query, vector_column_name="vector").metric("cosine").select(["chunk_id"]).limit(k + 1)
-        approx = (configure(ann_query) if configure else ann_query).to_list()
+        approx = (configure(ann_query) if configure else tuned(ann_query, served_plan(table))).to_list()
         ann_seconds += time.perf_counter() - t1
         exact = sorted((h for h in exact_by_query.get(qi, []) if h[0] != chunk_id), key=lambda h: h[1])[:k]
         approx = [h for h in approx if h["chunk_id"] != chunk_id][:k]

@@ -6,6 +6,7 @@ most common way a platform like this fails on day one.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ STORAGE_ENV = "EMBEDDINGS_PLATFORM_STORAGE_URI"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "embeddings_platform.yaml"
 
 SOURCE_KINDS = ("folder", "jsonl", "beir", "pydoc_topics")
-MODEL_KINDS = ("sentence-transformers", "hashing")
+MODEL_KINDS = ("sentence-transformers", "model2vec", "hashing")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -63,6 +64,8 @@ class ModelConfig:
     batch_size: int = 32
     dimension: int = 256  # used by the hashing embedder only
     chunking: ChunkingConfig = ChunkingConfig()
+    distill_from: str | None = None  # model2vec: make `path` from this installed model if missing
+    pca_dims: int = 256              # model2vec: dimensions kept when distilling
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,27 @@ class ChecksConfig:
 
 
 @dataclass(frozen=True)
+class MigrationConfig:
+    """The evaluation gate a shadow index passes before it serves (`migration:`; docs/migration.md)."""
+
+    k: int = 10
+    max_recall_drop: float = 0.02  # candidate recall@k may be at most this much below what serves
+    max_ndcg_drop: float = 0.02    # ... and nDCG@k at most this much
+    min_queries: int = 1           # labelled queries needed to decide at all (else the gate fails)
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """How failing model calls are retried and bisected (the `retry:` section; docs/robustness.md)."""
+
+    attempts: int = 4              # tries of a whole batch before it is split
+    initial_seconds: float = 0.5   # first backoff; doubles each try, with random jitter
+    max_seconds: float = 30.0      # longest single backoff
+    budget_seconds: float = 120.0  # stop retrying a batch after this long
+    bisect_attempts: int = 2       # tries of each half once a batch is being split
+
+
+@dataclass(frozen=True)
 class RefreshConfig:
     """How the platform keeps itself current (the `refresh:` section; see docs/refresh.md)."""
 
@@ -108,6 +132,8 @@ class PlatformConfig:
     config_path: Path | None = None
     checks: ChecksConfig = ChecksConfig()
     refresh: RefreshConfig = RefreshConfig()
+    migration: MigrationConfig = MigrationConfig()
+    retry: RetryConfig = RetryConfig()
 
     def source(self, name: str) -> SourceConfig:
         """A registered source by name, or one shard of it by its partition key."""
@@ -139,6 +165,17 @@ def _resolve(base: Path, raw: Any, where: str) -> Path:
         raise ConfigError(f"{where}: expected a path string, got {raw!r}")
     path = Path(os.path.expandvars(raw)).expanduser()
     return path if path.is_absolute() else (base / path)
+
+
+def _check_loadable(spec: str, where: str, base: Path) -> None:
+    """A model that cannot be loaded is a config error now, not a failed run later."""
+    if str(spec).startswith("package:"):
+        module = str(spec).split(":", 1)[1]
+        if not module or importlib.util.find_spec(module) is None:
+            raise ConfigError(f"{where}: package {module!r} is not installed; pip install it, or point "
+                              "the path at a local model folder (nothing is downloaded at run time)")
+    elif not _resolve(base, spec, where).exists():
+        raise ConfigError(f"{where}: {spec} does not exist; point it at a local model folder or 'package:<module>'")
 
 
 def _name(raw: Any, where: str, seen: set[str]) -> str:
@@ -190,7 +227,7 @@ def _parse_source(raw: Any, index: int, base: Path, seen: set[str]) -> SourceCon
     return SourceConfig(name=name, kind=kind, path=path, canary=canary, options=options)
 
 
-def _parse_model(raw: Any, index: int, chunking: ChunkingConfig, seen: set[str]) -> ModelConfig:
+def _parse_model(raw: Any, index: int, chunking: ChunkingConfig, seen: set[str], base: Path) -> ModelConfig:
     where = f"models[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping with name and kind")
@@ -202,11 +239,21 @@ def _parse_model(raw: Any, index: int, chunking: ChunkingConfig, seen: set[str])
             f"use one of {', '.join(MODEL_KINDS)}"
         )
     path = raw.get("path")
-    if kind == "sentence-transformers" and not path:
+    if kind in ("sentence-transformers", "model2vec") and not path:
         raise ConfigError(
             f"{where}.path: model {name!r} needs a local path or 'package:<module>' "
             "(nothing is downloaded at run time)"
         )
+    if path and not str(path).startswith("package:"):
+        path = str(_resolve(base, path, f"{where}.path"))
+    distill_from = raw.get("distill_from")
+    if kind == "model2vec" and not Path(path).exists():
+        if not distill_from:
+            raise ConfigError(f"{where}.path: {path} does not exist; point it at a model2vec folder or set "
+                              f"{where}.distill_from to an installed model to make it from")
+        _check_loadable(distill_from, f"{where}.distill_from", base)
+    elif kind == "sentence-transformers":
+        _check_loadable(path, f"{where}.path", base)
     normalize = raw.get("normalize", True)
     if not isinstance(normalize, bool):
         raise ConfigError(f"{where}.normalize: expected true or false, got {normalize!r}")
@@ -219,6 +266,8 @@ def _parse_model(raw: Any, index: int, chunking: ChunkingConfig, seen: set[str])
         batch_size=_positive_int(raw.get("batch_size", 32), f"{where}.batch_size"),
         dimension=_positive_int(raw.get("dimension", 256), f"{where}.dimension"),
         chunking=_parse_chunking(raw["chunking"], f"{where}.chunking") if "chunking" in raw else chunking,
+        distill_from=distill_from,
+        pca_dims=_positive_int(raw.get("pca_dims", 256), f"{where}.pca_dims"),
     )
 
 
@@ -226,7 +275,8 @@ def parse_config(raw: Any, base_dir: Path, config_path: Path | None = None) -> P
     """Validate a config mapping (as loaded from YAML) into a PlatformConfig."""
     if not isinstance(raw, dict):
         raise ConfigError("config: expected a mapping with storage, sources and models")
-    unknown = set(raw) - {"storage", "sources", "models", "chunking", "serving", "checks", "refresh"}
+    unknown = set(raw) - {"storage", "sources", "models", "chunking", "serving", "checks", "refresh", "migration",
+                        "retry"}
     if unknown:
         raise ConfigError(f"config: unknown top-level keys {sorted(unknown)}; remove them")
     storage = raw.get("storage") or {}
@@ -241,23 +291,53 @@ def parse_config(raw: Any, base_dir: Path, config_path: Path | None = None) -> P
     seen_sources: set[str] = set()
     seen_models: set[str] = set()
     sources = tuple(_parse_source(s, i, base_dir, seen_sources) for i, s in enumerate(sources_raw))
-    models = tuple(_parse_model(m, i, chunking, seen_models) for i, m in enumerate(models_raw))
+    models = tuple(_parse_model(m, i, chunking, seen_models, base_dir) for i, m in enumerate(models_raw))
     serving_raw = raw.get("serving") or {}
     serving = ServingConfig(
         ann_min_rows=_positive_int(serving_raw.get("ann_min_rows", 20000), "serving.ann_min_rows"),
         retention_hours=float(serving_raw.get("retention_hours", 48)),
     )
     return PlatformConfig(uri, sources, models, serving, config_path, checks=_parse_checks(raw.get("checks")),
-                          refresh=_parse_refresh(raw.get("refresh")))
+                          refresh=_parse_refresh(raw.get("refresh")), migration=_parse_migration(raw.get("migration")),
+                          retry=_parse_retry(raw.get("retry")))
+
+
+def _section(raw: Any, name: str, keys: tuple[str, ...]) -> dict:
+    """A config section as a mapping with only known keys, or a ConfigError that lists them."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a mapping ({', '.join(keys)})")
+    unknown = set(raw) - set(keys)
+    if unknown:
+        raise ConfigError(f"{name}: unknown keys {sorted(unknown)}; use {', '.join(keys)}")
+    return raw
+
+
+def _parse_retry(raw: Any) -> RetryConfig:
+    raw = _section(raw, "retry", ("attempts", "initial_seconds", "max_seconds", "budget_seconds", "bisect_attempts"))
+    d = RetryConfig()
+    return RetryConfig(
+        attempts=_positive_int(raw.get("attempts", d.attempts), "retry.attempts"),
+        initial_seconds=_non_negative(raw.get("initial_seconds"), "retry.initial_seconds", d.initial_seconds),
+        max_seconds=_non_negative(raw.get("max_seconds"), "retry.max_seconds", d.max_seconds),
+        budget_seconds=_non_negative(raw.get("budget_seconds"), "retry.budget_seconds", d.budget_seconds),
+        bisect_attempts=_positive_int(raw.get("bisect_attempts", d.bisect_attempts), "retry.bisect_attempts"),
+    )
+
+
+def _parse_migration(raw: Any) -> MigrationConfig:
+    raw = _section(raw, "migration", ("k", "max_recall_drop", "max_ndcg_drop", "min_queries"))
+    default = MigrationConfig()
+    return MigrationConfig(
+        k=_positive_int(raw.get("k", default.k), "migration.k"),
+        max_recall_drop=_fraction(raw.get("max_recall_drop"), "migration.max_recall_drop", default.max_recall_drop),
+        max_ndcg_drop=_fraction(raw.get("max_ndcg_drop"), "migration.max_ndcg_drop", default.max_ndcg_drop),
+        min_queries=_positive_int(raw.get("min_queries", default.min_queries), "migration.min_queries"),
+    )
 
 
 def _parse_refresh(raw: Any) -> RefreshConfig:
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        raise ConfigError("refresh: expected a mapping (sensor_interval_seconds, freshness, sweep_cron)")
-    unknown = set(raw) - {"sensor_interval_seconds", "freshness", "sweep_cron"}
-    if unknown:
-        raise ConfigError(f"refresh: unknown keys {sorted(unknown)}; use sensor_interval_seconds, freshness, sweep_cron")
+    raw = _section(raw, "refresh", ("sensor_interval_seconds", "freshness", "sweep_cron"))
     default = RefreshConfig()
     freshness = raw.get("freshness") or {}
     if not isinstance(freshness, dict):

@@ -7,11 +7,10 @@ it never stops the rest of the batch and is never silently dropped.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
-import re
 import unicodedata
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -57,12 +56,37 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-_TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
+class _TextExtractor(HTMLParser):
+    """The visible text of a page, parsed as browsers do: a bare `<` or `&` in prose stays text."""
+
+    SKIP = {"script", "style", "template", "noscript"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self._skipping += 1
+        self.parts.append(" ")
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self._skipping:
+            self._skipping -= 1
+        self.parts.append(" ")
+
+    def handle_data(self, data):
+        if not self._skipping:
+            self.parts.append(data)
 
 
 def html_to_text(markup: str) -> str:
-    """Strip tags and unescape entities; good enough for indexing prose pages."""
-    return html.unescape(_TAG.sub(" ", markup))
+    """Visible text of an HTML page with entities resolved (an unknown `&name;` stays literal)."""
+    parser = _TextExtractor()
+    parser.feed(markup)
+    parser.close()
+    return "".join(parser.parts)
 
 
 def _decode(content: bytes) -> str:
@@ -94,6 +118,15 @@ def validate(raw: RawDocument) -> Document | Rejected:
     stripped = text.strip()
     if not stripped:
         return Rejected(raw.doc_id, "empty: no text after decoding")
+    lost = stripped.count("\ufffd")
+    if lost:
+        # U+FFFD is what a lossy decode upstream, or an invalid entity like &#xD800;, leaves behind.
+        return Rejected(
+            raw.doc_id,
+            f"lossy text: {lost} replacement characters (U+FFFD) from a wrong encoding upstream "
+            "or invalid character references; fix the source text",
+            repr(stripped[max(0, stripped.index("\ufffd") - 40):][:80]),
+        )
     printable = sum(1 for ch in stripped if ch.isprintable() or ch in "\n\t")
     ratio = printable / len(stripped)
     if ratio < MIN_PRINTABLE_RATIO:

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .config import SourceConfig
+from .indexing import served_plan, tuned
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ def table_retriever(table, embed: Callable[[list[str]], np.ndarray], k: int, chu
     Retrieves `chunk_depth` chunks per query and folds them into the top-k documents.
     """
 
+    plan = served_plan(table)  # the ANN settings serving uses, so the scores are what users get
+
     def retrieve(queries: Sequence[LabelledQuery]) -> list[list[str]]:
         vectors = [np.asarray(v, dtype=np.float32) for v in embed([q.text for q in queries])]
         hits: list[list[tuple[str, float]]] = [[] for _ in vectors]
@@ -129,10 +132,9 @@ def table_retriever(table, embed: Callable[[list[str]], np.ndarray], k: int, chu
         # SciFact here, one batched search 0.4 s (same results: each query is its own search).
         for start in range(0, len(vectors), 256):
             block = vectors[start : start + 256]
-            result = (
-                table.search(block if len(block) > 1 else block[0], vector_column_name="vector").metric("cosine")
-                .select(["doc_id"]).limit(chunk_depth).to_arrow()
-            )
+            query = (table.search(block if len(block) > 1 else block[0], vector_column_name="vector")
+                     .metric("cosine").select(["doc_id"]).limit(chunk_depth))
+            result = tuned(query, plan).to_arrow()
             index = result.column("query_index").to_pylist() if "query_index" in result.column_names else [0] * result.num_rows
             for i, doc_id, distance in zip(index, result.column("doc_id").to_pylist(), result.column("_distance").to_pylist()):
                 hits[start + i].append((doc_id, 1.0 - distance))

@@ -13,14 +13,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import pyarrow as pa
+
 from .checks import ConsistencyError, consistency, model_dimension
 from .chunking import chunk_document
-from .config import ModelConfig, ServingConfig, SourceConfig
-from .sharding import owner, parse_key as parse_shard_key
+from .config import ModelConfig, RetryConfig, ServingConfig, SourceConfig
 from .documents import Document, Rejected, read_source
-from .models import Embedder, ModelVersion, Tokenizer, chunk_window, load_tokenizer, model_version
+from .indexing import ann_plan, build_vector_index
+from .models import (
+    Embedder,
+    ModelVersion,
+    Tokenizer,
+    chunk_window,
+    load_tokenizer,
+    model_version,
+)
+from .resilience import embed_isolating_failures
+from .sharding import owner
+from .sharding import parse_key as parse_shard_key
 from .store import (
     CHUNKS,
     DOCUMENT_TEXTS,
@@ -29,6 +39,7 @@ from .store import (
     SNAPSHOTS,
     Store,
     chunks_table_name,
+    dead_letter_id,
     retry_on_conflict,
     utcnow,
     vectors_schema,
@@ -237,6 +248,7 @@ class EmbedReport:
     table_name: str
     table_version: int | None
     dimension: int | None
+    dead_lettered: int = 0  # chunks the model kept failing on: in quarantine, retried next run
 
     @property
     def chunks_per_second(self) -> float:
@@ -251,6 +263,7 @@ def sync_embeddings(
     run_id: str,
     batch_size: int = 256,
     progress: Progress | None = None,
+    retry: RetryConfig = RetryConfig(),
 ) -> EmbedReport:
     """Embed exactly the chunks that have no vector for this model version; drop vanished ones.
 
@@ -275,26 +288,32 @@ def sync_embeddings(
     embedder: Embedder | None = None
     calls_before = 0
     embed_seconds = 0.0
+    dead_letters: list[dict] = []
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         if embedder is None:
             embedder = get_embedder()
             calls_before = getattr(embedder, "calls", 0)
         t0 = time.perf_counter()
-        vectors = embedder.embed([c["text"] for c in batch])
+        outcome = embed_isolating_failures(embedder.embed, [c["text"] for c in batch], retry)
         embed_seconds += time.perf_counter() - t0
-        _check_vectors(vectors, len(batch))
-        if table is None:
-            table = store.table(name, vectors_schema(vectors.shape[1]), "chunk_id")
-        now = utcnow()
-        rows = [
-            dict(c, model_name=version.name, model_version=version_id, created_at=now, run_id=run_id,
-                 vector=vectors[i].tolist())
-            for i, c in enumerate(batch)
-        ]
-        store.upsert(table, pa.Table.from_pylist(rows, schema=table.schema), "chunk_id")
+        dead_letters.extend(_dead_letter(batch[i], version_id, reason, run_id) for i, reason in outcome.failures.items())
+        if outcome.indices:
+            vectors = outcome.matrix()
+            if table is None:
+                table = store.table(name, vectors_schema(vectors.shape[1]), "chunk_id")
+            now = utcnow()
+            rows = [
+                dict(batch[i], model_name=version.name, model_version=version_id, created_at=now, run_id=run_id,
+                     vector=vectors[row].tolist())
+                for row, i in enumerate(outcome.indices)
+            ]
+            store.upsert(table, pa.Table.from_pylist(rows, schema=table.schema), "chunk_id")
         if progress:
             progress(min(start + batch_size, len(todo)), len(todo), time.perf_counter() - started)
+    if dead_letters:  # set aside with the reason; the next run tries them again (they have no vector)
+        store.upsert(store.table("quarantine", QUARANTINE, "quarantine_id"),
+                     pa.Table.from_pylist(dead_letters, schema=QUARANTINE), "quarantine_id")
     deleted = 0
     drift: list[dict] = []
     if table is not None:
@@ -308,7 +327,8 @@ def sync_embeddings(
         ]
         _update_columns(table, drift, {col: pa.string() for col in LINEAGE_OF_TEXT})
     return EmbedReport(
-        source=source, model_version=version_id, embedded=len(todo), skipped=len(chunks) - len(todo),
+        source=source, model_version=version_id, embedded=len(todo) - len(dead_letters),
+        skipped=len(chunks) - len(todo), dead_lettered=len(dead_letters),
         deleted=deleted, metadata_updated=len(drift),
         model_calls=(getattr(embedder, "calls", 0) - calls_before) if embedder else 0,
         embed_seconds=embed_seconds, total_seconds=time.perf_counter() - started,
@@ -318,17 +338,20 @@ def sync_embeddings(
     )
 
 
+def _dead_letter(chunk: dict, version_id: str, reason: str, run_id: str) -> dict:
+    """A quarantine row for a chunk the model kept failing on."""
+    return {
+        "quarantine_id": dead_letter_id(chunk["source"], version_id, chunk["chunk_id"]), "source": chunk["source"],
+        "snapshot_id": chunk["source_snapshot"], "doc_id": chunk["doc_id"],
+        "reason": f"embedding failed ({version_id}, chunk {chunk['chunk_id']}): {reason}",
+        "sample": chunk["text"][:200], "detected_at": utcnow(), "run_id": run_id,
+    }
+
+
 def _dimension(table) -> int | None:
     if table is None:
         return None
     return table.schema.field("vector").type.list_size
-
-
-def _check_vectors(vectors: np.ndarray, expected_rows: int) -> None:
-    if vectors.ndim != 2 or vectors.shape[0] != expected_rows:
-        raise ValueError(f"embedder returned shape {vectors.shape} for {expected_rows} texts")
-    if not np.isfinite(vectors).all():
-        raise ValueError("embedder returned NaN or infinite values")
 
 
 # --- serving index -----------------------------------------------------------------------
@@ -396,11 +419,9 @@ def build_serving_index(
     # nothing was written since the last build, so there is nothing to rebuild.
     rebuilt = f"serve-v{table.version}" not in table.tags.list()
     if rebuilt:  # the shards of a source may index their shared table at the same time
-        if rows >= serving.ann_min_rows:
-            retry_on_conflict(lambda: table.create_index(
-                metric="cosine", index_type="IVF_HNSW_SQ", vector_column_name="vector",
-                num_partitions=max(1, rows // 8192), replace=True,
-            ))
+        plan = ann_plan(rows, serving.ann_min_rows)
+        if not plan.exact:
+            retry_on_conflict(lambda: build_vector_index(table, plan))
         else:
             for index_name in _vector_index_names(table):
                 retry_on_conflict(lambda n=index_name: table.drop_index(n))
@@ -463,6 +484,7 @@ def refresh(
     get_embedder: Callable[[], Embedder],
     run_id: str,
     is_default_model: bool = True,
+    retry: RetryConfig = RetryConfig(),
 ) -> RefreshReport:
     """snapshot -> chunks -> embeddings -> serving index for one source x model cell.
 
@@ -474,7 +496,7 @@ def refresh(
     chunk_report = sync_chunks(store, source.name, snap.snapshot_id, model, version.chunking_strategy,
                                load_tokenizer(model))
     embed_report = sync_embeddings(store, source.name, version, get_embedder, run_id,
-                                   batch_size=model.batch_size * 8)
+                                   batch_size=model.batch_size * 8, retry=retry)
     index_report = build_serving_index(store, source.name, version.version_id, serving, run_id, is_default_model,
                                        expected_dimension=model_dimension(model))
     return RefreshReport(snap, chunk_report, embed_report, index_report)

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from lancedb.expr import col, lit
 
 from .config import PlatformConfig
+from .indexing import served_plan, tuned
 from .models import Embedder, model_version
 from .store import LINEAGE_COLUMNS, Store, chunks_table_name, vectors_table_name
 
@@ -59,7 +60,8 @@ def search(
     pointer, table = open_served_table(store, source)
     if mode == "vector":
         vector = embed_query(pointer["model_version"])
-        results = table.search(vector, vector_column_name="vector").metric("cosine").limit(k).to_list()
+        query = table.search(vector, vector_column_name="vector").metric("cosine").limit(k)
+        results = tuned(query, served_plan(table)).to_list()
         score_of = lambda r: 1.0 - float(r["_distance"])  # noqa: E731 - cosine similarity
     elif mode == "fts":
         results = table.search(query, query_type="fts").limit(k).to_list()
@@ -135,3 +137,12 @@ def status(store: Store, config: PlatformConfig) -> list[dict[str, Any]]:
 
 def format_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+def text_preview(store: Store, table_name: str, table_version: int, query: str, k: int = 3) -> list[dict[str, Any]]:
+    """Top-k full-text hits of one table version: a look at what an index returns, no model needed."""
+    table = store.db.open_table(table_name)
+    table.checkout(table_version)
+    rows = table.search(query, query_type="fts").select(["doc_id", "text"]).limit(k).to_list()
+    return [{"doc_id": r["doc_id"], "score": float(r["_score"]), "text": " ".join(r["text"].split())[:160]}
+            for r in rows]

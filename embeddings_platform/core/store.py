@@ -15,6 +15,7 @@ Filters are built with `lancedb.expr`, never by formatting strings.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -53,6 +54,13 @@ SNAPSHOT_DOCUMENTS = pa.schema([
     pa.field("metadata_json", pa.string()),
 ])
 DOCUMENT_TEXTS = pa.schema([_key("content_sha256"), pa.field("text", pa.string())])
+
+
+def dead_letter_id(source: str, version_id: str, chunk_id: str) -> str:
+    """quarantine_id of a chunk a model version kept failing on (one row per chunk and version)."""
+    return hashlib.sha256("\x1f".join((source, version_id, chunk_id)).encode("utf-8")).hexdigest()[:20]
+
+
 QUARANTINE = pa.schema([
     _key("quarantine_id"), pa.field("source", pa.string()), pa.field("snapshot_id", pa.string()),
     pa.field("doc_id", pa.string()), pa.field("reason", pa.string()), pa.field("sample", pa.string()),
@@ -141,21 +149,33 @@ class Store:
         return name in self.table_names()
 
     def table(self, name: str, schema: pa.Schema | None = None, key: str | None = None):
-        """Open a table, creating it (with its primary key declared) when a schema is given."""
-        if self.has_table(name):
-            return self.db.open_table(name)
-        if schema is None:
-            raise KeyError(f"table {name!r} does not exist in {self.uri}")
-        try:
-            table = self.db.create_table(name, schema=schema)
-        except (ValueError, OSError, RuntimeError) as exc:  # created concurrently by another writer
-            if "already exists" not in str(exc).lower():
-                raise
-            return self.db.open_table(name)
-        if key:
-            # Without a declared key, concurrent merge_insert of the same new keys duplicates.
-            retry_on_conflict(lambda: table.set_unenforced_primary_key(key))
-        return table
+        """Open a table, creating it (with its primary key declared) when a schema is given.
+
+        Another process may be creating the same table right now: its directory is listed
+        before its first version commits, so open and create are retried for a moment.
+        """
+        for attempt in range(50):
+            if self.has_table(name):
+                try:
+                    return self.db.open_table(name)
+                except ValueError as exc:  # listed but not committed yet by a concurrent creator
+                    if "not found" not in str(exc).lower():
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+            if schema is None:
+                raise KeyError(f"table {name!r} does not exist in {self.uri}")
+            try:
+                table = self.db.create_table(name, schema=schema)
+            except (ValueError, OSError, RuntimeError) as exc:  # created concurrently by another writer
+                if "already exists" not in str(exc).lower():
+                    raise
+                continue
+            if key:
+                # Without a declared key, concurrent merge_insert of the same new keys duplicates.
+                retry_on_conflict(lambda: table.set_unenforced_primary_key(key))
+            return table
+        raise TimeoutError(f"table {name!r} in {self.uri} stayed half-created by another writer")
 
     def upsert(self, table, rows: pa.Table, key: str) -> None:
         """Idempotent write keyed on `key`: a rerun after a crash neither duplicates nor loses."""

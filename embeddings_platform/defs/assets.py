@@ -7,14 +7,19 @@ Each asset reads resources, calls one core function, and reports numbers the UI 
 from datetime import timedelta
 
 from dagster import (
+    AssetCheckSpec,
     AssetExecutionContext,
+    Backoff,
     DataVersion,
     FreshnessPolicy,
+    Jitter,
     MaterializeResult,
     MetadataValue,
+    RetryPolicy,
     asset,
 )
 
+from ..core import checks as core_checks
 from ..core.checks import model_dimension
 from ..core.config import PlatformConfig, RefreshConfig, load_config
 from ..core.models import load_tokenizer, model_version
@@ -24,9 +29,12 @@ from ..core.pipeline import (
     sync_embeddings,
     take_snapshot,
 )
-from ..core.serving import registered_model_for
+from ..core.evaluation import labelled_queries
+from ..core.serving import registered_model_for, text_preview
 from ..core.store import chunks_table_name
 from .conditions import ON_UPSTREAM_CHANGE
+from .progress import EmbedProgress
+from .results import to_result
 from .partitions import source_model_partitions, source_partitions
 from .resources import PlatformResource
 
@@ -75,12 +83,19 @@ def _grid(context: AssetExecutionContext) -> tuple[str, str]:
         "Immutable, content-addressed snapshot of one registered source: every document "
         "validated and hashed; bad documents quarantined with a reason."
     ),
+    # Evaluated inside every snapshot run, so it can never lag the snapshot it describes.
+    check_specs=[AssetCheckSpec(
+        "quarantine", asset="source_snapshot", partitions_def=source_partitions,
+        description="Documents of the newest snapshot set aside in the quarantine table, counted by reason "
+                    "(undecodable, empty, unprintable, lossy text, too large, escaping the root, duplicates). "
+                    "WARN when any.")],
 )
 def source_snapshot(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
     config = platform.load()
     report = take_snapshot(platform.store(config), config.source(context.partition_key), context.run_id)
     for rejected in report.quarantined[:20]:
         context.log.warning(f"quarantined {rejected.doc_id!r}: {rejected.reason}")
+    quarantine = to_result(core_checks.quarantine(platform.store(config), context.partition_key), "quarantine")
     counts = {
         "documents": report.documents, "added": report.added, "changed": report.changed,
         "removed": report.removed, "unchanged": report.unchanged,
@@ -94,6 +109,7 @@ def source_snapshot(context: AssetExecutionContext, platform: PlatformResource) 
             "summary": _markdown_table(counts),
         },
         data_version=DataVersion(report.snapshot_id),
+        check_results=[quarantine],
     )
 
 
@@ -155,6 +171,9 @@ def _ensure_chunks_for_strategy(context: AssetExecutionContext, store, source: s
     partitions_def=source_model_partitions,
     deps=[chunks],
     pool="embedding_model",  # runs in parallel, but at most pools.default_limit model-loading steps at once
+    # Model calls retry inside the step (config `retry:`); this retries the step itself after
+    # other failures (storage, a killed worker). It resumes: committed batches are not redone.
+    retry_policy=RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
     group_name=GROUP,
     automation_condition=ON_UPSTREAM_CHANGE,
     freshness_policy=FRESHNESS,
@@ -174,15 +193,17 @@ def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> Ma
     store = platform.store(config)
     _ensure_chunks_for_strategy(context, store, source, model)
 
-    def log_progress(done: int, total: int, seconds: float) -> None:
-        context.log.info(f"embedded {done}/{total} chunks ({done / max(seconds, 1e-9):.1f} chunks/s)")
-
+    log_progress = EmbedProgress(context.log.info, f"{source} x {version_id}")
     report = sync_embeddings(
         store, source, version, lambda: platform.embedder(model), context.run_id,
-        batch_size=model.batch_size * 8, progress=log_progress,
+        batch_size=model.batch_size * 8, progress=log_progress, retry=config.retry,
     )
+    log_progress.close()
+    if report.dead_lettered:
+        context.log.warning(f"{report.dead_lettered} chunks kept failing in the model and went to the quarantine "
+                            "table (reason per chunk); they are retried on the next run")
     counts = {"embedded": report.embedded, "skipped": report.skipped, "deleted": report.deleted,
-              "metadata_updated": report.metadata_updated}
+              "metadata_updated": report.metadata_updated, "dead_lettered": report.dead_lettered}
     return MaterializeResult(
         metadata={
             **counts,
@@ -223,8 +244,10 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
         is_default_model=model.name == serving_model_name(config, source),
         expected_dimension=model_dimension(model),  # the pointer only moves to a consistent table
     )
+    preview = _sample_search(platform, config, source, report)
     return MaterializeResult(
         metadata={
+            **preview,
             "rows": report.rows,
             "index_type": report.index_type,
             "table": report.table_name,
@@ -236,6 +259,20 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
         },
         data_version=DataVersion(report.data_version),
     )
+
+
+def _sample_search(platform: PlatformResource, config: PlatformConfig, source: str, report) -> dict:
+    """A Markdown preview of what the index returns for the source's first labelled query."""
+    queries = labelled_queries(config.source(source))
+    if not queries or not report.rows:
+        return {}
+    query = queries[0].text
+    hits = text_preview(platform.store(config), report.table_name, report.table_version, query)
+    lines = [f"**{query}** (full-text, table `{report.table_name}` v{report.table_version})", "",
+             "| # | document | score | text |", "| ---: | --- | ---: | --- |",
+             *[f"| {i} | `{h['doc_id']}` | {h['score']:.2f} | {h['text'].replace('|', '/')} |"
+               for i, h in enumerate(hits, start=1)]]
+    return {"sample_search": MetadataValue.md("\n".join(lines))}
 
 
 ASSETS = [source_snapshot, chunks, embeddings, serving_index]

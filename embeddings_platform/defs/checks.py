@@ -6,16 +6,11 @@ Checks run after the materializations they check (eager automation condition) an
 served staleness check also runs on a schedule, because data ages without any run.
 """
 
-import warnings
-
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetSelection,
-    AutomationCondition,
     DefaultScheduleStatus,
-    MetadataValue,
     RunRequest,
     ScheduleEvaluationContext,
     SkipReason,
@@ -32,13 +27,7 @@ from .assets import embeddings, serving_index
 from .conditions import ON_UPSTREAM_CHANGE
 from .partitions import grid_key, source_model_partitions
 from .resources import PlatformResource
-
-try:  # partitioned asset checks are a preview feature in dagster 1.13
-    from dagster._utils.warnings import PreviewWarning
-
-    warnings.filterwarnings("ignore", message=".*partitions_def.*AssetCheckSpec", category=PreviewWarning)
-except ImportError:  # pragma: no cover - older/newer dagster
-    pass
+from .results import to_result
 
 AFTER_MATERIALIZATION = ON_UPSTREAM_CHANGE
 
@@ -53,23 +42,6 @@ def _expected_dimension(config, version_id: str) -> int | None:
         return core.model_dimension(registered_model_for(config, version_id))
     except LookupError:  # an unregistered version still gets checked, without this test
         return None
-
-
-def to_result(report, label: str) -> AssetCheckResult:
-    """core report -> AssetCheckResult (numbers for the UI's plots, one line of text)."""
-    passed = report.severity == core.OK
-    metadata: dict[str, object] = dict(report.metadata())
-    summary = "; ".join(report.problems) if report.problems else f"{label}: ok"
-    if getattr(report, "note", ""):
-        summary = f"{summary} ({report.note})"
-    metadata["summary"] = MetadataValue.text(summary)
-    metadata["table"] = MetadataValue.text(f"{report.table_name}@v{report.table_version}")
-    return AssetCheckResult(
-        passed=passed,
-        severity=AssetCheckSeverity.ERROR if report.severity == core.ERROR else AssetCheckSeverity.WARN,
-        metadata=metadata,
-        description=summary[:1000],
-    )
 
 
 @asset_check(

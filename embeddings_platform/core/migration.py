@@ -1,0 +1,254 @@
+"""Model migrations: gate a shadow index against what serves, swap atomically, roll back, clean up.
+
+A new model version fills its own table and index beside the serving one (the asset graph
+does that: every registered version is a column of the source x model grid, so changed
+documents reach every version). Serving moves to it only through `swap`, and only after
+`evaluate_gate` found it no worse than what serves by more than the configured margins. The
+pointer is one row changed in one commit, so a reader sees the old index or the new one.
+Every move is logged; `rollback` moves back to the previous target while it is retained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .checks import ConsistencyError, consistency
+from .config import MigrationConfig, PlatformConfig
+from .evaluation import LabelledQuery, evaluate, table_retriever
+from .models import model_version
+from .pipeline import MixedModelVersionsError, model_versions_in
+from .sharding import owner
+from .store import Store, utcnow, vectors_table_name
+
+EmbedFor = Callable[[str], Callable[[list[str]], np.ndarray]]  # version id -> batch embed function
+
+
+def query_embedders(store: Store, config: PlatformConfig, load: Callable) -> EmbedFor:
+    """version id -> embed function for queries, through the check's query-vector cache, so a
+    gate evaluated again embeds nothing it embedded before (and loads no model for it)."""
+    from .checks import cached_embedder
+    from .serving import registered_model_for
+
+    def embed_for(version_id: str):
+        return cached_embedder(store, version_id,
+                               lambda texts: load(registered_model_for(config, version_id)).embed(texts))
+
+    return embed_for
+
+
+class MigrationError(RuntimeError):
+    """A swap or rollback that must not happen, with the reason and what to do."""
+
+
+@dataclass
+class GateReport:
+    source: str
+    candidate_version: str
+    candidate_table_version: int | None
+    serving_version: str | None
+    queries: int
+    k: int
+    candidate_recall: float = 0.0
+    candidate_ndcg: float = 0.0
+    serving_recall: float = 0.0
+    serving_ndcg: float = 0.0
+    passed: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def metadata(self) -> dict[str, float | int]:
+        """Numbers the UI plots: both sides and their difference."""
+        return {
+            "queries": self.queries, "k": self.k, "passed": int(self.passed),
+            "candidate_recall": round(self.candidate_recall, 4), "candidate_ndcg": round(self.candidate_ndcg, 4),
+            "serving_recall": round(self.serving_recall, 4), "serving_ndcg": round(self.serving_ndcg, 4),
+            "recall_delta": round(self.candidate_recall - self.serving_recall, 4),
+            "ndcg_delta": round(self.candidate_ndcg - self.serving_ndcg, 4),
+            "candidate_table_version": self.candidate_table_version or 0,
+        }
+
+
+def latest_serve_tag(table) -> int | None:
+    """The newest table version a serving_index run indexed and tagged (None: never indexed)."""
+    versions = [int(name.removeprefix("serve-v")) for name in table.tags.list() if name.startswith("serve-v")]
+    return max(versions) if versions else None
+
+
+def evaluate_gate(
+    store: Store,
+    source: str,
+    candidate_version: str,
+    queries: Sequence[LabelledQuery],
+    embed_for: EmbedFor,
+    gate: MigrationConfig = MigrationConfig(),
+) -> GateReport:
+    """Evaluate the candidate's indexed table and the served one on the same labelled queries."""
+    source = owner(source)
+    pointer = store.pointer(source)
+    report = GateReport(source, candidate_version, None, pointer["model_version"] if pointer else None,
+                        len(queries), gate.k)
+    name = vectors_table_name(source, candidate_version)
+    if not store.has_table(name):
+        report.reasons.append(f"no table {name}; materialize embeddings and serving_index for this model first")
+        return report
+    table = store.db.open_table(name)
+    report.candidate_table_version = latest_serve_tag(table)
+    if report.candidate_table_version is None:
+        report.reasons.append(f"{name} has no serving index yet; materialize serving_index for this model first")
+        return report
+    if len(queries) < gate.min_queries:
+        report.reasons.append(
+            f"{len(queries)} labelled queries (< migration.min_queries {gate.min_queries}); "
+            "register a canary file or BEIR qrels with the source"
+        )
+        return report
+    table.checkout(report.candidate_table_version)
+    candidate = evaluate(queries, table_retriever(table, embed_for(candidate_version), gate.k))
+    report.candidate_recall, report.candidate_ndcg = candidate.recall, candidate.ndcg
+    if pointer is None:
+        report.passed = True  # nothing serves: anything indexed is better than nothing
+        return report
+    served = store.db.open_table(pointer["table_name"])
+    served.checkout(pointer["table_version"])
+    current = evaluate(queries, table_retriever(served, embed_for(pointer["model_version"]), gate.k))
+    report.serving_recall, report.serving_ndcg = current.recall, current.ndcg
+    if report.candidate_recall < report.serving_recall - gate.max_recall_drop:
+        report.reasons.append(
+            f"recall@{gate.k} {report.candidate_recall:.4f} is more than {gate.max_recall_drop} below "
+            f"the serving {report.serving_recall:.4f}")
+    if report.candidate_ndcg < report.serving_ndcg - gate.max_ndcg_drop:
+        report.reasons.append(
+            f"nDCG@{gate.k} {report.candidate_ndcg:.4f} is more than {gate.max_ndcg_drop} below "
+            f"the serving {report.serving_ndcg:.4f}")
+    report.passed = not report.reasons
+    return report
+
+
+def swap(
+    store: Store,
+    gate: GateReport,
+    run_id: str,
+    expected_dimension: int | None = None,
+    force: bool = False,
+) -> dict:
+    """Point the source at the gated candidate (one commit). `force` ships a failed gate on purpose."""
+    if not gate.passed and not force:
+        raise MigrationError(
+            f"gate failed for {gate.candidate_version} on {gate.source}: {'; '.join(gate.reasons)} "
+            "(nothing swapped; pass --force to ship it anyway)")
+    if gate.candidate_table_version is None:
+        raise MigrationError(f"{gate.candidate_version} has no serving index to swap to")
+    name = vectors_table_name(gate.source, gate.candidate_version)
+    table = store.db.open_table(name)
+    table.checkout(gate.candidate_table_version)
+    found = model_versions_in(table)
+    if found != {gate.candidate_version}:
+        raise MixedModelVersionsError(f"{name}@v{gate.candidate_table_version} holds model versions {sorted(found)}")
+    check = consistency(store, gate.source, gate.candidate_version, expected_dimension, check_pointer=False)
+    if not check.ok:
+        raise ConsistencyError(check)
+    row = {
+        "source": gate.source, "model_version": gate.candidate_version, "table_name": name,
+        "table_version": gate.candidate_table_version, "tag": f"serve-v{gate.candidate_table_version}",
+        "swapped_at": utcnow(), "run_id": run_id, "reason": "migration (forced)" if not gate.passed else "migration",
+    }
+    store.set_pointer(row)
+    return row
+
+
+def previous_target(store: Store, source: str, retention_hours: float, now: datetime | None = None) -> dict:
+    """The target that served before the current one, if still retained and still stored."""
+    source = owner(source)
+    now = now or utcnow()
+    current = store.pointer(source)
+    if current is None:
+        raise MigrationError(f"source {source!r} has never served; nothing to roll back")
+    target = (current["table_name"], current["table_version"])
+    earlier = [e for e in store.pointer_history(source) if e["swapped_at"] <= current["swapped_at"]]
+    for event in reversed(earlier):
+        if (event["table_name"], event["table_version"]) == target:
+            continue
+        retained_until = current["swapped_at"] + timedelta(hours=retention_hours)
+        if now > retained_until:
+            raise MigrationError(
+                f"the previous target {event['table_name']}@v{event['table_version']} stopped serving at "
+                f"{current['swapped_at'].isoformat()}, past serving.retention_hours ({retention_hours} h)")
+        if not store.has_table(event["table_name"]) or event["tag"] not in store.db.open_table(event["table_name"]).tags.list():
+            raise MigrationError(f"the previous target {event['table_name']}@v{event['table_version']} no longer exists")
+        return event
+    raise MigrationError(f"source {source!r} has no earlier serving target to roll back to")
+
+
+def rollback(store: Store, source: str, run_id: str, retention_hours: float, now: datetime | None = None) -> dict:
+    """Move the pointer back to the previous target: a pointer move, no model, no re-embed."""
+    event = previous_target(store, source, retention_hours, now)
+    row = {k: event[k] for k in ("source", "model_version", "table_name", "table_version", "tag")}
+    row.update(swapped_at=utcnow(), run_id=run_id, reason="rollback")
+    store.set_pointer(row)
+    return row
+
+
+@dataclass
+class CleanupReport:
+    tables_dropped: list[str] = field(default_factory=list)
+    tags_deleted: int = 0
+    versions_removed: int = 0
+    bytes_removed: int = 0
+
+
+def retained_targets(store: Store, retention_hours: float, now: datetime) -> set[tuple[str, int]]:
+    """(table, version) pairs that serve now or stopped serving within the retention window."""
+    keep = {(p["table_name"], p["table_version"]) for p in store.pointers()}
+    window = timedelta(hours=retention_hours)
+    for pointer in store.pointers():
+        events = store.pointer_history(pointer["source"])
+        for event, successor in zip(events, events[1:]):
+            if now - successor["swapped_at"] <= window:
+                keep.add((event["table_name"], event["table_version"]))
+    return keep
+
+
+def cleanup(store: Store, config: PlatformConfig, now: datetime | None = None) -> CleanupReport:
+    """Retention expiry: drop tables of unregistered model versions nothing retains, delete expired
+    serve tags, and remove table versions older than the window (tagged ones are kept)."""
+    now = now or utcnow()
+    hours = config.serving.retention_hours
+    keep = retained_targets(store, hours, now)
+    registered = {model_version(m).version_id for m in config.models}
+    report = CleanupReport()
+    for name in store.table_names():
+        if not name.startswith("vectors__"):
+            continue
+        table = store.db.open_table(name)
+        retained_here = {version for table_name, version in keep if table_name == name}
+        versions = model_versions_in(table) if table.count_rows() else set()
+        if versions and not versions & registered and not retained_here:
+            store.db.drop_table(name)
+            report.tables_dropped.append(name)
+            continue
+        latest = latest_serve_tag(table)
+        for tag_name, tag in table.tags.list().items():
+            version = tag["version"] if isinstance(tag, dict) else getattr(tag, "version", None)
+            if version is None or version in retained_here or version == latest:
+                continue
+            created = _version_time(table, version)
+            if created is not None and now - created > timedelta(hours=hours):
+                table.tags.delete(tag_name)
+                report.tags_deleted += 1
+        stats = table.to_lance().cleanup_old_versions(older_than=timedelta(hours=hours),
+                                                      error_if_tagged_old_versions=False)
+        report.versions_removed += int(getattr(stats, "old_versions", 0) or 0)
+        report.bytes_removed += int(getattr(stats, "bytes_removed", 0) or 0)
+    return report
+
+
+def _version_time(table, version: int) -> datetime | None:
+    for info in table.list_versions():
+        if int(info["version"]) == version:
+            stamp = info["timestamp"]
+            return stamp if stamp.tzinfo else stamp.replace(tzinfo=utcnow().tzinfo)
+    return None

@@ -1,0 +1,44 @@
+"""Where steps run: in local processes by default, on Celery workers when a broker is configured.
+
+The same definitions run both ways; only the environment differs. With
+EMBEDDINGS_PLATFORM_CELERY_BROKER set (e.g. redis://127.0.0.1:6379/0), every job the
+daemon, the UI or a backfill launches hands its steps to Celery workers started with
+`dagster-celery worker start -A dagster_celery.app` (docs/scale-out.md). Broker and backend are
+read from the environment at run time (StringSource `env:`), so no URL or secret is stored in
+the run config.
+"""
+
+import os
+
+from dagster import AssetSelection, define_asset_job
+
+from .assets import embeddings, serving_index
+from .partitions import source_model_partitions
+
+CELERY_BROKER_ENV = "EMBEDDINGS_PLATFORM_CELERY_BROKER"
+CELERY_BACKEND_ENV = "EMBEDDINGS_PLATFORM_CELERY_BACKEND"
+
+embed_job = define_asset_job(
+    "embed_job",
+    selection=AssetSelection.assets(embeddings, serving_index),
+    partitions_def=source_model_partitions,
+    description=(
+        "Embed and index one (source or shard, model version) partition, with its checks. Backfill it over "
+        "the shard partitions of a source for a full embed or a migration: any number of workers take them."
+    ),
+)
+
+
+def platform_executor():
+    """The Celery executor when a broker is configured, else None (Dagster's multiprocess default)."""
+    if not os.environ.get(CELERY_BROKER_ENV):
+        return None
+    from dagster_celery import celery_executor
+
+    config = {"broker": {"env": CELERY_BROKER_ENV}}
+    if os.environ.get(CELERY_BACKEND_ENV):
+        config["backend"] = {"env": CELERY_BACKEND_ENV}
+    return celery_executor.configured(config, name="celery")
+
+
+JOBS = [embed_job]
