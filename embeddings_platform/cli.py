@@ -43,8 +43,8 @@ def _search(config, source: str, query: str, k: int, mode: str):
 def cmd_materialize(args, config) -> int:
     from .defs.runner import materialize_graph
 
-    instance = _instance(config)
-    materialize_graph(instance, config, args.source or None, args.model or None)
+    with _instance(config) as instance:  # disposed on exit, as the CLI leaves it
+        materialize_graph(instance, config, args.source or None, args.model or None)
     print("Built:")
     _print_status(config)
     if not args.no_sample:
@@ -62,7 +62,7 @@ def _print_status(config) -> None:
     header = f"{'source':<16}{'model version':<24}{'docs':>7}{'quar.':>6}{'chunks':>8}{'vectors':>9}{'tbl v':>7}  serving"
     print(header)
     for r in rows:
-        serving = f"yes (v{r['served_table_version']} since {r['serving_since'][:19]})" if r["serving"] else "no"
+        serving = f"yes (v{r['served_table_version']} since {r['serving_since'][:19]})" if r["serving"] else "no (shadow)"
         print(f"{r['source']:<16}{r['model_version']:<24}{r['documents']:>7}{r['quarantined']:>6}"
               f"{r['chunks']:>8}{r['vectors']:>9}{str(r['table_version'] or '-'):>7}  {serving}")
 
@@ -88,8 +88,55 @@ def cmd_lineage(args, config) -> int:
     store = Store(config.storage_uri)
     rows = lineage(store, config, args.id)
     pointers = {p["source"]: p for p in store.pointers()}
-    print(format_json({"vectors": rows, "serving": pointers}))
+    history = {source: store.pointer_history(source) for source in pointers}
+    print(format_json({"vectors": rows, "serving": pointers, "serving_history": history}))
     return 0 if rows else 1
+
+
+def cmd_migrate(args, config) -> int:
+    """Gate the model's shadow index against what serves; swap only if it passes (or --force)."""
+    from .core.checks import model_dimension
+    from .core.evaluation import labelled_queries
+    from .core.migration import MigrationError, evaluate_gate, query_embedders, swap
+    from .core.models import model_version
+    from .defs.resources import cached_embedder
+
+    store = Store(config.storage_uri)
+    model = config.model(args.model)
+    gate = evaluate_gate(store, args.source, model_version(model).version_id,
+                         labelled_queries(config.source(args.source)),
+                         query_embedders(store, config, cached_embedder), config.migration)
+    print(format_json({"gate": {**gate.metadata, "reasons": gate.reasons,
+                                "candidate": gate.candidate_version, "serving": gate.serving_version}}))
+    try:
+        row = swap(store, gate, run_id=f"cli-migrate-{os.getpid()}", expected_dimension=model_dimension(model),
+                   force=args.force)
+    except MigrationError as exc:
+        print(f"not swapped: {exc}", file=sys.stderr)
+        return 1
+    print(f"swapped: {args.source} now serves {row['model_version']} ({row['table_name']}@v{row['table_version']})")
+    return 0
+
+
+def cmd_rollback(args, config) -> int:
+    from .core.migration import MigrationError, rollback
+
+    try:
+        row = rollback(Store(config.storage_uri), args.source, f"cli-rollback-{os.getpid()}",
+                       config.serving.retention_hours)
+    except MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"rolled back: {args.source} serves {row['model_version']} ({row['table_name']}@v{row['table_version']}) again")
+    return 0
+
+
+def cmd_cleanup(args, config) -> int:
+    from .core.migration import cleanup
+
+    report = cleanup(Store(config.storage_uri), config)
+    print(format_json(report.__dict__))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     li = sub.add_parser("lineage", help="which snapshot, chunker, model and run made each vector of a doc or chunk")
     li.add_argument("id", help="a doc_id or chunk_id")
     li.set_defaults(func=cmd_lineage)
+
+    mg = sub.add_parser("migrate", help="gate a model version's shadow index against what serves, then swap")
+    mg.add_argument("--source", required=True)
+    mg.add_argument("--model", required=True, help="model name from the config")
+    mg.add_argument("--force", action="store_true", help="swap even if the gate fails (a deliberate decision)")
+    mg.set_defaults(func=cmd_migrate)
+
+    rb = sub.add_parser("rollback", help="serve the previous target again (within serving.retention_hours)")
+    rb.add_argument("--source", required=True)
+    rb.set_defaults(func=cmd_rollback)
+
+    cl = sub.add_parser("cleanup", help="retention expiry: drop what stopped serving longer ago than the window")
+    cl.set_defaults(func=cmd_cleanup)
     return parser
 
 

@@ -40,8 +40,10 @@ def write_config(path: Path, sources: list[dict], models: list[dict] | None = No
 
 
 @pytest.fixture(autouse=True)
-def _fresh_embedder_cache(monkeypatch):
+def _isolated_environment(monkeypatch, tmp_path_factory):
+    """Each test gets its own Dagster home and embedder cache, whatever the shell exported."""
     monkeypatch.delenv("EMBEDDINGS_PLATFORM_STORAGE_URI", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
     resources.clear_embedder_cache()
     yield
     resources.clear_embedder_cache()
@@ -73,3 +75,4 @@ def store(config) -> Store:
 def embedder(config) -> HashingEmbedder:
     """The embedder the Dagster layer will use for the first model (shared via the cache)."""
     return resources.cached_embedder(config.models[0])
+

@@ -216,8 +216,10 @@ def test_schedule_requests_the_staleness_check_of_every_served_partition(tmp_pat
         tick = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
 
         def evaluate():
-            return served_staleness_schedule(build_schedule_context(
-                instance=instance, resources=resources, scheduled_execution_time=tick))
+            # as a context manager: the context opens its own instance from the ref and must close it
+            with build_schedule_context(instance=instance, resources=resources,
+                                        scheduled_execution_time=tick) as context:
+                return served_staleness_schedule(context)
 
         assert isinstance(evaluate(), SkipReason)  # nothing is served yet
         materialize_graph(instance, config, resources=resources)
