@@ -39,7 +39,7 @@ from .config import ChecksConfig, ModelConfig
 from .evaluation import LabelledQuery, evaluate, table_retriever
 from .indexing import served_plan, tuned, vector_index
 from .sharding import parse_key as parse_shard_key
-from .store import Store, chunks_table_name, dead_letter_id, utcnow, vectors_table_name
+from .store import DEAD_LETTER_REASON, Store, chunks_table_name, dead_letter_id, utcnow, vectors_table_name
 
 OK, WARN, ERROR = "ok", "warn", "error"
 _RANK = {OK: 0, WARN: 1, ERROR: 2}
@@ -362,7 +362,7 @@ def quarantine(store: Store, source: str) -> QuarantineReport:
     report.table_version = table.version
     rows = Store.read(table, ["doc_id", "reason"], where=(col("source") == lit(source))
                       & (col("snapshot_id") == lit(snapshot["snapshot_id"]))).to_pylist()
-    rows = [r for r in rows if not r["reason"].startswith("embedding failed")]  # those belong to embeddings
+    rows = [r for r in rows if not r["reason"].startswith(DEAD_LETTER_REASON)]  # those belong to embeddings
     report.quarantined = len(rows)
     for row in rows:
         kind = reason_kind(row["reason"])
@@ -671,10 +671,11 @@ def ann_recall(
         for qi, cid, dist in zip(query_index, exact_all.column("chunk_id").to_pylist(),
                                  exact_all.column("_distance").to_pylist()):
             exact_by_query.setdefault(qi, []).append((cid, dist))
+    plan = served_plan(table)  # the serving query settings, read once for the whole sample
     for qi, (chunk_id, query) in enumerate(zip(ids, vectors)):
         t1 = time.perf_counter()
         ann_query = table.search(query, vector_column_name="vector").metric("cosine").select(["chunk_id"]).limit(k + 1)
-        approx = (configure(ann_query) if configure else tuned(ann_query, served_plan(table))).to_list()
+        approx = (configure(ann_query) if configure else tuned(ann_query, plan)).to_list()
         ann_seconds += time.perf_counter() - t1
         exact = sorted((h for h in exact_by_query.get(qi, []) if h[0] != chunk_id), key=lambda h: h[1])[:k]
         approx = [h for h in approx if h["chunk_id"] != chunk_id][:k]

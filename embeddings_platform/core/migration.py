@@ -22,7 +22,7 @@ from .evaluation import LabelledQuery, evaluate, table_retriever
 from .models import model_version
 from .pipeline import MixedModelVersionsError, model_versions_in
 from .sharding import owner
-from .store import Store, utcnow, vectors_table_name
+from .store import Store, latest_serve_tag, serve_tag, utcnow, vectors_table_name
 
 EmbedFor = Callable[[str], Callable[[list[str]], np.ndarray]]  # version id -> batch embed function
 
@@ -70,12 +70,6 @@ class GateReport:
             "ndcg_delta": round(self.candidate_ndcg - self.serving_ndcg, 4),
             "candidate_table_version": self.candidate_table_version or 0,
         }
-
-
-def latest_serve_tag(table) -> int | None:
-    """The newest table version a serving_index run indexed and tagged (None: never indexed)."""
-    versions = [int(name.removeprefix("serve-v")) for name in table.tags.list() if name.startswith("serve-v")]
-    return max(versions) if versions else None
 
 
 def evaluate_gate(
@@ -153,7 +147,7 @@ def swap(
         raise ConsistencyError(check)
     row = {
         "source": gate.source, "model_version": gate.candidate_version, "table_name": name,
-        "table_version": gate.candidate_table_version, "tag": f"serve-v{gate.candidate_table_version}",
+        "table_version": gate.candidate_table_version, "tag": serve_tag(gate.candidate_table_version),
         "swapped_at": utcnow(), "run_id": run_id, "reason": "migration (forced)" if not gate.passed else "migration",
     }
     store.set_pointer(row)
@@ -231,11 +225,12 @@ def cleanup(store: Store, config: PlatformConfig, now: datetime | None = None) -
             report.tables_dropped.append(name)
             continue
         latest = latest_serve_tag(table)
+        created_at = _version_times(table)
         for tag_name, tag in table.tags.list().items():
             version = tag["version"] if isinstance(tag, dict) else getattr(tag, "version", None)
             if version is None or version in retained_here or version == latest:
                 continue
-            created = _version_time(table, version)
+            created = created_at.get(version)
             if created is not None and now - created > timedelta(hours=hours):
                 table.tags.delete(tag_name)
                 report.tags_deleted += 1
@@ -246,9 +241,8 @@ def cleanup(store: Store, config: PlatformConfig, now: datetime | None = None) -
     return report
 
 
-def _version_time(table, version: int) -> datetime | None:
-    for info in table.list_versions():
-        if int(info["version"]) == version:
-            stamp = info["timestamp"]
-            return stamp if stamp.tzinfo else stamp.replace(tzinfo=utcnow().tzinfo)
-    return None
+def _version_times(table) -> dict[int, datetime]:
+    """When each version of a table was committed (UTC)."""
+    utc = utcnow().tzinfo
+    return {int(info["version"]): info["timestamp"] if info["timestamp"].tzinfo else info["timestamp"].replace(tzinfo=utc)
+            for info in table.list_versions()}

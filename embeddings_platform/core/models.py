@@ -221,7 +221,7 @@ class StaticModelEmbedder:
     def __init__(self, path: Path, normalize: bool, batch_size: int):
         from model2vec import StaticModel
 
-        self.model = StaticModel.from_pretrained(str(path))
+        self.model = StaticModel.from_pretrained(str(path), normalize=normalize)
         self.normalize = normalize
         self.batch_size = batch_size
         self.dimension = int(self.model.dim)
@@ -232,12 +232,8 @@ class StaticModelEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.calls += 1
         self.texts_embedded += len(texts)
-        vectors = np.asarray(self.model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False),
-                             dtype=np.float32)
-        if self.normalize:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-        return vectors
+        return np.asarray(self.model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False),
+                          dtype=np.float32)
 
 
 def distilled_model_path(config: ModelConfig) -> Path:

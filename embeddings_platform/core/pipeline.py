@@ -19,7 +19,7 @@ from .checks import ConsistencyError, consistency, model_dimension
 from .chunking import chunk_document
 from .config import ModelConfig, RetryConfig, ServingConfig, SourceConfig
 from .documents import Document, Rejected, read_source
-from .indexing import ann_plan, build_vector_index
+from .indexing import ann_plan, build_vector_index, vector_index
 from .models import (
     Embedder,
     ModelVersion,
@@ -33,6 +33,7 @@ from .sharding import owner
 from .sharding import parse_key as parse_shard_key
 from .store import (
     CHUNKS,
+    DEAD_LETTER_REASON,
     DOCUMENT_TEXTS,
     QUARANTINE,
     SNAPSHOT_DOCUMENTS,
@@ -41,6 +42,7 @@ from .store import (
     chunks_table_name,
     dead_letter_id,
     retry_on_conflict,
+    serve_tag,
     utcnow,
     vectors_schema,
     vectors_table_name,
@@ -343,7 +345,7 @@ def _dead_letter(chunk: dict, version_id: str, reason: str, run_id: str) -> dict
     return {
         "quarantine_id": dead_letter_id(chunk["source"], version_id, chunk["chunk_id"]), "source": chunk["source"],
         "snapshot_id": chunk["source_snapshot"], "doc_id": chunk["doc_id"],
-        "reason": f"embedding failed ({version_id}, chunk {chunk['chunk_id']}): {reason}",
+        "reason": f"{DEAD_LETTER_REASON} ({version_id}, chunk {chunk['chunk_id']}): {reason}",
         "sample": chunk["text"][:200], "detected_at": utcnow(), "run_id": run_id,
     }
 
@@ -417,7 +419,7 @@ def build_serving_index(
     rows = table.count_rows()
     # Indexing bumps the table version and tags it; a tag on the current version means
     # nothing was written since the last build, so there is nothing to rebuild.
-    rebuilt = f"serve-v{table.version}" not in table.tags.list()
+    rebuilt = serve_tag(table.version) not in table.tags.list()
     if rebuilt:  # the shards of a source may index their shared table at the same time
         plan = ann_plan(rows, serving.ann_min_rows)
         if not plan.exact:
@@ -429,7 +431,7 @@ def build_serving_index(
             retry_on_conflict(lambda: table.create_fts_index("text", replace=True))
         _tag(table, table.version)
     table_version = table.version
-    tag = f"serve-v{table_version}"
+    tag = serve_tag(table_version)
     already_pinned = serves_this and pointer["table_name"] == name and pointer["table_version"] == table_version
     moved = not already_pinned and (serves_this or (pointer is None and is_default_model))
     if moved:  # blocking check: never point serving at an inconsistent table
@@ -452,17 +454,15 @@ def build_serving_index(
 def _tag(table, version: int) -> None:
     """Tag a version for serving (keeps cleanup from deleting it); another shard may have."""
     try:
-        table.tags.create(f"serve-v{version}", version)
+        table.tags.create(serve_tag(version), version)
     except (ValueError, OSError, RuntimeError) as exc:
         if "exist" not in str(exc).lower():
             raise
 
 
 def _index_type(table) -> str:
-    for index in table.list_indices():
-        if "vector" in index.columns:
-            return str(index.index_type)
-    return "exact"
+    index = vector_index(table)
+    return str(index.index_type) if index is not None else "exact"
 
 
 # --- the whole chain, without an orchestrator -------------------------------------------

@@ -56,6 +56,24 @@ SNAPSHOT_DOCUMENTS = pa.schema([
 DOCUMENT_TEXTS = pa.schema([_key("content_sha256"), pa.field("text", pa.string())])
 
 
+DEAD_LETTER_REASON = "embedding failed"  # how a quarantine row of a chunk (not a document) begins
+
+
+SERVE_TAG_PREFIX = "serve-v"
+
+
+def serve_tag(version: int) -> str:
+    """The tag that pins a table version a serving_index run indexed (cleanup keeps tagged versions)."""
+    return f"{SERVE_TAG_PREFIX}{version}"
+
+
+def latest_serve_tag(table) -> int | None:
+    """The newest table version a serving_index run indexed and tagged (None: never indexed)."""
+    versions = [int(name.removeprefix(SERVE_TAG_PREFIX)) for name in table.tags.list()
+                if name.startswith(SERVE_TAG_PREFIX)]
+    return max(versions) if versions else None
+
+
 def dead_letter_id(source: str, version_id: str, chunk_id: str) -> str:
     """quarantine_id of a chunk a model version kept failing on (one row per chunk and version)."""
     return hashlib.sha256("\x1f".join((source, version_id, chunk_id)).encode("utf-8")).hexdigest()[:20]

@@ -92,10 +92,11 @@ def _grid(context: AssetExecutionContext) -> tuple[str, str]:
 )
 def source_snapshot(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
     config = platform.load()
-    report = take_snapshot(platform.store(config), config.source(context.partition_key), context.run_id)
+    store = platform.store(config)
+    report = take_snapshot(store, config.source(context.partition_key), context.run_id)
     for rejected in report.quarantined[:20]:
         context.log.warning(f"quarantined {rejected.doc_id!r}: {rejected.reason}")
-    quarantine = to_result(core_checks.quarantine(platform.store(config), context.partition_key), "quarantine")
+    quarantine = to_result(core_checks.quarantine(store, context.partition_key), "quarantine")
     counts = {
         "documents": report.documents, "added": report.added, "changed": report.changed,
         "removed": report.removed, "unchanged": report.unchanged,
