@@ -2,10 +2,16 @@
 
 One `dagster dev` (webserver + daemon) per module, on a free port of 127.0.0.1, over a tiny
 `folder` source and the deterministic `hashing` model, with its own DAGSTER_HOME and LanceDB
-folder in a temporary directory. The two sensors that run by default are stopped before the
-server starts, so the only runs are the ones these tests launch (otherwise
-`source_change_sensor` snapshots the new source on its first tick and `embeddings_automation`
-carries it through the grid, racing with the tests' own runs and their counts).
+folder in a temporary directory. The sensors and schedules that run by default are stopped
+before the server starts, so the only runs are the ones these tests launch (otherwise
+`source_change_sensor` snapshots the new source on its first tick, `embeddings_automation`
+carries it through the grid and `served_staleness_schedule` re-checks it every half hour,
+racing with the tests' own runs and their counts).
+
+A page whose data never arrives (a GraphQL request that failed leaves the UI spinning) is
+reloaded and tried again; when a step still fails, the error names what the browser saw go
+wrong (failed or erroring GraphQL operations, console errors, requests still pending) and the
+end of the `dagster dev` log, instead of Playwright's page dump.
 
 Screenshots land in embeddings_platform_tests/artifacts/ (not committed); the operator guide's
 images in docs/img/ are copies of good ones: `cp embeddings_platform_tests/artifacts/*.png docs/img/`.
@@ -24,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +38,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 from embeddings_platform.core.config import load_config
@@ -50,10 +58,13 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SOURCE = "notes"
-STOPPED_SENSORS = ["source_change_sensor", "embeddings_automation"]
+STOPPED = [("sensor", "source_change_sensor"), ("sensor", "embeddings_automation"),
+           ("schedule", "served_staleness_schedule"), ("schedule", "consistency_sweep_schedule"),
+           ("schedule", "retention_cleanup_schedule")]
 SERVER_TIMEOUT = 120  # s: webserver answering and the code location loaded
 RUN_TIMEOUT = 300  # s: one run, queued by the daemon, in its own process
-UI_TIMEOUT = 60_000  # ms: any single UI step
+UI_TIMEOUT = 30_000  # ms: any single UI step
+UI_ATTEMPTS = 3  # page loads before a step whose data never arrived counts as failed
 ASSETS = ["source_snapshot", "chunks", "embeddings", "serving_index"]
 CHECKS = {
     "embeddings": ["consistency", "staleness"],
@@ -148,14 +159,14 @@ class Server:
         return out
 
 
-def _stop_default_sensors(env: dict[str, str]) -> None:
-    """Record both sensors as stopped in the instance (the CLI writes it; no daemon needed)."""
-    procs = [subprocess.Popen([str(BIN / "dagster"), "sensor", "stop", name, "-w", "workspace.yaml"],
+def _stop_default_automation(env: dict[str, str]) -> None:
+    """Record the running-by-default sensors and schedules as stopped (the CLI writes it; no daemon needed)."""
+    procs = [subprocess.Popen([str(BIN / "dagster"), kind, "stop", name, "-w", "workspace.yaml"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for name in STOPPED_SENSORS]
-    for name, proc in zip(STOPPED_SENSORS, procs):
+             for kind, name in STOPPED]
+    for (kind, name), proc in zip(STOPPED, procs):
         out, _ = proc.communicate(timeout=SERVER_TIMEOUT)
-        assert proc.returncode == 0 and f"Stopped sensor {name}" in out, out[-3000:]
+        assert proc.returncode == 0 and f"Stopped {kind} {name}" in out, out[-3000:]
 
 
 def _wait_until_ready(server: Server) -> None:
@@ -203,7 +214,7 @@ def server(tmp_path_factory):
         mp.setenv("DAGSTER_HOME", str(home))
         with DagsterInstance.get() as instance:
             sync_partitions(instance, load_config(config_path))
-    _stop_default_sensors(env)
+    _stop_default_automation(env)
 
     port = _free_port()
     log = root / "dagster-dev.log"
@@ -274,28 +285,115 @@ def browser():
         chromium.close()
 
 
+class BrowserLog:
+    """What the browser saw go wrong on a page: the words a failed UI step is reported with."""
+
+    def __init__(self, page):
+        self.events: list[str] = []
+        self.pending: dict[object, tuple[str, float]] = {}
+        self.graphql: list[tuple[str, object]] = []
+        page.on("console", lambda m: m.type == "error" and self.events.append(f"console error: {_first_line(m.text)}"))
+        page.on("request", self._sent)
+        page.on("requestfinished", lambda r: self.pending.pop(r, None))
+        page.on("requestfailed", self._failed)
+        page.on("response", self._answered)
+
+    @staticmethod
+    def _operation(request) -> str:
+        try:
+            return (request.post_data_json or {}).get("operationName") or request.url
+        except Exception:  # noqa: BLE001 - not JSON: name it by its address
+            return request.url
+
+    def _sent(self, request) -> None:
+        if "/graphql" in request.url:
+            self.pending[request] = (self._operation(request), time.monotonic())
+
+    def _failed(self, request) -> None:
+        self.pending.pop(request, None)
+        self.events.append(f"request failed: {self._operation(request)} ({request.failure})")
+
+    def _answered(self, response) -> None:
+        if "/graphql" in response.url:
+            self.graphql = [*self.graphql[-199:], (self._operation(response.request), response)]
+        if response.status >= 400:
+            self.events.append(f"HTTP {response.status}: {self._operation(response.request)}")
+
+    def note(self, text: str) -> None:
+        self.events.append(text)
+
+    def report(self) -> list[str]:
+        lines = list(self.events)
+        for operation, response in self.graphql:
+            try:
+                errors = json.loads(response.text()).get("errors")
+            except Exception:  # noqa: BLE001 - body gone or not JSON: nothing to add
+                continue
+            if errors:
+                lines.append(f"GraphQL {operation} answered errors: {json.dumps(errors)[:500]}")
+        now = time.monotonic()
+        lines += [f"GraphQL {operation} still pending after {now - sent:.0f} s"
+                  for operation, sent in self.pending.values()]
+        return lines or ["(the browser saw no failed request, GraphQL error or console error)"]
+
+
+def _first_line(text: str, width: int = 300) -> str:
+    return text.strip().splitlines()[0][:width] if text.strip() else ""
+
+
+def _log_excerpt(path: Path) -> str:
+    """The errors a `dagster dev` log reports, then its last lines (colour codes removed)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in _tail(path, 100_000).splitlines()]
+    errors = [line for line in lines if re.search(r" - ERROR - |Traceback|Exception", line)]
+    return "\n".join([*errors[-10:], "...", *(_first_line(line, 400) for line in lines[-10:])])
+
+
+def _short(error: BaseException) -> str:
+    """Where a step failed and Playwright's first lines about it, without its page dump."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == __file__]
+    where = f"test_ui.py:{frames[-1].lineno}: {frames[-1].line}" if frames else ""
+    message = str(error).split("Aria snapshot:")[0].strip().splitlines()
+    return "\n".join([where, *message[:12]])
+
+
 @contextmanager
-def _page(browser, name: str, **context_options):
-    """A fresh page; on failure a screenshot `failed-<name>.png` lands in the artifacts."""
+def _page(browser, server: Server, name: str, **context_options):
+    """A fresh page; a failed step leaves `failed-<name>.png` in the artifacts and says what went wrong."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000}, **context_options)
     page = context.new_page()
     page.set_default_timeout(UI_TIMEOUT)
+    page.log = BrowserLog(page)
     # the first visit asks to join the community: dismiss it whenever it shows up
     page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
     try:
         yield page
-    except BaseException:
+    except (AssertionError, PlaywrightError) as error:
         try:
             page.screenshot(path=str(ARTIFACTS / f"failed-{name}.png"))
         except Exception:  # noqa: BLE001 - the original failure matters, not the screenshot
             pass
-        raise
+        raise AssertionError("\n".join([
+            f"UI step failed on page {page.url}", _short(error), "-- what the browser saw:", *page.log.report(),
+            "-- the dagster dev log (errors, then its end):", _log_excerpt(server.log),
+        ])) from None
     finally:
         context.close()
 
 
 def _open(page, url: str) -> None:
     page.goto(url, wait_until="networkidle", timeout=UI_TIMEOUT)
+
+
+def _shown(page, url: str, step, what: str):
+    """Open `url` and run `step(page)`; a page whose data never arrived is reloaded and tried again."""
+    for attempt in range(1, UI_ATTEMPTS + 1):
+        _open(page, url)
+        try:
+            return step(page)
+        except (AssertionError, PlaywrightError) as error:
+            if attempt == UI_ATTEMPTS:
+                raise
+            page.log.note(f"attempt {attempt} of '{what}' failed, reloading: {_short(error).splitlines()[-1]}")
 
 
 def _pick_partition(page, dialog, dimension: str, key: str) -> None:
@@ -308,16 +406,26 @@ def _pick_partition(page, dialog, dimension: str, key: str) -> None:
     expect(section.get_by_text(key, exact=True).first).to_be_visible()
 
 
-def test_materializing_a_partition_from_the_ui_shows_its_metadata(server: Server, snapshot_run: str, browser):
-    chunks = server.materializations(snapshot_run)["chunks"]
-    with _page(browser, "materialize") as page:
-        _open(page, f"{server.url}/assets/embeddings")
-        page.get_by_role("button", name="Materialize…").first.click()
+def _launch_dialog_for_one_cell(server: Server):
+    """The step up to the launch button: open the dialog, choose the one (model, source) cell."""
+    def step(page):
+        button = page.get_by_role("button", name="Materialize…").first
+        expect(button.get_by_role("progressbar")).to_have_count(0)  # not busy with an earlier click
+        button.click()
         dialog = page.get_by_role("dialog")
         expect(dialog.get_by_text("Launch runs to materialize embeddings")).to_be_visible()
         _pick_partition(page, dialog, "model", server.version_id)
         _pick_partition(page, dialog, "source", SOURCE)
         expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+        return dialog
+    return step
+
+
+def test_materializing_a_partition_from_the_ui_shows_its_metadata(server: Server, snapshot_run: str, browser):
+    chunks = server.materializations(snapshot_run)["chunks"]
+    with _page(browser, server, "materialize") as page:
+        dialog = _shown(page, f"{server.url}/assets/embeddings", _launch_dialog_for_one_cell(server),
+                        "open the launch dialog")
         page.screenshot(path=str(ARTIFACTS / "materialize-dialog.png"))
         dialog.get_by_role("button", name="Launch 1 run").click()
 
@@ -336,12 +444,14 @@ def test_materializing_a_partition_from_the_ui_shows_its_metadata(server: Server
         assert embedded["skipped"] == embedded["deleted"] == embedded["dead_lettered"] == 0
 
         # the asset page shows that materialization's metadata
-        _open(page, f"{server.url}/assets/embeddings")
-        expect(page.get_by_text(server.grid_partition).first).to_be_visible()
-        for label, value in [("embedded", embedded["embedded"]), ("vectors", embedded["vectors"]),
-                             ("model_version", server.version_id)]:
-            row = page.get_by_role("row").filter(has=page.get_by_text(label, exact=True)).first
-            expect(row.get_by_role("cell").last).to_have_text(str(value))
+        def metadata_shown(page):
+            expect(page.get_by_text(server.grid_partition).first).to_be_visible()
+            for label, value in [("embedded", embedded["embedded"]), ("vectors", embedded["vectors"]),
+                                 ("model_version", server.version_id)]:
+                row = page.get_by_role("row").filter(has=page.get_by_text(label, exact=True)).first
+                expect(row.get_by_role("cell").last).to_have_text(str(value))
+
+        _shown(page, f"{server.url}/assets/embeddings", metadata_shown, "the materialization's metadata")
         page.screenshot(path=str(ARTIFACTS / "asset-embeddings.png"))
 
 
@@ -350,9 +460,7 @@ def test_lineage_graph_shows_every_asset_and_its_checks(server: Server, serving_
     assert set(served) == {"embeddings", "serving_index"}
     assert served["serving_index"]["pointer_moved"] is True  # the only model version serves
 
-    # twice the pixels: the graph is cropped to its nodes for the operator guide
-    with _page(browser, "lineage", device_scale_factor=2) as page:
-        _open(page, f"{server.url}/asset-groups")
+    def graph_shown(page):
         expect(page.get_by_text("Global asset lineage")).to_be_visible()
         nodes = page.locator("foreignObject")  # the graph's nodes (the sidebar lists the names too)
         for asset in ASSETS:
@@ -361,6 +469,11 @@ def test_lineage_graph_shows_every_asset_and_its_checks(server: Server, serving_
         # each node's live data (latest event, checks, partitions) arrives after the graph itself
         expect(nodes.get_by_text("100% filled")).to_have_count(len(ASSETS))
         expect(nodes.get_by_text("Loading…")).to_have_count(0)
+        return nodes
+
+    # twice the pixels: the graph is cropped to its nodes for the operator guide
+    with _page(browser, server, "lineage", device_scale_factor=2) as page:
+        nodes = _shown(page, f"{server.url}/asset-groups", graph_shown, "the lineage graph")
         boxes = [node.bounding_box() for node in nodes.all()]
         left, top = min(b["x"] for b in boxes) - 24, min(b["y"] for b in boxes) - 24
         right = max(b["x"] + b["width"] for b in boxes) + 24
@@ -368,13 +481,17 @@ def test_lineage_graph_shows_every_asset_and_its_checks(server: Server, serving_
         clip = {"x": max(left, 0), "y": max(top, 0), "width": right - left, "height": bottom - top}
         page.screenshot(path=str(ARTIFACTS / "lineage.png"), clip=clip)
 
-    with _page(browser, "checks") as page:
-        for asset, checks in CHECKS.items():
-            _open(page, f"{server.url}/assets/{asset}?view=checks")
+    def checks_shown(checks):
+        def step(page):
             expect(page.get_by_text(f"Checks ({len(checks)})")).to_be_visible()
             for check in checks:
                 expect(page.get_by_text(check, exact=True).first).to_be_visible()
             # every check of the cell ran in serving_run and passed
             expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(checks))
             expect(page.get_by_text("Not evaluated", exact=False)).to_have_count(0)
+        return step
+
+    with _page(browser, server, "checks") as page:
+        for asset, checks in CHECKS.items():
+            _shown(page, f"{server.url}/assets/{asset}?view=checks", checks_shown(checks), f"the checks of {asset}")
             page.screenshot(path=str(ARTIFACTS / f"checks-{asset}.png"))
