@@ -63,7 +63,7 @@ STOPPED = [("sensor", "source_change_sensor"), ("sensor", "embeddings_automation
            ("schedule", "retention_cleanup_schedule")]
 SERVER_TIMEOUT = 120  # s: webserver answering and the code location loaded
 RUN_TIMEOUT = 300  # s: one run, queued by the daemon, in its own process
-UI_TIMEOUT = 30_000  # ms: any single UI step
+UI_TIMEOUT = 40_000  # ms: any single UI step
 UI_ATTEMPTS = 3  # page loads before a step whose data never arrived counts as failed
 ASSETS = ["source_snapshot", "chunks", "embeddings", "serving_index"]
 CHECKS = {
@@ -387,8 +387,8 @@ def _open(page, url: str) -> None:
 def _shown(page, url: str, step, what: str):
     """Open `url` and run `step(page)`; a page whose data never arrived is reloaded and tried again."""
     for attempt in range(1, UI_ATTEMPTS + 1):
-        _open(page, url)
         try:
+            _open(page, url)
             return step(page)
         except (AssertionError, PlaywrightError) as error:
             if attempt == UI_ATTEMPTS:
