@@ -71,10 +71,12 @@ def copy_scifact(work: Path, limit: int | None = None) -> Path:
     return corpus
 
 
-def bench_main(argv, doc: str, name: str, title: str, run, render, add_arguments=None, smoke=None) -> int:
+def bench_main(argv, doc: str, name: str, title: str, run, render, add_arguments=None, smoke=None,
+               key: str | None = None) -> int:
     """The command line every benchmark shares: run (or --report-only), save, write its section.
 
-    `run(args)` returns the result; `smoke(args)` says the run was a smoke test (printed, not saved).
+    `run(args)` returns the result; `smoke(args)` says the run was a smoke test (printed, not saved);
+    `key` names the RESULTS.md section when one script writes several (default: the script's name).
     """
     import argparse
 
@@ -91,7 +93,7 @@ def bench_main(argv, doc: str, name: str, title: str, run, render, add_arguments
             print(json.dumps(result, indent=2, default=str))
             return 0
         save(name, result)
-    write_section(title, render(result))
+    write_section(title, render(result), key)
     print(render(result))
     return 0
 
