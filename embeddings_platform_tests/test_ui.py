@@ -31,6 +31,7 @@ import sys
 import time
 import traceback
 import urllib.request
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -293,7 +294,7 @@ class BrowserLog:
     def __init__(self, page):
         self.events: list[str] = []
         self.pending: dict[object, tuple[str, float]] = {}
-        self.graphql: list[tuple[str, object]] = []
+        self.graphql: deque[tuple[str, object]] = deque(maxlen=200)  # the latest answers
         page.on("console", lambda m: m.type == "error" and self.events.append(f"console error: {_first_line(m.text)}"))
         page.on("request", self._sent)
         page.on("requestfinished", lambda r: self.pending.pop(r, None))
@@ -317,7 +318,7 @@ class BrowserLog:
 
     def _answered(self, response) -> None:
         if "/graphql" in response.url:
-            self.graphql = [*self.graphql[-199:], (self._operation(response.request), response)]
+            self.graphql.append((self._operation(response.request), response))
         if response.status >= 400:
             self.events.append(f"HTTP {response.status}: {self._operation(response.request)}")
 
