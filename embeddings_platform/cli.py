@@ -36,8 +36,9 @@ def _print_hits(hits) -> None:
 def _search(config, source: str, query: str, k: int, mode: str):
     from .defs.resources import cached_embedder
 
-    embed = embedder_query_function(config, cached_embedder, query)
-    return search(Store(config.storage_uri), source, query, k, embed, mode)
+    store = Store(config.storage_uri)
+    embed = embedder_query_function(config, store, cached_embedder, query)
+    return search(store, source, query, k, embed, mode)
 
 
 def cmd_materialize(args, config) -> int:
@@ -123,7 +124,7 @@ def cmd_rollback(args, config) -> int:
 
     try:
         row = rollback(Store(config.storage_uri), args.source, f"cli-rollback-{os.getpid()}",
-                       config.serving.retention_hours)
+                       config.serving.retention_hours, partition_keys=config.source(args.source).partition_keys)
     except MigrationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

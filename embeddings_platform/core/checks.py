@@ -226,6 +226,9 @@ def consistency(
     if not store.has_table(name):
         report = ConsistencyReport(source, version_id, name, 0)
         report.problems.append(f"table {name} does not exist; materialize embeddings first")
+        pointer = store.pointer(source)
+        report.serving = pointer is not None and pointer["table_name"] == name
+        report.pointer_target_exists = not report.serving
         report.seconds = time.perf_counter() - started
         return report
     version, _ = _resolve_version(store, source, name, at)
@@ -315,11 +318,7 @@ def _dead_lettered(store: Store, source: str, version_id: str, chunk_table, rows
 
 
 def _pointer_target_exists(store: Store, pointer: dict[str, Any]) -> bool:
-    if not store.has_table(pointer["table_name"]):
-        return False
-    table = store.db.open_table(pointer["table_name"])
-    versions = {int(v["version"]) for v in table.list_versions()}
-    return int(pointer["table_version"]) in versions
+    return store.target_exists(pointer["table_name"], pointer["table_version"], pointer["tag"])
 
 
 # --- quarantine ---------------------------------------------------------------------------
@@ -445,6 +444,7 @@ def staleness(
     *,
     at: str = "latest",
     now: datetime | None = None,
+    version: int | None = None,
 ) -> StalenessReport:
     """How far the vectors of (source, model version) are behind their chunks and snapshot.
 
@@ -461,7 +461,10 @@ def staleness(
         report = StalenessReport(source, version_id, name, 0, severity=ERROR)
         report.problems.append(f"table {name} does not exist; materialize embeddings first")
         return report
-    version, served = _resolve_version(store, source, name, at)
+    if version is None:
+        version, served = _resolve_version(store, source, name, at)
+    else:  # a given table version (a rollback target)
+        served = _served_version(store, source, name) == version
     table = _open_version(store, name, version)
     report = StalenessReport(source, version_id, name, int(table.version), served=served)
     # A shard answers for its own documents of the table its source's shards share.

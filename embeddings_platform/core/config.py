@@ -68,10 +68,20 @@ class ModelConfig:
     pca_dims: int = 256              # model2vec: dimensions kept when distilling
 
 
+def model_from_spec(spec: dict[str, Any]) -> ModelConfig:
+    """A ModelConfig from the settings the store recorded for a version (`asdict` of one)."""
+    fields = {k: v for k, v in spec.items() if k in ModelConfig.__dataclass_fields__}
+    fields["chunking"] = ChunkingConfig(**(spec.get("chunking") or {}))
+    return ModelConfig(**fields)
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     ann_min_rows: int = 20000
     retention_hours: float = 48.0
+    # An emptied source serves an empty index (nothing deleted stays findable). False keeps the
+    # last good target instead, and the staleness check reports ERROR until documents return.
+    serve_empty: bool = True
 
 
 @dataclass(frozen=True)
@@ -292,10 +302,14 @@ def parse_config(raw: Any, base_dir: Path, config_path: Path | None = None) -> P
     seen_models: set[str] = set()
     sources = tuple(_parse_source(s, i, base_dir, seen_sources) for i, s in enumerate(sources_raw))
     models = tuple(_parse_model(m, i, chunking, seen_models, base_dir) for i, m in enumerate(models_raw))
-    serving_raw = raw.get("serving") or {}
+    serving_raw = _section(raw.get("serving"), "serving", ("ann_min_rows", "retention_hours", "serve_empty"))
+    serve_empty = serving_raw.get("serve_empty", True)
+    if not isinstance(serve_empty, bool):
+        raise ConfigError(f"serving.serve_empty: expected true or false, got {serve_empty!r}")
     serving = ServingConfig(
         ann_min_rows=_positive_int(serving_raw.get("ann_min_rows", 20000), "serving.ann_min_rows"),
-        retention_hours=float(serving_raw.get("retention_hours", 48)),
+        retention_hours=_non_negative(serving_raw.get("retention_hours"), "serving.retention_hours", 48.0),
+        serve_empty=serve_empty,
     )
     return PlatformConfig(uri, sources, models, serving, config_path, checks=_parse_checks(raw.get("checks")),
                           refresh=_parse_refresh(raw.get("refresh")), migration=_parse_migration(raw.get("migration")),

@@ -31,11 +31,11 @@ def query_embedders(store: Store, config: PlatformConfig, load: Callable) -> Emb
     """version id -> embed function for queries, through the check's query-vector cache, so a
     gate evaluated again embeds nothing it embedded before (and loads no model for it)."""
     from .checks import cached_embedder
-    from .serving import registered_model_for
+    from .serving import model_for_version
 
     def embed_for(version_id: str):
         return cached_embedder(store, version_id,
-                               lambda texts: load(registered_model_for(config, version_id)).embed(texts))
+                               lambda texts: load(model_for_version(config, store, version_id)).embed(texts))
 
     return embed_for
 
@@ -154,34 +154,70 @@ def swap(
     return row
 
 
-def previous_target(store: Store, source: str, retention_hours: float, now: datetime | None = None) -> dict:
-    """The target that served before the current one, if still retained and still stored."""
+def previous_target(
+    store: Store,
+    source: str,
+    retention_hours: float,
+    now: datetime | None = None,
+    partition_keys: Sequence[str] | None = None,
+) -> dict:
+    """What a rollback serves: the model version that served before the current one, at its
+    newest indexed table version, which dual writes kept current.
+
+    Rollback undoes a migration, not a refresh: pinned older versions of the model that serves
+    now are never targets (they may hold deleted documents). A target that fell behind the
+    source (its version was unregistered and stopped being refreshed) is refused.
+    """
     source = owner(source)
     now = now or utcnow()
     current = store.pointer(source)
     if current is None:
         raise MigrationError(f"source {source!r} has never served; nothing to roll back")
-    target = (current["table_name"], current["table_version"])
-    earlier = [e for e in store.pointer_history(source) if e["swapped_at"] <= current["swapped_at"]]
-    for event in reversed(earlier):
-        if (event["table_name"], event["table_version"]) == target:
-            continue
-        retained_until = current["swapped_at"] + timedelta(hours=retention_hours)
-        if now > retained_until:
+    history = store.pointer_history(source)
+    block = [e for e in history if e["swapped_at"] <= current["swapped_at"]]
+    since = current
+    while block and block[-1]["model_version"] == current["model_version"]:
+        since = block.pop()  # the move that made the current model version serve
+    if not block:
+        raise MigrationError(f"source {source!r} has served only {current['model_version']}; "
+                             "no earlier model version to roll back to")
+    previous = block[-1]["model_version"]
+    if now > since["swapped_at"] + timedelta(hours=retention_hours):
+        raise MigrationError(
+            f"{previous} stopped serving at {since['swapped_at'].isoformat()}, "
+            f"past serving.retention_hours ({retention_hours} h)")
+    name = vectors_table_name(source, previous)
+    version = latest_serve_tag(store.db.open_table(name)) if store.has_table(name) else None
+    if version is None:
+        raise MigrationError(f"the previous model version {previous} has no indexed table {name} any more")
+    from .checks import staleness
+
+    for key in partition_keys or [source]:
+        report = staleness(store, key, previous, version=version, now=now)
+        behind = report.deleted_docs_present + report.changed_docs_present + report.unindexed_docs
+        if behind:
             raise MigrationError(
-                f"the previous target {event['table_name']}@v{event['table_version']} stopped serving at "
-                f"{current['swapped_at'].isoformat()}, past serving.retention_hours ({retention_hours} h)")
-        if not store.has_table(event["table_name"]) or event["tag"] not in store.db.open_table(event["table_name"]).tags.list():
-            raise MigrationError(f"the previous target {event['table_name']}@v{event['table_version']} no longer exists")
-        return event
-    raise MigrationError(f"source {source!r} has no earlier serving target to roll back to")
+                f"{name}@v{version} is behind the source ({report.deleted_docs_present} deleted, "
+                f"{report.changed_docs_present} changed, {report.unindexed_docs} new documents); "
+                f"materialize embeddings and serving_index of {previous} for {key} first")
+    return {"source": source, "model_version": previous, "table_name": name, "table_version": version,
+            "tag": serve_tag(version), "undoes": since}
 
 
-def rollback(store: Store, source: str, run_id: str, retention_hours: float, now: datetime | None = None) -> dict:
-    """Move the pointer back to the previous target: a pointer move, no model, no re-embed."""
-    event = previous_target(store, source, retention_hours, now)
-    row = {k: event[k] for k in ("source", "model_version", "table_name", "table_version", "tag")}
-    row.update(swapped_at=utcnow(), run_id=run_id, reason="rollback")
+def rollback(
+    store: Store,
+    source: str,
+    run_id: str,
+    retention_hours: float,
+    now: datetime | None = None,
+    partition_keys: Sequence[str] | None = None,
+) -> dict:
+    """Serve the previous model version again: a pointer move, no model, no re-embed."""
+    target = previous_target(store, source, retention_hours, now, partition_keys)
+    undone = target.pop("undoes")
+    row = dict(target, swapped_at=utcnow(), run_id=run_id,
+               reason=f"rollback: undoes the move to {undone['model_version']} at "
+                      f"{undone['swapped_at'].isoformat()} ({undone['reason']})")
     store.set_pointer(row)
     return row
 

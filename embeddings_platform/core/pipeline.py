@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import pyarrow as pa
@@ -177,7 +177,7 @@ def sync_chunks(
     """
     started = time.perf_counter()
     manifest = store.snapshot_manifest(source, snapshot_id)
-    if not manifest:
+    if not manifest and store.snapshot(source, snapshot_id) is None:  # an empty snapshot is valid
         raise LookupError(f"snapshot {snapshot_id!r} of source {source!r} is not recorded; materialize source_snapshot first")
     table = store.table(chunks_table_name(source, strategy), CHUNKS, "chunk_id")
     shard = parse_shard_key(source)  # a shard owns only its documents' rows of the shared table
@@ -266,6 +266,7 @@ def sync_embeddings(
     batch_size: int = 256,
     progress: Progress | None = None,
     retry: RetryConfig = RetryConfig(),
+    dimension: int | None = None,
 ) -> EmbedReport:
     """Embed exactly the chunks that have no vector for this model version; drop vanished ones.
 
@@ -313,29 +314,27 @@ def sync_embeddings(
             store.upsert(table, pa.Table.from_pylist(rows, schema=table.schema), "chunk_id")
         if progress:
             progress(min(start + batch_size, len(todo)), len(todo), time.perf_counter() - started)
+    if table is None:  # an empty source (or shard) still gets a table: it serves nothing, not stale data
+        table = store.table(name, vectors_schema(dimension or get_embedder().dimension), "chunk_id")
     if dead_letters:  # set aside with the reason; the next run tries them again (they have no vector)
         store.upsert(store.table("quarantine", QUARANTINE, "quarantine_id"),
                      pa.Table.from_pylist(dead_letters, schema=QUARANTINE), "quarantine_id")
-    deleted = 0
-    drift: list[dict] = []
-    if table is not None:
-        deleted = store.delete_where_in(table, "chunk_id", [c for c in existing_meta if c not in current_ids])
-        # Same chunk text under a new document version or new metadata: the vector stays (it
-        # embeds identical text); its lineage moves to the document version it now stands for.
-        drift = [
-            {"chunk_id": c["chunk_id"], **{col: c[col] for col in LINEAGE_OF_TEXT}}
-            for c in chunks
-            if c["chunk_id"] in existing_meta and existing_meta[c["chunk_id"]] != tuple(c[col] for col in LINEAGE_OF_TEXT)
-        ]
-        _update_columns(table, drift, {col: pa.string() for col in LINEAGE_OF_TEXT})
+    deleted = store.delete_where_in(table, "chunk_id", [c for c in existing_meta if c not in current_ids])
+    # Same chunk text under a new document version or new metadata: the vector stays (it
+    # embeds identical text); its lineage moves to the document version it now stands for.
+    drift = [
+        {"chunk_id": c["chunk_id"], **{col: c[col] for col in LINEAGE_OF_TEXT}}
+        for c in chunks
+        if c["chunk_id"] in existing_meta and existing_meta[c["chunk_id"]] != tuple(c[col] for col in LINEAGE_OF_TEXT)
+    ]
+    _update_columns(table, drift, {col: pa.string() for col in LINEAGE_OF_TEXT})
     return EmbedReport(
         source=source, model_version=version_id, embedded=len(todo) - len(dead_letters),
         skipped=len(chunks) - len(todo), dead_lettered=len(dead_letters),
         deleted=deleted, metadata_updated=len(drift),
         model_calls=(getattr(embedder, "calls", 0) - calls_before) if embedder else 0,
         embed_seconds=embed_seconds, total_seconds=time.perf_counter() - started,
-        total_vectors=table.count_rows() if table is not None else 0, table_name=name,
-        table_version=table.version if table is not None else None,
+        total_vectors=table.count_rows(), table_name=name, table_version=table.version,
         dimension=_dimension(table),
     )
 
@@ -375,6 +374,7 @@ class IndexReport:
     serving_model_version: str | None
     seconds: float
     rebuilt: bool
+    refused_empty: bool = False  # serving.serve_empty is false and the table is empty: not pinned
 
     @property
     def data_version(self) -> str:
@@ -434,6 +434,13 @@ def build_serving_index(
     tag = serve_tag(table_version)
     already_pinned = serves_this and pointer["table_name"] == name and pointer["table_version"] == table_version
     moved = not already_pinned and (serves_this or (pointer is None and is_default_model))
+    # A table that was dropped and rebuilt restarts its version numbers: the pinned version is
+    # gone, so the rebuild must be pinned even though its number is lower.
+    target_lost = serves_this and not store.target_exists(pointer["table_name"], pointer["table_version"],
+                                                          pointer["tag"])
+    refused_empty = moved and rows == 0 and not serving.serve_empty and pointer is not None
+    if refused_empty:  # the operator's choice: keep the last good target; the checks report ERROR
+        moved = False
     if moved:  # blocking check: never point serving at an inconsistent table
         check = consistency(store, source, version_id, expected_dimension, check_pointer=False)
         if not check.ok:
@@ -443,11 +450,11 @@ def build_serving_index(
             "source": owner(source), "model_version": version_id, "table_name": name,
             "table_version": table_version, "tag": tag, "swapped_at": utcnow(), "run_id": run_id,
             "reason": "refresh" if serves_this else "initial",
-        }, only_forward=True)
+        }, only_forward=not target_lost)
     return IndexReport(
         source, version_id, name, table_version, rows, _index_type(table), moved,
         version_id if (moved or serves_this) else (pointer["model_version"] if pointer else None),
-        time.perf_counter() - started, rebuilt=rebuilt,
+        time.perf_counter() - started, rebuilt=rebuilt, refused_empty=refused_empty,
     )
 
 
@@ -492,11 +499,13 @@ def refresh(
     that do not need the orchestrator.
     """
     version = model_version(model)
+    store.record_model_spec(version.version_id, model.name, asdict(model))
     snap = take_snapshot(store, source, run_id)
     chunk_report = sync_chunks(store, source.name, snap.snapshot_id, model, version.chunking_strategy,
                                load_tokenizer(model))
     embed_report = sync_embeddings(store, source.name, version, get_embedder, run_id,
-                                   batch_size=model.batch_size * 8, retry=retry)
+                                   batch_size=model.batch_size * 8, retry=retry,
+                                   dimension=model_dimension(model))
     index_report = build_serving_index(store, source.name, version.version_id, serving, run_id, is_default_model,
                                        expected_dimension=model_dimension(model))
     return RefreshReport(snap, chunk_report, embed_report, index_report)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable
 
 from lancedb.expr import col, lit
 
-from .config import PlatformConfig
+from .config import ModelConfig, PlatformConfig, model_from_spec
 from .indexing import served_plan, tuned
 from .models import Embedder, model_version
-from .store import LINEAGE_COLUMNS, Store, chunks_table_name, vectors_table_name
+from .store import LINEAGE_COLUMNS, Store, chunks_table_name, utcnow, vectors_table_name
 
 
 class NotServingError(LookupError):
@@ -37,15 +38,56 @@ def open_served_table(store: Store, source: str):
     return pointer, table
 
 
-def registered_model_for(config: PlatformConfig, version_id: str):
-    """The model config whose current version id is `version_id` (needed to embed queries)."""
+def registered_model_for(config: PlatformConfig, version_id: str) -> ModelConfig | None:
+    """The registry entry whose current version id is `version_id`, if any."""
     for model in config.models:
         if model_version(model).version_id == version_id:
             return model
-    raise LookupError(
-        f"model version {version_id!r} serves but is no longer registered in the config; "
-        "register it again or roll back to a registered version"
-    )
+    return None
+
+
+def model_for_version(config: PlatformConfig, store: Store, version_id: str) -> ModelConfig:
+    """The settings that build and query `version_id`: its registry entry, else the spec the
+    store recorded when it was built, so an edited entry never takes down what serves."""
+    model = registered_model_for(config, version_id)
+    if model is not None:
+        return model
+    spec = store.model_spec(version_id)
+    if spec is None:
+        raise LookupError(f"model version {version_id!r} is not registered and the store has no record "
+                          "of its settings; register it again or roll back to a registered version")
+    model = model_from_spec(spec)
+    if model_version(model).version_id != version_id:
+        raise LookupError(f"model version {version_id!r} can no longer be loaded as recorded: the files at "
+                          f"{model.path} changed since it was built; migrate to a registered version")
+    return model
+
+
+def models_in_use(config: PlatformConfig, store: Store, retention_hours: float) -> list[ModelConfig]:
+    """Registered models, plus unregistered versions that serve or may be rolled back to:
+    those keep receiving every refresh (dual write), so nothing they serve goes stale."""
+    models = list(config.models)
+    registered = {model_version(m).version_id for m in models}
+    for version_id in sorted(versions_in_use(store, retention_hours) - registered):
+        try:
+            models.append(model_for_version(config, store, version_id))
+        except LookupError:  # reported where it is served (search, status, checks)
+            continue
+    return models
+
+
+def versions_in_use(store: Store, retention_hours: float, now=None) -> set[str]:
+    """Model versions that serve a source now or stopped serving within the retention window."""
+    now = now or utcnow()
+    window = timedelta(hours=retention_hours)
+    versions = set()
+    for pointer in store.pointers():
+        versions.add(pointer["model_version"])
+        events = store.pointer_history(pointer["source"])
+        for event, successor in zip(events, events[1:]):
+            if now - successor["swapped_at"] <= window:
+                versions.add(event["model_version"])
+    return versions
 
 
 def search(
@@ -58,6 +100,8 @@ def search(
 ) -> list[Hit]:
     """Top-k chunks for a query from the served index of one source."""
     pointer, table = open_served_table(store, source)
+    if table.count_rows() == 0:  # an emptied source serves nothing (and has no full-text index)
+        return []
     if mode == "vector":
         vector = embed_query(pointer["model_version"])
         query = table.search(vector, vector_column_name="vector").metric("cosine").limit(k)
@@ -78,12 +122,11 @@ def search(
     ]
 
 
-def embedder_query_function(config: PlatformConfig, load: Callable[[Any], Embedder], query: str):
+def embedder_query_function(config: PlatformConfig, store: Store, load: Callable[[Any], Embedder], query: str):
     """Returns version_id -> query vector, loading the model that matches the served version."""
 
     def embed(version_id: str):
-        model = registered_model_for(config, version_id)
-        return load(model).embed([query])[0]
+        return load(model_for_version(config, store, version_id)).embed([query])[0]
 
     return embed
 

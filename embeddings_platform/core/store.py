@@ -16,6 +16,7 @@ Filters are built with `lancedb.expr`, never by formatting strings.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -100,6 +101,8 @@ POINTERS = pa.schema([
     pa.field("table_version", pa.int64()), pa.field("tag", pa.string()),
     pa.field("swapped_at", _TS), pa.field("run_id", pa.string()), pa.field("reason", pa.string()),
 ])
+MODEL_SPECS = pa.schema([_key("version_id"), pa.field("model_name", pa.string()),
+                         pa.field("spec_json", pa.string()), pa.field("recorded_at", _TS)])
 POINTER_HISTORY = pa.schema([_key("event_id"), *[POINTERS.field(n) for n in POINTERS.names if n != "source"],
                              pa.field("source", pa.string())])
 
@@ -305,3 +308,38 @@ class Store:
         if moved:
             self.upsert(history, pa.Table.from_pylist([event], schema=POINTER_HISTORY), "event_id")
         return moved
+
+    # --- model specs ------------------------------------------------------------------
+
+    def record_model_spec(self, version_id: str, model_name: str, spec: dict[str, Any]) -> None:
+        """Keep the full settings a version was built with: the version that serves can embed
+        queries even after its registry entry was edited or removed."""
+        table = self.table("model_specs", MODEL_SPECS, "version_id")
+        if self.model_spec(version_id) is not None:
+            return
+        row = {"version_id": version_id, "model_name": model_name,
+               "spec_json": json.dumps(spec, sort_keys=True, default=str), "recorded_at": utcnow()}
+        self.upsert(table, pa.Table.from_pylist([row], schema=MODEL_SPECS), "version_id")
+
+    def model_spec(self, version_id: str) -> dict[str, Any] | None:
+        if not self.has_table("model_specs"):
+            return None
+        rows = self.read(self.db.open_table("model_specs"), ["spec_json"],
+                         where=col("version_id") == lit(version_id)).to_pylist()
+        return json.loads(rows[0]["spec_json"]) if rows else None
+
+    # --- pinned versions --------------------------------------------------------------
+
+    def target_exists(self, table_name: str, table_version: int, tag: str | None = None) -> bool:
+        """Does (table, version) still exist as the build that tagged it? A table that was
+        dropped and recreated restarts its version numbers: its tags are gone with it."""
+        if not self.has_table(table_name):
+            return False
+        table = self.db.open_table(table_name)
+        tags = table.tags.list()
+        tag = tag or serve_tag(table_version)
+        if tag not in tags:
+            return False
+        pinned = tags[tag]
+        version = pinned["version"] if isinstance(pinned, dict) else getattr(pinned, "version", None)
+        return version is None or int(version) == int(table_version)

@@ -4,6 +4,7 @@ Each asset reads resources, calls one core function, and reports numbers the UI 
 """
 
 
+from dataclasses import asdict
 from datetime import timedelta
 
 from dagster import (
@@ -30,7 +31,13 @@ from ..core.pipeline import (
     take_snapshot,
 )
 from ..core.evaluation import labelled_queries
-from ..core.serving import registered_model_for, text_preview
+from ..core.serving import (
+    model_for_version,
+    models_in_use,
+    registered_model_for,
+    text_preview,
+    versions_in_use,
+)
 from ..core.store import chunks_table_name
 from .conditions import ON_UPSTREAM_CHANGE
 from .progress import EmbedProgress
@@ -134,7 +141,10 @@ def chunks(context: AssetExecutionContext, platform: PlatformResource) -> Materi
     snapshot = store.latest_snapshot(source)
     if snapshot is None:
         raise LookupError(f"source {source!r} has no snapshot; materialize source_snapshot first")
-    by_strategy = {model_version(m).chunking_strategy: m for m in config.models}
+    # Every model that builds or serves: an edited entry's old version keeps serving until a
+    # migration replaces it, so its chunking strategy stays current too.
+    in_use = models_in_use(config, store, config.serving.retention_hours)
+    by_strategy = {model_version(m).chunking_strategy: m for m in reversed(in_use)}
     metadata: dict[str, object] = {"snapshot_id": snapshot["snapshot_id"], "strategies": len(by_strategy)}
     totals = {"documents_chunked": 0, "chunks_written": 0, "chunks_deleted": 0, "metadata_updated": 0, "total_chunks": 0}
     for strategy, model in sorted(by_strategy.items()):
@@ -150,6 +160,18 @@ def chunks(context: AssetExecutionContext, platform: PlatformResource) -> Materi
         metadata={**metadata, **totals, "summary": _markdown_table(totals)},
         data_version=DataVersion(data_version),
     )
+
+
+def _model_to_build(context: AssetExecutionContext, config: PlatformConfig, store, version_id: str):
+    """The settings of a version to refresh, or None for a retired one: unregistered and neither
+    serving nor restorable by a rollback, so it no longer needs to follow the source."""
+    if registered_model_for(config, version_id) is not None:
+        return registered_model_for(config, version_id)
+    if version_id not in versions_in_use(store, config.serving.retention_hours):
+        context.log.info(f"model version {version_id} is retired (not registered, not serving, past "
+                         "retention): nothing to refresh")
+        return None
+    return model_for_version(config, store, version_id)
 
 
 def _ensure_chunks_for_strategy(context: AssetExecutionContext, store, source: str, model) -> None:
@@ -189,15 +211,20 @@ def _ensure_chunks_for_strategy(context: AssetExecutionContext, store, source: s
 def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
     config = platform.load()
     source, version_id = _grid(context)
-    model = registered_model_for(config, version_id)
-    version = model_version(model)
     store = platform.store(config)
+    model = _model_to_build(context, config, store, version_id)
+    if model is None:
+        return MaterializeResult(metadata={"retired": True, "model_version": version_id},
+                                 data_version=DataVersion(f"{version_id}@retired"))
+    version = model_version(model)
+    store.record_model_spec(version_id, model.name, asdict(model))
     _ensure_chunks_for_strategy(context, store, source, model)
 
     log_progress = EmbedProgress(context.log.info, f"{source} x {version_id}")
     report = sync_embeddings(
         store, source, version, lambda: platform.embedder(model), context.run_id,
         batch_size=model.batch_size * 8, progress=log_progress, retry=config.retry,
+        dimension=model_dimension(model),
     )
     log_progress.close()
     if report.dead_lettered:
@@ -239,7 +266,10 @@ def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> Ma
 def serving_index(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
     config = platform.load()
     source, version_id = _grid(context)
-    model = registered_model_for(config, version_id)
+    model = _model_to_build(context, config, platform.store(config), version_id)
+    if model is None:
+        return MaterializeResult(metadata={"retired": True, "model_version": version_id},
+                                 data_version=DataVersion(f"{version_id}@retired"))
     report = build_serving_index(
         platform.store(config), source, version_id, config.serving, context.run_id,
         is_default_model=model.name == serving_model_name(config, source),
@@ -256,6 +286,7 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
             "pointer_moved": report.pointer_moved,
             "serving_model_version": report.serving_model_version or "",
             "rebuilt": report.rebuilt,
+            "refused_empty": report.refused_empty,
             "index_seconds": round(report.seconds, 3),
         },
         data_version=DataVersion(report.data_version),

@@ -22,7 +22,7 @@ from dagster import (
 from ..core import checks as core
 from ..core.config import load_config
 from ..core.evaluation import labelled_queries
-from ..core.serving import registered_model_for
+from ..core.serving import model_for_version
 from .assets import embeddings, serving_index
 from .conditions import ON_UPSTREAM_CHANGE
 from .partitions import grid_key, source_model_partitions
@@ -37,10 +37,10 @@ def _grid(context: AssetCheckExecutionContext) -> tuple[str, str]:
     return keys["source"], keys["model"]
 
 
-def _expected_dimension(config, version_id: str) -> int | None:
+def _expected_dimension(config, store, version_id: str) -> int | None:
     try:
-        return core.model_dimension(registered_model_for(config, version_id))
-    except LookupError:  # an unregistered version still gets checked, without this test
+        return core.model_dimension(model_for_version(config, store, version_id))
+    except LookupError:  # a version with no recorded settings still gets checked, without this test
         return None
 
 
@@ -59,7 +59,7 @@ def _expected_dimension(config, version_id: str) -> int | None:
 def embeddings_consistency(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
     config = platform.load()
     source, version_id = _grid(context)
-    report = core.consistency(platform.store(config), source, version_id, _expected_dimension(config, version_id),
+    report = core.consistency(platform.store(config), source, version_id, _expected_dimension(config, platform.store(config), version_id),
                               check_pointer=False)
     return to_result(report, "consistency")
 
@@ -93,7 +93,7 @@ def embeddings_staleness(context: AssetCheckExecutionContext, platform: Platform
 def served_consistency(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
     config = platform.load()
     source, version_id = _grid(context)
-    report = core.consistency(platform.store(config), source, version_id, _expected_dimension(config, version_id),
+    report = core.consistency(platform.store(config), source, version_id, _expected_dimension(config, platform.store(config), version_id),
                               at="served")
     return to_result(report, "served consistency")
 
@@ -151,7 +151,7 @@ def retrieval_recall(context: AssetCheckExecutionContext, platform: PlatformReso
         return to_result(core.retrieval_recall(store, source, version_id, [], lambda texts: None, config.checks),
                          "retrieval recall")
     try:
-        model = registered_model_for(config, version_id)
+        model = model_for_version(config, store, version_id)
     except LookupError as exc:  # queries cannot be embedded without the model
         report = core.RetrievalReport(source, version_id, "", 0, severity=core.WARN, problems=[str(exc)])
         return to_result(report, "retrieval recall")

@@ -6,6 +6,8 @@ from dagster import AssetSelection, DagsterInstance, SensorResult, materialize
 
 from ..core.config import PlatformConfig
 from ..core.models import model_version
+from ..core.serving import models_in_use
+from ..core.store import Store
 from .partitions import grid_key, sync_partitions
 from .resources import PlatformResource
 
@@ -30,7 +32,13 @@ def materialize_graph(
     assets = [*defs.assets, *(defs.asset_checks or [])]  # selections include their checks
     results = []
     partition_keys = [key for s in config.sources if not sources or s.name in sources for key in s.partition_keys]
-    model_configs = [m for m in config.models if not models or m.name in models]
+    # An edited entry's old version keeps serving (and following the source) until migrated.
+    in_use = models_in_use(config, Store(config.storage_uri), config.serving.retention_hours)
+    model_configs = [m for m in in_use if not models or m.name in models]
+    versions = [model_version(m).version_id for m in model_configs]
+    missing = [v for v in versions if not instance.has_dynamic_partition("model", v)]
+    if missing:
+        instance.add_dynamic_partitions("model", missing)
     for source in partition_keys:  # a sharded source runs one partition per shard
         results.append(materialize(
             assets, selection=AssetSelection.assets("source_snapshot", "chunks"), partition_key=source,
