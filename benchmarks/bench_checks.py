@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import machine, timed, write_section  # noqa: E402
 from _results import save as _save  # noqa: E402
 from embeddings_platform.core import checks  # noqa: E402
+from embeddings_platform.core.checks import ragas_scores  # noqa: E402
+from embeddings_platform.core.models import model_dimension  # noqa: E402
 from embeddings_platform.core.config import ChecksConfig, ServingConfig  # noqa: E402
 from embeddings_platform.core.evaluation import LabelledQuery  # noqa: E402
 from embeddings_platform.core.pipeline import build_serving_index  # noqa: E402
@@ -163,7 +165,7 @@ def run_checks(store: Store, source: str, version_id: str, thresholds: ChecksCon
 
 def synthetic(store_dir: Path, sample: int, queries_count: int) -> dict:
     store = Store(str(store_dir))
-    checks._load_ragas_id_metrics()  # import cost measured separately below, not per check
+    ragas_scores._load_ragas_id_metrics()  # import cost measured separately below, not per check
     queries, vectors = synthetic_queries(store, queries_count)
     thresholds = ChecksConfig(ann_sample=sample)
     checks.reset_baseline(store, SYN_SOURCE, SYN_VERSION)
@@ -247,9 +249,9 @@ def scifact(model_path: str, changed_fraction: float, deleted_fraction: float, k
     source, model = config.sources[0], config.models[0]
     version_id = model_version(model).version_id
     embedder, load_seconds = timed(load_embedder, model)
-    _, ragas_import_seconds = timed(checks._load_ragas_id_metrics)
+    _, ragas_import_seconds = timed(ragas_scores._load_ragas_id_metrics)
     queries = labelled_queries(source)
-    dimension = checks.model_dimension(model)
+    dimension = model_dimension(model)
     phases = {}
     for phase, (changed_f, deleted_f) in {"initial": (0.0, 0.0), "incremental": (changed_fraction, deleted_fraction),
                                           "no-op": (changed_fraction, deleted_fraction)}.items():

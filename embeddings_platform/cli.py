@@ -96,7 +96,7 @@ def cmd_lineage(args, config) -> int:
 
 def cmd_migrate(args, config) -> int:
     """Gate the model's shadow index against what serves; swap only if it passes (or --force)."""
-    from .core.checks import model_dimension
+    from .core.models import model_dimension
     from .core.evaluation import labelled_queries
     from .core.migration import MigrationError, evaluate_gate, query_embedders, swap
     from .core.models import model_version

@@ -13,7 +13,7 @@ from lancedb.expr import col, lit
 from embeddings_platform.core import checks
 from embeddings_platform.core.config import ChecksConfig, ConfigError, ServingConfig, load_config
 from embeddings_platform.core.evaluation import LabelledQuery, labelled_queries
-from embeddings_platform.core.models import load_tokenizer, model_version
+from embeddings_platform.core.models import load_tokenizer, model_dimension, model_version
 from embeddings_platform.core.pipeline import (
     ConsistencyError, build_serving_index, refresh, sync_chunks, take_snapshot,
 )
@@ -386,7 +386,7 @@ def test_checks_section_parses_and_validates(tmp_path, corpus):
 
 
 def test_model_dimension_is_read_without_loading_the_model(config):
-    assert checks.model_dimension(config.models[0]) == 256
+    assert model_dimension(config.models[0]) == 256
 
 
 def test_document_with_partly_unchanged_chunks_is_current_after_refresh(cell, corpus, embedder):
@@ -418,8 +418,8 @@ def test_query_vectors_are_cached_per_model_version(cell, embedder):
     extra = [*queries, LabelledQuery("new", "black tea", {"tea.html": 1}), LabelledQuery("dup", "black tea", {"tea.html": 1})]
     checks.retrieval_recall(store, "notes", version_id, extra, embed, config.checks, record=False)
     assert calls[1] == ["black tea"]  # only the unseen text, once
-    cached = checks.cached_embedder(store, "another-version", embed)
+    cached = checks.cached_query_embedder(store, "another-version", embed)
     cached(["black tea"])
     assert calls[2] == ["black tea"]  # another model version never reuses these vectors
-    np.testing.assert_allclose(checks.cached_embedder(store, version_id, embed)(["black tea"])[0],
+    np.testing.assert_allclose(checks.cached_query_embedder(store, version_id, embed)(["black tea"])[0],
                                embedder.embed(["black tea"])[0], rtol=1e-6)

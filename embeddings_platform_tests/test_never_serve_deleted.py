@@ -13,7 +13,6 @@ from embeddings_platform import cli
 from embeddings_platform.core import checks
 from embeddings_platform.core.config import load_config
 from embeddings_platform.core.migration import MigrationError, rollback, swap
-from embeddings_platform.core.models import model_version
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.serving import embedder_query_function, search
 from embeddings_platform.core.store import Store, vectors_table_name

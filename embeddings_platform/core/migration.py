@@ -30,11 +30,11 @@ EmbedFor = Callable[[str], Callable[[list[str]], np.ndarray]]  # version id -> b
 def query_embedders(store: Store, config: PlatformConfig, load: Callable) -> EmbedFor:
     """version id -> embed function for queries, through the check's query-vector cache, so a
     gate evaluated again embeds nothing it embedded before (and loads no model for it)."""
-    from .checks import cached_embedder
+    from .checks import cached_query_embedder
     from .serving import model_for_version
 
     def embed_for(version_id: str):
-        return cached_embedder(store, version_id,
+        return cached_query_embedder(store, version_id,
                                lambda texts: load(model_for_version(config, store, version_id)).embed(texts))
 
     return embed_for

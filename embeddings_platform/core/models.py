@@ -334,3 +334,36 @@ def load_tokenizer(config: ModelConfig) -> Tokenizer:
 
     path = resolve_model_path(config.path)
     return HuggingFaceTokenizer(AutoTokenizer.from_pretrained(str(path), local_files_only=True))
+
+
+def model_dimension(model: ModelConfig) -> int | None:
+    """The dimension a model produces, read from its config files without loading it.
+
+    Hashing models: the configured dimension. sentence-transformers folders: the last Dense
+    module's out_features, else the pooling's word_embedding_dimension, else hidden_size.
+    None when it cannot be told without loading the model.
+    """
+    if model.kind == "hashing":
+        return model.dimension
+    try:
+        path = resolve_model_path(model.path)
+    except Exception:  # noqa: BLE001 - an unresolvable model is reported by other steps
+        return None
+    modules_file = path / "modules.json"
+    if modules_file.exists():
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        for module in reversed(modules):
+            cfg = path / module.get("path", "") / "config.json"
+            if module.get("type", "").endswith("Dense") and cfg.exists():
+                return int(json.loads(cfg.read_text(encoding="utf-8"))["out_features"])
+        for module in modules:
+            cfg = path / module.get("path", "") / "config.json"
+            if module.get("type", "").endswith("Pooling") and cfg.exists():
+                value = json.loads(cfg.read_text(encoding="utf-8")).get("word_embedding_dimension")
+                if value:
+                    return int(value)
+    cfg = path / "config.json"
+    if cfg.exists():
+        value = json.loads(cfg.read_text(encoding="utf-8")).get("hidden_size")
+        return int(value) if value else None
+    return None

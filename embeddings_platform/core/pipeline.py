@@ -15,12 +15,13 @@ from typing import Callable
 
 import pyarrow as pa
 
-from .checks import ConsistencyError, consistency, model_dimension
+from .checks import ConsistencyError, consistency
 from .chunking import chunk_document
 from .config import ModelConfig, RetryConfig, ServingConfig, SourceConfig
 from .documents import Document, Rejected, read_source
 from .indexing import ann_plan, build_vector_index, vector_index
 from .models import (
+    model_dimension,
     Embedder,
     ModelVersion,
     Tokenizer,

@@ -169,6 +169,13 @@ class Store:
     def has_table(self, name: str) -> bool:
         return name in self.table_names()
 
+    def open_table(self, name: str, version: int | None = None):
+        """An existing table, checked out at `version` when given (readers of a pinned target)."""
+        table = self.db.open_table(name)
+        if version is not None:
+            table.checkout(version)
+        return table
+
     def table(self, name: str, schema: pa.Schema | None = None, key: str | None = None):
         """Open a table, creating it (with its primary key declared) when a schema is given.
 

@@ -21,9 +21,8 @@ from dagster import (
 )
 
 from ..core import checks as core_checks
-from ..core.checks import model_dimension
 from ..core.config import PlatformConfig, RefreshConfig, load_config
-from ..core.models import load_tokenizer, model_version
+from ..core.models import load_tokenizer, model_dimension, model_version
 from ..core.pipeline import (
     build_serving_index,
     sync_chunks,

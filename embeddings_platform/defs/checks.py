@@ -20,8 +20,9 @@ from dagster import (
 )
 
 from ..core import checks as core
-from ..core.config import load_config
+from ..core.config import ChecksConfig, load_config
 from ..core.evaluation import labelled_queries
+from ..core.models import model_dimension
 from ..core.serving import model_for_version
 from .assets import embeddings, serving_index
 from .conditions import ON_UPSTREAM_CHANGE
@@ -39,7 +40,7 @@ def _grid(context: AssetCheckExecutionContext) -> tuple[str, str]:
 
 def _expected_dimension(config, store, version_id: str) -> int | None:
     try:
-        return core.model_dimension(model_for_version(config, store, version_id))
+        return model_dimension(model_for_version(config, store, version_id))
     except LookupError:  # a version with no recorded settings still gets checked, without this test
         return None
 
@@ -201,7 +202,7 @@ def _staleness_cron() -> str:
     try:
         return load_config().checks.staleness_cron
     except Exception:  # noqa: BLE001 - a broken registry is reported by the sensor and assets
-        return core.ChecksConfig().staleness_cron
+        return ChecksConfig().staleness_cron
 
 
 @schedule(
