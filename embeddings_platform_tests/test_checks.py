@@ -15,7 +15,7 @@ from embeddings_platform.core.config import ChecksConfig, ConfigError, ServingCo
 from embeddings_platform.core.evaluation import LabelledQuery, labelled_queries
 from embeddings_platform.core.models import load_tokenizer, model_dimension, model_version
 from embeddings_platform.core.pipeline import (
-    ConsistencyError, build_serving_index, refresh, sync_chunks, take_snapshot,
+    build_serving_index, refresh, sync_chunks, take_snapshot,
 )
 from embeddings_platform.core.store import CHUNKS, Store, chunks_table_name, vectors_schema, vectors_table_name
 
@@ -156,7 +156,7 @@ def test_pipeline_refuses_to_move_the_pointer_to_an_inconsistent_table(cell, cor
     before = store.pointer("notes")
     _set_vector(store, version_id, _first_chunk(store, version_id, "dogs.txt"), [math.nan] * 256)
     (corpus / "owls.md").write_text("Owls are nocturnal birds of prey with silent flight.")
-    with pytest.raises(ConsistencyError, match="NaN or infinite"):
+    with pytest.raises(checks.ConsistencyError, match="NaN or infinite"):
         refresh(store, config.sources[0], config.models[0], config.serving, lambda: embedder, "run-2")
     after = store.pointer("notes")
     assert (after["table_version"], after["swapped_at"]) == (before["table_version"], before["swapped_at"])

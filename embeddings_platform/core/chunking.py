@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
+from .ids import digest
 from .models import Tokenizer
 
 
@@ -17,13 +17,12 @@ class Chunk:
 
     @property
     def chunk_sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        return digest(self.text, length=64)
 
 
 def make_chunk_id(doc_id: str, strategy_id: str, text: str) -> str:
     """hash(doc_id, strategy, text): equal input gives an equal id, so reruns embed nothing."""
-    payload = "\x1f".join((doc_id, strategy_id, text)).encode("utf-8")
-    return hashlib.sha256(payload).hexdigest()[:32]
+    return digest(doc_id, strategy_id, text, length=32)
 
 
 def chunk_document(

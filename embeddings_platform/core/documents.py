@@ -6,7 +6,6 @@ it never stops the rest of the batch and is never silently dropped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import unicodedata
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import SourceConfig
+from .ids import digest
 from .sharding import parse_key as parse_shard_key
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
@@ -53,7 +53,7 @@ class RawDocument:
 
 
 def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return digest(text, length=64)
 
 
 class _TextExtractor(HTMLParser):

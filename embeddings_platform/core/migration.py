@@ -20,7 +20,7 @@ from .checks import ConsistencyError, consistency
 from .config import MigrationConfig, PlatformConfig
 from .evaluation import LabelledQuery, evaluate, table_retriever
 from .models import model_version
-from .pipeline import MixedModelVersionsError, model_versions_in
+from .stages.serving_index import MixedModelVersionsError, model_versions_in
 from .sharding import owner
 from .store import Store, latest_serve_tag, serve_tag, utcnow, vectors_table_name
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from .config import SourceConfig
 from .documents import read_source
-from .pipeline import snapshot_id_of
+from .stages.snapshot import snapshot_id_of
 
 
 def source_fingerprint(source: SourceConfig) -> str:

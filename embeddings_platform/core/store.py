@@ -15,7 +15,6 @@ Filters are built with `lancedb.expr`, never by formatting strings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -26,6 +25,7 @@ import lancedb
 import pyarrow as pa
 from lancedb.expr import col, lit
 
+from .ids import digest
 from .sharding import owner
 
 T = TypeVar("T")
@@ -77,7 +77,7 @@ def latest_serve_tag(table) -> int | None:
 
 def dead_letter_id(source: str, version_id: str, chunk_id: str) -> str:
     """quarantine_id of a chunk a model version kept failing on (one row per chunk and version)."""
-    return hashlib.sha256("\x1f".join((source, version_id, chunk_id)).encode("utf-8")).hexdigest()[:20]
+    return digest(source, version_id, chunk_id)
 
 
 QUARANTINE = pa.schema([
@@ -212,6 +212,14 @@ class Store:
         retry_on_conflict(
             lambda: table.merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(rows)
         )
+
+    def update_columns(self, table, rows: list[dict], columns: dict[str, pa.DataType], key: str = "chunk_id") -> None:
+        """Update some columns of existing rows by key, leaving the others (vectors) untouched."""
+        if not rows:
+            return
+        schema = pa.schema([pa.field(key, pa.string(), nullable=False), *[pa.field(n, t) for n, t in columns.items()]])
+        data = pa.Table.from_pylist(rows, schema=schema)
+        retry_on_conflict(lambda: table.merge_insert(key).when_matched_update_all().execute(data))
 
     def delete_where_in(self, table, column: str, values: Iterable[str]) -> int:
         values = sorted(set(values))

@@ -23,12 +23,10 @@ from dagster import (
 from ..core import checks as core_checks
 from ..core.config import PlatformConfig, RefreshConfig, load_config
 from ..core.models import load_tokenizer, model_dimension, model_version
-from ..core.pipeline import (
-    build_serving_index,
-    sync_chunks,
-    sync_embeddings,
-    take_snapshot,
-)
+from ..core.stages.chunks import sync_chunks
+from ..core.stages.embeddings import sync_embeddings
+from ..core.stages.serving_index import build_serving_index
+from ..core.stages.snapshot import take_snapshot
 from ..core.evaluation import labelled_queries
 from ..core.serving import (
     model_for_version,

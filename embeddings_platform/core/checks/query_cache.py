@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 from lancedb.expr import col
 
+from ..ids import digest
 from ..store import Store
 
 
@@ -31,7 +31,7 @@ def cached_query_embedder(store: Store, version_id: str, embed: Callable[[list[s
     """
 
     def key(text: str) -> str:
-        return f"{version_id}:{hashlib.sha256(text.encode('utf-8')).hexdigest()[:32]}"
+        return f"{version_id}:{digest(text, length=32)}"
 
     def run(texts: list[str]) -> list[np.ndarray]:
         keys = [key(t) for t in texts]

@@ -3,7 +3,6 @@ compared with a stored baseline."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -13,6 +12,7 @@ import numpy as np
 
 from ..config import ChecksConfig
 from ..evaluation import LabelledQuery, evaluate, table_retriever
+from ..ids import digest
 from ..store import Store, utcnow, vectors_table_name
 
 from .common import OK,WARN,ERROR,worst,numeric,resolve_version
@@ -23,7 +23,7 @@ from .ragas_scores import ragas_id_scores
 
 def labels_sha256(queries: Sequence[LabelledQuery]) -> str:
     payload = json.dumps([[q.query_id, q.text, sorted(q.relevant.items())] for q in queries], sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return digest(payload, length=16)
 
 
 @dataclass

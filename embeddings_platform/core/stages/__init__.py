@@ -1,0 +1,1 @@
+"""The four lifecycle stages, one module each; core/pipeline.py chains them."""

@@ -1,0 +1,133 @@
+"""Stage 4, serving index: index a model version's table and move the serving pointer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+from ..checks import ConsistencyError, consistency
+from ..config import ServingConfig
+from ..indexing import ann_plan, build_vector_index, vector_index
+from ..sharding import owner
+from ..store import (
+    Store,
+    retry_on_conflict,
+    serve_tag,
+    utcnow,
+    vectors_table_name,
+)
+
+
+class MixedModelVersionsError(RuntimeError):
+    """Raised rather than serve an index whose rows come from more than one model version."""
+
+
+@dataclass
+class IndexReport:
+    source: str
+    model_version: str
+    table_name: str
+    table_version: int
+    rows: int
+    index_type: str
+    pointer_moved: bool
+    serving_model_version: str | None
+    seconds: float
+    rebuilt: bool
+    refused_empty: bool = False  # serving.serve_empty is false and the table is empty: not pinned
+
+    @property
+    def data_version(self) -> str:
+        return f"{self.model_version}@{self.table_version}"
+
+
+def model_versions_in(table) -> set[str]:
+    return set(Store.read(table, ["model_version"]).column("model_version").unique().to_pylist())
+
+
+def _vector_index_names(table) -> list[str]:
+    return [i.name for i in table.list_indices() if "vector" in i.columns]
+
+
+def build_serving_index(
+    store: Store,
+    source: str,
+    version_id: str,
+    serving: ServingConfig,
+    run_id: str,
+    is_default_model: bool,
+    expected_dimension: int | None = None,
+) -> IndexReport:
+    """Index a model version's table and, if it is what serves this source, move the pointer.
+
+    A table of a version that does not serve yet is indexed as a shadow candidate; only a
+    migration (after its gate) moves the pointer to it. The pointer moves only to a table
+    that passes `checks.consistency` (else ConsistencyError, and the old target keeps serving).
+    """
+    started = time.perf_counter()
+    name = vectors_table_name(source, version_id)
+    if not store.has_table(name):
+        raise LookupError(f"no vectors for source {source!r} and model {version_id!r}; materialize embeddings first")
+    table = store.table(name)
+    found = model_versions_in(table)
+    if found - {version_id}:
+        raise MixedModelVersionsError(
+            f"table {name} holds vectors of model versions {sorted(found)}; refusing to serve it"
+        )
+    pointer = store.pointer(source)
+    serves_this = pointer is not None and pointer["model_version"] == version_id
+    rows = table.count_rows()
+    # Indexing bumps the table version and tags it; a tag on the current version means
+    # nothing was written since the last build, so there is nothing to rebuild.
+    rebuilt = serve_tag(table.version) not in table.tags.list()
+    if rebuilt:  # the shards of a source may index their shared table at the same time
+        plan = ann_plan(rows, serving.ann_min_rows)
+        if not plan.exact:
+            retry_on_conflict(lambda: build_vector_index(table, plan))
+        else:
+            for index_name in _vector_index_names(table):
+                retry_on_conflict(lambda n=index_name: table.drop_index(n))
+        if rows:
+            retry_on_conflict(lambda: table.create_fts_index("text", replace=True))
+        _tag(table, table.version)
+    table_version = table.version
+    tag = serve_tag(table_version)
+    already_pinned = serves_this and pointer["table_name"] == name and pointer["table_version"] == table_version
+    moved = not already_pinned and (serves_this or (pointer is None and is_default_model))
+    # A table that was dropped and rebuilt restarts its version numbers: the pinned version is
+    # gone, so the rebuild must be pinned even though its number is lower.
+    target_lost = serves_this and not store.target_exists(pointer["table_name"], pointer["table_version"],
+                                                          pointer["tag"])
+    refused_empty = moved and rows == 0 and not serving.serve_empty and pointer is not None
+    if refused_empty:  # the operator's choice: keep the last good target; the checks report ERROR
+        moved = False
+    if moved:  # blocking check: never point serving at an inconsistent table
+        check = consistency(store, source, version_id, expected_dimension, check_pointer=False)
+        if not check.ok:
+            raise ConsistencyError(check)
+    if moved:  # a refresh only ever moves forward: a slower shard cannot pin an older version
+        moved = store.set_pointer({
+            "source": owner(source), "model_version": version_id, "table_name": name,
+            "table_version": table_version, "tag": tag, "swapped_at": utcnow(), "run_id": run_id,
+            "reason": "refresh" if serves_this else "initial",
+        }, only_forward=not target_lost)
+    return IndexReport(
+        source, version_id, name, table_version, rows, _index_type(table), moved,
+        version_id if (moved or serves_this) else (pointer["model_version"] if pointer else None),
+        time.perf_counter() - started, rebuilt=rebuilt, refused_empty=refused_empty,
+    )
+
+
+def _tag(table, version: int) -> None:
+    """Tag a version for serving (keeps cleanup from deleting it); another shard may have."""
+    try:
+        table.tags.create(serve_tag(version), version)
+    except (ValueError, OSError, RuntimeError) as exc:
+        if "exist" not in str(exc).lower():
+            raise
+
+
+def _index_type(table) -> str:
+    index = vector_index(table)
+    return str(index.index_type) if index is not None else "exact"
