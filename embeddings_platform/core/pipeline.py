@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from .checks import ConsistencyError, consistency, model_dimension
 from .chunking import chunk_document
-from .config import ModelConfig, RetryConfig, ServingConfig, SourceConfig
+from .config import DocumentsConfig, ModelConfig, RetryConfig, ServingConfig, SourceConfig
 from .documents import Document, Rejected, read_source
 from .indexing import ann_plan, build_vector_index, vector_index
 from .models import (
@@ -74,6 +74,7 @@ class SnapshotReport:
     unchanged: int
     metadata_changed: int
     quarantined: list[Rejected] = field(default_factory=list)
+    lossy_documents: int = 0  # kept despite a few U+FFFD (below documents.max_replacement_fraction)
 
     @property
     def is_new(self) -> bool:
@@ -86,9 +87,11 @@ def snapshot_id_of(docs: list[Document]) -> str:
     return _digest("snapshot-v1", *lines)
 
 
-def take_snapshot(store: Store, source: SourceConfig, run_id: str) -> SnapshotReport:
+def take_snapshot(
+    store: Store, source: SourceConfig, run_id: str, documents: DocumentsConfig = DocumentsConfig()
+) -> SnapshotReport:
     """Read and validate a source; record a new immutable snapshot if its content changed."""
-    docs, rejected = read_source(source)
+    docs, rejected = read_source(source, documents)
     snapshot_id = snapshot_id_of(docs)
     latest = store.latest_snapshot(source.name)
     previous_id = latest["snapshot_id"] if latest else None
@@ -103,6 +106,7 @@ def take_snapshot(store: Store, source: SourceConfig, run_id: str) -> SnapshotRe
     report = SnapshotReport(
         source.name, snapshot_id, previous_id, len(docs), added, changed, removed,
         len(docs) - added - changed, metadata_changed, rejected,
+        lossy_documents=sum(1 for d in docs if d.lossy),
     )
     now = utcnow()
     if rejected:
@@ -485,6 +489,7 @@ def refresh(
     run_id: str,
     is_default_model: bool = True,
     retry: RetryConfig = RetryConfig(),
+    documents: DocumentsConfig = DocumentsConfig(),
 ) -> RefreshReport:
     """snapshot -> chunks -> embeddings -> serving index for one source x model cell.
 
@@ -492,7 +497,7 @@ def refresh(
     that do not need the orchestrator.
     """
     version = model_version(model)
-    snap = take_snapshot(store, source, run_id)
+    snap = take_snapshot(store, source, run_id, documents)
     chunk_report = sync_chunks(store, source.name, snap.snapshot_id, model, version.chunking_strategy,
                                load_tokenizer(model))
     embed_report = sync_embeddings(store, source.name, version, get_embedder, run_id,
