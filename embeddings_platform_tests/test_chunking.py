@@ -40,3 +40,13 @@ def test_a_truncating_tokenizer_is_refused_instead_of_dropping_the_documents_tai
         chunk_document("d", text, _TruncatingTokenizer(), window=4, overlap=1, strategy_id="s")
     # trailing punctuation after the last token is not text lost
     assert chunk_document("d", "one two.", _TruncatingTokenizer(), 4, 1, "s")[-1].text.startswith("one")
+
+
+def test_a_window_wholly_inside_an_overlong_run_is_not_a_chunk():
+    """A tokenizer may split a blob into many tokens; windows of nothing but blob embed nothing."""
+    text = "alpha beta " + "x+" * 600 + " gamma delta"  # a 1,200-character whitespace-free run
+    chunks = chunk_document("d", text, WordTokenizer(), window=4, overlap=0, strategy_id="s")
+    assert [(c.chunk_index, c.text) for c in chunks] == [
+        (0, "alpha beta x+"), (1, "x+ gamma delta")]
+    short = "alpha beta " + "x+" * 400 + " gamma delta"  # 800 characters: still words
+    assert len(chunk_document("d", short, WordTokenizer(), 4, 0, "s")) == 3

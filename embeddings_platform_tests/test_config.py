@@ -91,3 +91,28 @@ def test_definitions_load_with_a_broken_config_and_runs_name_the_error(tmp_path,
 
     with pytest.raises(ConfigError, match=r"sources\[0\]\.kind: unknown source kind 'ftp'"):
         PlatformResource().load()
+
+
+def test_documents_section_defaults_values_and_errors(tmp_path):
+    from embeddings_platform.core.config import DocumentsConfig
+
+    assert _load(tmp_path, []).documents == DocumentsConfig(0.01, 8 * 1024 * 1024, False)
+    config = _load(tmp_path, [], documents={
+        "max_replacement_fraction": 0, "max_document_bytes": 1000, "include_hidden": True})
+    assert config.documents == DocumentsConfig(0.0, 1000, True)
+    fraction = r"documents\.max_replacement_fraction: expected a number between 0 and 1, got "
+    size = r"documents\.max_document_bytes: expected a positive whole number, got "
+    for section, message in [
+        ({"max_bytes": 5, "hidden": True}, r"documents: unknown keys \['hidden', 'max_bytes'\]; "
+         r"use max_replacement_fraction, max_document_bytes, include_hidden"),
+        ({"max_replacement_fraction": 1.5}, fraction + r"1\.5"),
+        ({"max_replacement_fraction": "1%"}, fraction + "'1%'"),
+        ({"max_replacement_fraction": float("nan")}, fraction + "nan"),
+        ({"max_document_bytes": 0}, size + "0"),
+        ({"max_document_bytes": "8MB"}, size + "'8MB'"),
+        ({"include_hidden": "yes please"},
+         r"documents\.include_hidden: expected true or false, got 'yes please'"),
+        ([1, 2], r"documents: expected a mapping"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            _load(tmp_path, [], documents=section)

@@ -112,3 +112,25 @@ def test_definitions_validate_with_the_config_read_through_an_env_var(config_pat
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "All code locations passed validation" in done.stderr + done.stdout
+
+
+def test_snapshot_metadata_counts_lossy_documents_and_reads_the_documents_setting(tmp_path):
+    from embeddings_platform.core.config import load_config
+    from embeddings_platform.defs.assets import source_snapshot
+    from embeddings_platform.defs.partitions import source_partitions
+
+    from .conftest import DOCS, write_config, write_corpus
+
+    folder = tmp_path / "corpus"
+    write_corpus(folder, {**DOCS, "lossy.md": "One stray caf\ufffd byte. " + "word " * 40,
+                          ".hidden.md": "hidden words"})
+    source = {"name": "notes", "kind": "folder", "path": str(folder)}
+    path = write_config(tmp_path / "c.yaml", [source], documents={"include_hidden": True})
+    assert load_config(path).documents.include_hidden
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(source_partitions.name, ["notes"])
+    result = materialize([source_snapshot], partition_key="notes", instance=instance,
+                         resources={"platform": PlatformResource(config_path=str(path))})
+    meta = result.asset_materializations_for_node("source_snapshot")[0].metadata
+    assert meta["lossy_documents"].value == 1 and meta["quarantined"].value == 0
+    assert meta["documents"].value == len(DOCS) + 2  # the hidden file is read: include_hidden

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .documents import overlong_runs, within_runs
 from .ids import digest
 from .models import Tokenizer
 
@@ -32,7 +33,8 @@ def chunk_document(
 
     Chunk text is a slice of the original text (token offsets), so what is shown to a
     user is exactly what was embedded. Identical windows within one document share an id
-    and are kept once.
+    and are kept once. A window lying wholly inside over-long whitespace-free runs (see
+    documents.MAX_RUN_CHARS) has no usable token and is not made into a chunk.
     """
     if overlap >= window:
         raise ValueError(f"overlap {overlap} must be smaller than window {window}")
@@ -44,6 +46,7 @@ def chunk_document(
         raise ValueError(
             f"tokenizer stopped at character {spans[-1][1]} of {len(text)} in {doc_id!r}: "
             "it truncates; chunking needs every token of the document")
+    runs = overlong_runs(text)
     chunks: list[Chunk] = []
     seen: set[str] = set()
     step = window - overlap
@@ -52,7 +55,7 @@ def chunk_document(
         end = min(start + window, len(spans))
         piece = text[spans[start][0] : spans[end - 1][1]]
         chunk_id = make_chunk_id(doc_id, strategy_id, piece)
-        if chunk_id not in seen:
+        if chunk_id not in seen and not within_runs(text, runs, spans[start][0], spans[end - 1][1]):
             seen.add(chunk_id)
             chunks.append(Chunk(chunk_id, doc_id, len(chunks), piece))
         if end >= len(spans):

@@ -134,6 +134,15 @@ class RefreshConfig:
 
 
 @dataclass(frozen=True)
+class DocumentsConfig:
+    """What makes one document fit to embed (the `documents:` section; docs/robustness.md)."""
+
+    max_replacement_fraction: float = 0.01     # U+FFFD share above this: quarantined (lossy text)
+    max_document_bytes: int = 8 * 1024 * 1024  # larger files and JSONL lines: quarantined unread
+    include_hidden: bool = False               # folder sources read .hidden files and folders too
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     storage_uri: str
     sources: tuple[SourceConfig, ...]
@@ -144,6 +153,7 @@ class PlatformConfig:
     refresh: RefreshConfig = RefreshConfig()
     migration: MigrationConfig = MigrationConfig()
     retry: RetryConfig = RetryConfig()
+    documents: DocumentsConfig = DocumentsConfig()
 
     def source(self, name: str) -> SourceConfig:
         """A registered source by name, or one shard of it by its partition key."""
@@ -286,7 +296,7 @@ def parse_config(raw: Any, base_dir: Path, config_path: Path | None = None) -> P
     if not isinstance(raw, dict):
         raise ConfigError("config: expected a mapping with storage, sources and models")
     unknown = set(raw) - {"storage", "sources", "models", "chunking", "serving", "checks", "refresh", "migration",
-                        "retry"}
+                        "retry", "documents"}
     if unknown:
         raise ConfigError(f"config: unknown top-level keys {sorted(unknown)}; remove them")
     storage = raw.get("storage") or {}
@@ -313,7 +323,8 @@ def parse_config(raw: Any, base_dir: Path, config_path: Path | None = None) -> P
     )
     return PlatformConfig(uri, sources, models, serving, config_path, checks=_parse_checks(raw.get("checks")),
                           refresh=_parse_refresh(raw.get("refresh")), migration=_parse_migration(raw.get("migration")),
-                          retry=_parse_retry(raw.get("retry")))
+                          retry=_parse_retry(raw.get("retry")),
+                          documents=_parse_documents(raw.get("documents")))
 
 
 def _section(raw: Any, name: str, keys: tuple[str, ...]) -> dict:
@@ -336,6 +347,23 @@ def _parse_retry(raw: Any) -> RetryConfig:
         max_seconds=_non_negative(raw.get("max_seconds"), "retry.max_seconds", d.max_seconds),
         budget_seconds=_non_negative(raw.get("budget_seconds"), "retry.budget_seconds", d.budget_seconds),
         bisect_attempts=_positive_int(raw.get("bisect_attempts", d.bisect_attempts), "retry.bisect_attempts"),
+    )
+
+
+def _parse_documents(raw: Any) -> DocumentsConfig:
+    keys = ("max_replacement_fraction", "max_document_bytes", "include_hidden")
+    raw = _section(raw, "documents", keys)
+    d = DocumentsConfig()
+    hidden = raw.get("include_hidden", d.include_hidden)
+    if not isinstance(hidden, bool):
+        raise ConfigError(f"documents.include_hidden: expected true or false, got {hidden!r}")
+    return DocumentsConfig(
+        max_replacement_fraction=_fraction(raw.get("max_replacement_fraction"),
+                                           "documents.max_replacement_fraction",
+                                           d.max_replacement_fraction),
+        max_document_bytes=_positive_int(raw.get("max_document_bytes", d.max_document_bytes),
+                                         "documents.max_document_bytes"),
+        include_hidden=hidden,
     )
 
 

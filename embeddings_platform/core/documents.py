@@ -1,25 +1,33 @@
-"""Reading sources into documents, and deciding which documents are fit to embed.
+"""Deciding which documents are fit to embed; reading them is core/readers.py.
 
-A document that cannot be decoded or has no usable text goes to quarantine with a reason;
-it never stops the rest of the batch and is never silently dropped.
+A document that cannot be read, parsed or decoded, or has no usable text, goes to quarantine
+with a reason; it never stops the rest of the batch and is never silently dropped.
 """
 
 from __future__ import annotations
 
-import json
+import bisect
+import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from .config import SourceConfig
+from .config import DocumentsConfig, SourceConfig
 from .ids import digest
+from .readers import FOLDER_SUFFIXES, RawDocument, SourceError, read_raw  # noqa: F401 - re-exported
 from .sharding import parse_key as parse_shard_key
 
-FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
-MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+MAX_DOCUMENT_BYTES = DocumentsConfig().max_document_bytes
 MIN_PRINTABLE_RATIO = 0.85
+# A whitespace-free run longer than this is one opaque "word" (base64, a blob, a 2 MB line) that
+# tokenizers turn into a single unknown token, unless it is mostly East Asian wide characters
+# (Chinese and Japanese prose are written without spaces; each character is a token there).
+MAX_RUN_CHARS = 1000
+_LONG_RUN = re.compile(r"(?<!\S)\S{%d,}" % (MAX_RUN_CHARS + 1))  # lookbehind: linear time
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,11 @@ class Document:
     def content_sha256(self) -> str:
         return sha256_text(self.text)
 
+    @property
+    def lossy(self) -> bool:
+        """Kept although it holds U+FFFD (below documents.max_replacement_fraction)."""
+        return "\ufffd" in self.text
+
 
 @dataclass(frozen=True)
 class Rejected:
@@ -40,16 +53,6 @@ class Rejected:
     doc_id: str
     reason: str
     sample: str = ""
-
-
-@dataclass(frozen=True)
-class RawDocument:
-    """What a reader yields before validation: bytes or text plus metadata."""
-
-    doc_id: str
-    content: bytes | str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    is_html: bool = False
 
 
 def sha256_text(text: str) -> str:
@@ -81,11 +84,19 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
+class HtmlError(ValueError):
+    """html.parser gave up on the markup (it raises AssertionError on `<![foo[`, for one)."""
+
+
 def html_to_text(markup: str) -> str:
     """Visible text of an HTML page with entities resolved (an unknown `&name;` stays literal)."""
     parser = _TextExtractor()
-    parser.feed(markup)
-    parser.close()
+    try:
+        parser.feed(markup)
+        parser.close()
+    except Exception as exc:  # noqa: BLE001 - whatever the parser raises, it is this page's fault
+        line, column = parser.getpos()
+        raise HtmlError(f"line {line}, column {column}: {type(exc).__name__}: {exc}") from exc
     return "".join(parser.parts)
 
 
@@ -99,133 +110,137 @@ def _decode(content: bytes) -> str:
     return content.decode("utf-8")
 
 
-def validate(raw: RawDocument) -> Document | Rejected:
-    """Decode and check one document; returns the clean Document or the reason it is not."""
+def _text(raw: RawDocument, limit: int) -> str | Rejected:
+    """The document's text (HTML reduced to what a browser shows), or why there is none."""
     content = raw.content
-    size = len(content.encode("utf-8") if isinstance(content, str) else content)
-    if size > MAX_DOCUMENT_BYTES:
-        return Rejected(raw.doc_id, f"too large: {size} bytes > limit {MAX_DOCUMENT_BYTES}")
+    if isinstance(content, str):
+        try:
+            size = len(content.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            return Rejected(raw.doc_id, f"undecodable: a lone surrogate at character {exc.start} "
+                            "(an invalid \\uD800-\\uDFFF escape upstream)",
+                            repr(content[max(0, exc.start - 40):exc.start + 40]))
+    else:
+        size = len(content)
+    if size > limit:
+        return Rejected(raw.doc_id, f"too large: {size} bytes > limit {limit}")
     if isinstance(content, bytes):
         try:
-            text = _decode(content)
+            content = _decode(content)
         except (UnicodeDecodeError, ValueError) as exc:
             return Rejected(raw.doc_id, f"undecodable: {exc}", repr(content[:80]))
-    else:
-        text = content
-    if raw.is_html:
-        text = html_to_text(text)
+    if not raw.is_html:
+        return content
+    try:
+        return html_to_text(content)
+    except HtmlError as exc:
+        return Rejected(raw.doc_id, f"parser error: HTML {exc}", repr(content[:80]))
+
+
+def _lossy(text: str, max_fraction: float) -> tuple[str, str] | None:
+    """U+FFFD is what a lossy decode upstream, or an invalid entity like &#xD800;, leaves behind.
+
+    A few in a long text (a stray byte in one name) lose little: the document is kept and
+    counted as lossy; a meaningful share means the text itself is damaged.
+    """
+    lost = text.count("\ufffd")
+    if lost <= max_fraction * len(text):
+        return None
+    return (f"lossy text: {lost} replacement characters (U+FFFD), {lost / len(text):.2%} of the "
+            f"text > documents.max_replacement_fraction {max_fraction:.2%}; from a wrong encoding "
+            "upstream or invalid character references; fix the source text",
+            repr(text[max(0, text.index("\ufffd") - 40):][:80]))
+
+
+def _unprintable(text: str) -> tuple[str, str] | None:
+    printable = sum(1 for ch in text if ch.isprintable() or ch in "\n\t")
+    ratio = printable / len(text)
+    if ratio >= MIN_PRINTABLE_RATIO:
+        return None
+    return (f"unprintable: only {ratio:.0%} printable characters (< {MIN_PRINTABLE_RATIO:.0%})",
+            repr(text[:80]))
+
+
+def _mostly_wide(run: str) -> bool:
+    """Mostly East Asian wide characters (CJK, kana, hangul): prose that needs no spaces."""
+    counts = Counter(run)
+    wide = sum(n for ch, n in counts.items() if unicodedata.east_asian_width(ch) in ("W", "F"))
+    return 2 * wide >= len(run)
+
+
+def overlong_runs(text: str) -> list[tuple[int, int]]:
+    """Spans of the whitespace-free runs longer than MAX_RUN_CHARS that are not wide-script
+    prose: no tokenizer reads them as words, so they embed as one unknown token."""
+    return [m.span() for m in _LONG_RUN.finditer(text) if not _mostly_wide(m.group())]
+
+
+def within_runs(text: str, runs: list[tuple[int, int]], start: int, end: int) -> bool:
+    """True if every non-space character of text[start:end] sits in one of the sorted runs."""
+    if not runs:
+        return False
+    covered = 0
+    i = bisect.bisect_right(runs, start, key=lambda run: run[1])  # first run ending after start
+    while i < len(runs) and runs[i][0] < end:
+        covered += min(end, runs[i][1]) - max(start, runs[i][0])
+        i += 1
+    return covered > 0 and covered == len(_SPACE.sub("", text[start:end]))
+
+
+def _no_usable_tokens(text: str) -> tuple[str, str] | None:
+    """A blob is not text: quarantined when over-long runs hold more than half the visible
+    characters, or when no letter or digit is left outside them."""
+    runs = overlong_runs(text)
+    rest = text
+    if runs:
+        in_runs = sum(e - s for s, e in runs)
+        visible = len(_SPACE.sub("", text))
+        if 2 * in_runs > visible:
+            return (f"no usable tokens: {in_runs / visible:.0%} of the text is in whitespace-free "
+                    f"runs longer than {MAX_RUN_CHARS} characters (a blob, not words)",
+                    repr(text[runs[0][0]:][:80]))
+        bounds = [0, *(i for span in runs for i in span), len(text)]
+        rest = " ".join(text[a:b] for a, b in zip(bounds[::2], bounds[1::2]))
+    if _LETTER_OR_DIGIT.search(rest):
+        return None
+    return "no usable tokens: no letter or digit in the text", repr(text[:80])
+
+
+def validate(
+    raw: RawDocument, documents: DocumentsConfig = DocumentsConfig()
+) -> Document | Rejected:
+    """Decode and check one document; returns the clean Document or the reason it is not."""
+    if raw.rejection:
+        return Rejected(raw.doc_id, raw.rejection, raw.sample)
+    text = _text(raw, documents.max_document_bytes)
+    if isinstance(text, Rejected):
+        return text
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n")
     stripped = text.strip()
     if not stripped:
         return Rejected(raw.doc_id, "empty: no text after decoding")
-    lost = stripped.count("\ufffd")
-    if lost:
-        # U+FFFD is what a lossy decode upstream, or an invalid entity like &#xD800;, leaves behind.
-        return Rejected(
-            raw.doc_id,
-            f"lossy text: {lost} replacement characters (U+FFFD) from a wrong encoding upstream "
-            "or invalid character references; fix the source text",
-            repr(stripped[max(0, stripped.index("\ufffd") - 40):][:80]),
-        )
-    printable = sum(1 for ch in stripped if ch.isprintable() or ch in "\n\t")
-    ratio = printable / len(stripped)
-    if ratio < MIN_PRINTABLE_RATIO:
-        return Rejected(
-            raw.doc_id,
-            f"unprintable: only {ratio:.0%} printable characters (< {MIN_PRINTABLE_RATIO:.0%})",
-            repr(stripped[:80]),
-        )
+    problem = (_lossy(stripped, documents.max_replacement_fraction) or _unprintable(stripped)
+               or _no_usable_tokens(stripped))
+    if problem:
+        return Rejected(raw.doc_id, *problem)
     return Document(raw.doc_id, text, dict(raw.metadata))
 
 
-# --- readers: one per source kind -------------------------------------------------------
+def read_source(source: SourceConfig, documents: DocumentsConfig = DocumentsConfig()
+                ) -> tuple[list[Document], list[Rejected]]:
+    """Read and validate a whole source; duplicates of a doc id are quarantined, not merged.
 
-
-def _read_folder(source: SourceConfig) -> Iterator[RawDocument]:
-    root = source.path.resolve()
-    for path in sorted(root.rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in FOLDER_SUFFIXES:
-            continue
-        rel = path.relative_to(root).as_posix()
-        real = path.resolve()
-        if not real.is_relative_to(root):
-            yield RawDocument(rel, b"", {"_reject": f"escapes source root: links to {real}"})
-            continue
-        yield RawDocument(
-            rel,
-            real.read_bytes(),
-            {"path": rel},
-            is_html=path.suffix.lower() in (".html", ".htm"),
-        )
-
-
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    with path.open("rb") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield line_no, f"line {line_no} is not valid JSON: {exc}"
-                continue
-            if not isinstance(record, dict):
-                yield line_no, f"line {line_no} is not a JSON object"
-                continue
-            yield line_no, record
-
-
-def _read_jsonl_file(path: Path, id_field: str, text_fields: tuple[str, ...]) -> Iterator[RawDocument]:
-    for line_no, record in _jsonl_records(path):
-        if isinstance(record, str):
-            yield RawDocument(f"line-{line_no}", b"", {"_reject": record})
-            continue
-        doc_id = record.get(id_field)
-        if doc_id is None or str(doc_id) == "":
-            yield RawDocument(f"line-{line_no}", b"", {"_reject": f"missing {id_field!r}"})
-            continue
-        parts = [str(record[f]) for f in text_fields if record.get(f)]
-        metadata = {
-            k: v for k, v in record.items()
-            if k not in (id_field, *text_fields) and isinstance(v, (str, int, float, bool))
-        }
-        yield RawDocument(str(doc_id), "\n\n".join(parts), metadata)
-
-
-def _read_pydoc_topics(_: SourceConfig) -> Iterator[RawDocument]:
-    from pydoc_data.topics import topics
-
-    for name in sorted(topics):
-        yield RawDocument(name, topics[name], {"topic": name})
-
-
-def read_raw(source: SourceConfig) -> Iterator[RawDocument]:
-    """Yield every document of a source, unvalidated, in a stable order."""
-    if source.kind == "folder":
-        yield from _read_folder(source)
-    elif source.kind == "jsonl":
-        text_fields = tuple(source.options.get("text_fields", ("title", "text")))
-        yield from _read_jsonl_file(source.path, source.options.get("id_field", "id"), text_fields)
-    elif source.kind == "beir":
-        yield from _read_jsonl_file(source.path / "corpus.jsonl", "_id", ("title", "text"))
-    elif source.kind == "pydoc_topics":
-        yield from _read_pydoc_topics(source)
-    else:  # config validation makes this unreachable for loaded configs
-        raise ValueError(f"unknown source kind {source.kind!r}")
-
-
-def read_source(source: SourceConfig) -> tuple[list[Document], list[Rejected]]:
-    """Read and validate a whole source; duplicates of a doc id are quarantined, not merged."""
+    Raises SourceError when the source itself cannot be read (see core/readers.py).
+    """
     good: dict[str, Document] = {}
     rejected: list[Rejected] = []
     shard = parse_shard_key(source.name)  # a shard reads only its own documents
-    for raw in read_raw(source):
+    for raw in read_raw(source, documents):
         if not shard.holds(raw.doc_id):
             continue
-        if "_reject" in raw.metadata:
-            rejected.append(Rejected(raw.doc_id, raw.metadata["_reject"]))
-            continue
-        result = validate(raw)
+        try:
+            result = validate(raw, documents)
+        except Exception as exc:  # noqa: BLE001 - one document's failure must not stop the read
+            result = Rejected(raw.doc_id, f"unreadable: {type(exc).__name__}: {str(exc)[:300]}")
         if isinstance(result, Rejected):
             rejected.append(result)
         elif result.doc_id in good:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from .config import ModelConfig, RetryConfig, ServingConfig, SourceConfig
+from .config import DocumentsConfig, ModelConfig, RetryConfig, ServingConfig, SourceConfig
 from .models import Embedder, load_tokenizer, model_dimension, model_version
 from .stages.chunks import ChunkReport, sync_chunks
 from .stages.embeddings import EmbedReport, sync_embeddings
@@ -42,6 +42,7 @@ def refresh(
     run_id: str,
     is_default_model: bool = True,
     retry: RetryConfig = RetryConfig(),
+    documents: DocumentsConfig = DocumentsConfig(),
 ) -> RefreshReport:
     """snapshot -> chunks -> embeddings -> serving index for one source x model cell.
 
@@ -50,7 +51,7 @@ def refresh(
     """
     version = model_version(model)
     store.record_model_spec(version.version_id, model.name, asdict(model))
-    snap = take_snapshot(store, source, run_id)
+    snap = take_snapshot(store, source, run_id, documents)
     chunk_report = sync_chunks(store, source.name, snap.snapshot_id, model, version.chunking_strategy,
                                load_tokenizer(model))
     embed_report = sync_embeddings(store, source.name, version, get_embedder, run_id,

@@ -13,14 +13,14 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .config import SourceConfig
+from .config import DocumentsConfig, SourceConfig
 from .documents import read_source
 from .stages.snapshot import snapshot_id_of
 
 
-def source_fingerprint(source: SourceConfig) -> str:
-    """Read the source and hash its content the way take_snapshot would."""
-    docs, _ = read_source(source)
+def source_fingerprint(source: SourceConfig, documents: DocumentsConfig = DocumentsConfig()) -> str:
+    """Read the source and hash its content the way take_snapshot would (same document rules)."""
+    docs, _ = read_source(source, documents)
     return snapshot_id_of(docs)
 
 

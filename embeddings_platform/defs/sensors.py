@@ -99,7 +99,7 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
     runs = []
     for key in sources:  # a sharded source is compared shard by shard: a change runs one shard
         try:
-            fingerprint = source_fingerprint(config.source(key))
+            fingerprint = source_fingerprint(config.source(key), config.documents)
         except Exception as exc:  # noqa: BLE001 - one unreadable source must not stop the others
             context.log.error(f"source {key!r} could not be read: {exc}")
             continue

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from ..config import SourceConfig
+from ..config import DocumentsConfig, SourceConfig
 from ..documents import Document, Rejected, read_source
 from ..ids import digest
 from ..store import (
@@ -36,6 +36,7 @@ class SnapshotReport:
     unchanged: int
     metadata_changed: int
     quarantined: list[Rejected] = field(default_factory=list)
+    lossy_documents: int = 0  # kept despite a few U+FFFD (below documents.max_replacement_fraction)
 
     @property
     def is_new(self) -> bool:
@@ -48,9 +49,11 @@ def snapshot_id_of(docs: list[Document]) -> str:
     return digest("snapshot-v1", *lines)
 
 
-def take_snapshot(store: Store, source: SourceConfig, run_id: str) -> SnapshotReport:
+def take_snapshot(
+    store: Store, source: SourceConfig, run_id: str, documents: DocumentsConfig = DocumentsConfig()
+) -> SnapshotReport:
     """Read and validate a source; record a new immutable snapshot if its content changed."""
-    docs, rejected = read_source(source)
+    docs, rejected = read_source(source, documents)
     snapshot_id = snapshot_id_of(docs)
     latest = store.latest_snapshot(source.name)
     previous_id = latest["snapshot_id"] if latest else None
@@ -65,6 +68,7 @@ def take_snapshot(store: Store, source: SourceConfig, run_id: str) -> SnapshotRe
     report = SnapshotReport(
         source.name, snapshot_id, previous_id, len(docs), added, changed, removed,
         len(docs) - added - changed, metadata_changed, rejected,
+        lossy_documents=sum(1 for d in docs if d.lossy),
     )
     now = utcnow()
     if rejected:
