@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import SourceConfig
+from .config import SourceConfig, check_source_path
 from .sharding import parse_key as parse_shard_key
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
@@ -200,7 +200,11 @@ def _read_pydoc_topics(_: SourceConfig) -> Iterator[RawDocument]:
 
 
 def read_raw(source: SourceConfig) -> Iterator[RawDocument]:
-    """Yield every document of a source, unvalidated, in a stable order."""
+    """Yield every document of a source, unvalidated, in a stable order.
+
+    A missing path raises SourceError: read as empty it would unserve every document.
+    """
+    check_source_path(source)
     if source.kind == "folder":
         yield from _read_folder(source)
     elif source.kind == "jsonl":
