@@ -5,32 +5,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 from pathlib import Path
 
-from .core.config import ConfigError, load_config
-from .core.serving import NotServingError, embedder_query_function, format_json, lineage, search, status
+import pyarrow as pa
+
+from .cli_output import (clean, error, failure_reason, print_hits, print_json, print_status,
+                         storage_error, table_error)
+from .core.config import ConfigError, SourceError, load_config
+from .core.serving import (NotServingError, TableReadError, embedder_query_function, lineage,
+                           reading, search, source_problem, status)
 from .core.store import Store
+
+MAX_K = 1000  # more hits than anyone reads; a huge -k only costs memory and time
+READ_COMMANDS = ("search", "status", "lineage")
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot work, said in one line."""
 
 
 def _instance(config):
-    """The persistent Dagster instance `dagster dev` shows (DAGSTER_HOME, default next to the config)."""
+    """The persistent Dagster instance `dagster dev` shows (DAGSTER_HOME, else by the config)."""
     from dagster import DagsterInstance
 
     home = Path(os.environ.get("DAGSTER_HOME") or Path(config.config_path).parent / ".dagster_home")
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home.resolve())
     return DagsterInstance.get()
-
-
-def _print_hits(hits) -> None:
-    for rank, hit in enumerate(hits, start=1):
-        snippet = textwrap.shorten(" ".join(hit.text.split()), 160)
-        print(f"{rank:>2}. {hit.score:.3f}  {hit.doc_id}  [{hit.chunk_id}]")
-        print(f"    {snippet}")
-        lin = hit.lineage
-        print(f"    model={lin['model_version']} snapshot={lin['source_snapshot']} "
-              f"doc_sha256={lin['doc_sha256'][:12]} strategy={lin['chunking_strategy']} run={lin['run_id']}")
 
 
 def _search(config, source: str, query: str, k: int, mode: str):
@@ -41,56 +42,76 @@ def _search(config, source: str, query: str, k: int, mode: str):
     return search(store, source, query, k, embed, mode)
 
 
+def _registered(chosen: list[str] | None, known: list[str], what: str, config) -> list[str]:
+    """The chosen names (all by default); an unknown one is an error, not an empty build."""
+    if not known:
+        raise UsageError(f"no {what}s registered in {config.config_path}; add one under {what}s:")
+    unknown = [name for name in chosen or [] if name not in known]
+    if unknown:
+        raise UsageError(f"materialize --{what}: no {what} named {unknown[0]!r} is registered; "
+                         f"registered {what}s: {', '.join(known)}")
+    return list(dict.fromkeys(chosen)) if chosen else known
+
+
 def cmd_materialize(args, config) -> int:
+    """Build every chosen source; one that fails is reported, and the others still build."""
     from .defs.runner import materialize_graph
 
+    sources = _registered(args.source, [s.name for s in config.sources], "source", config)
+    models = _registered(args.model, [m.name for m in config.models], "model", config)
+    failed = {name: problem for name in sources
+              if (problem := source_problem(config.source(name)))}
     with _instance(config) as instance:  # disposed on exit, as the CLI leaves it
-        materialize_graph(instance, config, args.source or None, args.model or None)
+        for name in (n for n in sources if n not in failed):
+            results = materialize_graph(instance, config, [name], models, raise_on_error=False)
+            failure = next((r for r in results if not r.success), None)
+            if failure is not None:
+                failed[name] = failure_reason(failure)
     print("Built:")
-    _print_status(config)
-    if not args.no_sample:
-        source = (args.source or [config.sources[0].name])[0]
-        query = args.sample_query
-        print(f'\nSample search on {source!r}: "{query}"')
-        _print_hits(_search(config, source, query, 3, "vector"))
+    print_status(status(Store(config.storage_uri), config), config)
+    built = [name for name in sources if name not in failed]
+    if built and not args.no_sample:
+        print(f'\nSample search on {built[0]!r}: "{clean(args.sample_query)}"')
+        print_hits(_search(config, built[0], args.sample_query, 3, "vector"))
     print(f"\nRuns are recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}; "
           "see them with: make ui  (dagster dev -w workspace.yaml -h 127.0.0.1)")
-    return 0
-
-
-def _print_status(config) -> None:
-    rows = status(Store(config.storage_uri), config)
-    header = f"{'source':<16}{'model version':<24}{'docs':>7}{'quar.':>6}{'chunks':>8}{'vectors':>9}{'tbl v':>7}  serving"
-    print(header)
-    for r in rows:
-        serving = f"yes (v{r['served_table_version']} since {r['serving_since'][:19]})" if r["serving"] else "no (shadow)"
-        print(f"{r['source']:<16}{r['model_version']:<24}{r['documents']:>7}{r['quarantined']:>6}"
-              f"{r['chunks']:>8}{r['vectors']:>9}{str(r['table_version'] or '-'):>7}  {serving}")
+    for name in (n for n in sources if n in failed):
+        print(f"failed: source {clean(name)}: {clean(failed[name])}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_search(args, config) -> int:
+    if not 1 <= args.k <= MAX_K:
+        raise UsageError(f"search -k: {args.k} is out of range; ask for 1 to {MAX_K} hits")
+    if not args.query.strip():
+        raise UsageError("search: the query is empty; give the words to search for")
+    config.source(args.source)  # an unregistered source or a bad shard key: say so, list them
     hits = _search(config, args.source, args.query, args.k, args.mode)
     if args.json:
-        print(format_json([h.__dict__ for h in hits]))
+        print_json([h.__dict__ for h in hits])
     else:
-        _print_hits(hits)
+        print_hits(hits)
     return 0
 
 
 def cmd_status(args, config) -> int:
+    """Every row, a broken source's too: its error is shown and the others still report."""
+    rows = status(Store(config.storage_uri), config)
     if args.json:
-        print(format_json(status(Store(config.storage_uri), config)))
+        print_json(rows)
     else:
-        _print_status(config)
+        print_status(rows, config)
     return 0
 
 
 def cmd_lineage(args, config) -> int:
     store = Store(config.storage_uri)
     rows = lineage(store, config, args.id)
-    pointers = {p["source"]: p for p in store.pointers()}
-    history = {source: store.pointer_history(source) for source in pointers}
-    print(format_json({"vectors": rows, "serving": pointers, "serving_history": history}))
+    with reading("serving_pointers"):
+        pointers = {p["source"]: p for p in store.pointers()}
+    with reading("serving_history"):
+        history = {source: store.pointer_history(source) for source in pointers}
+    print_json({"vectors": rows, "serving": pointers, "serving_history": history})
     return 0 if rows else 1
 
 
@@ -107,15 +128,16 @@ def cmd_migrate(args, config) -> int:
     gate = evaluate_gate(store, args.source, model_version(model).version_id,
                          labelled_queries(config.source(args.source)),
                          query_embedders(store, config, cached_embedder), config.migration)
-    print(format_json({"gate": {**gate.metadata, "reasons": gate.reasons,
-                                "candidate": gate.candidate_version, "serving": gate.serving_version}}))
+    print_json({"gate": {**gate.metadata, "reasons": gate.reasons,
+                         "candidate": gate.candidate_version, "serving": gate.serving_version}})
     try:
-        row = swap(store, gate, run_id=f"cli-migrate-{os.getpid()}", expected_dimension=model_dimension(model),
-                   force=args.force)
+        row = swap(store, gate, run_id=f"cli-migrate-{os.getpid()}",
+                   expected_dimension=model_dimension(model), force=args.force)
     except MigrationError as exc:
-        print(f"not swapped: {exc}", file=sys.stderr)
+        print(f"not swapped: {clean(exc)}", file=sys.stderr)
         return 1
-    print(f"swapped: {args.source} now serves {row['model_version']} ({row['table_name']}@v{row['table_version']})")
+    print(f"swapped: {args.source} now serves {row['model_version']} "
+          f"({row['table_name']}@v{row['table_version']})")
     return 0
 
 
@@ -126,9 +148,10 @@ def cmd_rollback(args, config) -> int:
         row = rollback(Store(config.storage_uri), args.source, f"cli-rollback-{os.getpid()}",
                        config.serving.retention_hours, partition_keys=config.source(args.source).partition_keys)
     except MigrationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        error(exc)
         return 1
-    print(f"rolled back: {args.source} serves {row['model_version']} ({row['table_name']}@v{row['table_version']}) again")
+    print(f"rolled back: {args.source} serves {row['model_version']} "
+          f"({row['table_name']}@v{row['table_version']}) again")
     return 0
 
 
@@ -136,16 +159,18 @@ def cmd_cleanup(args, config) -> int:
     from .core.migration import cleanup
 
     report = cleanup(Store(config.storage_uri), config)
-    print(format_json(report.__dict__))
+    print_json(report.__dict__)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embeddings-platform", description=__doc__)
-    parser.add_argument("--config", help="registry YAML (default: $EMBEDDINGS_PLATFORM_CONFIG or the bundled one)")
+    parser.add_argument("--config", help="registry YAML (default: $EMBEDDINGS_PLATFORM_CONFIG "
+                                         "or the bundled one)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    m = sub.add_parser("materialize", help="run the asset graph (the main job) and print what it built")
+    m = sub.add_parser("materialize",
+                       help="run the asset graph (the main job) and print what it built")
     m.add_argument("--source", action="append", help="only this source (repeatable)")
     m.add_argument("--model", action="append", help="only this model name (repeatable)")
     m.add_argument("--sample-query", default="how do I catch an exception and re-raise it")
@@ -155,42 +180,61 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="search a source through its serving index")
     s.add_argument("query")
     s.add_argument("--source", required=True)
-    s.add_argument("-k", type=int, default=10)
+    s.add_argument("-k", type=int, default=10, help=f"number of hits, 1 to {MAX_K}")
     s.add_argument("--mode", choices=["vector", "fts"], default="vector")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_search)
 
-    st = sub.add_parser("status", help="documents, chunks, vectors and what serves, per source x model")
+    st = sub.add_parser("status", help="documents, chunks, vectors, what serves and whether it "
+                                       "can be read, per source x model")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
-    li = sub.add_parser("lineage", help="which snapshot, chunker, model and run made each vector of a doc or chunk")
+    li = sub.add_parser("lineage", help="which snapshot, chunker, model and run made each vector "
+                                        "of a doc or chunk")
     li.add_argument("id", help="a doc_id or chunk_id")
     li.set_defaults(func=cmd_lineage)
 
-    mg = sub.add_parser("migrate", help="gate a model version's shadow index against what serves, then swap")
+    mg = sub.add_parser("migrate", help="gate a model version's shadow index against what "
+                                        "serves, then swap")
     mg.add_argument("--source", required=True)
     mg.add_argument("--model", required=True, help="model name from the config")
-    mg.add_argument("--force", action="store_true", help="swap even if the gate fails (a deliberate decision)")
+    mg.add_argument("--force", action="store_true",
+                    help="swap even if the gate fails (a deliberate decision)")
     mg.set_defaults(func=cmd_migrate)
 
-    rb = sub.add_parser("rollback", help="serve the previous target again (within serving.retention_hours)")
+    rb = sub.add_parser("rollback",
+                        help="serve the previous target again (within serving.retention_hours)")
     rb.add_argument("--source", required=True)
     rb.set_defaults(func=cmd_rollback)
 
-    cl = sub.add_parser("cleanup", help="retention expiry: drop what stopped serving longer ago than the window")
+    cl = sub.add_parser("cleanup", help="retention expiry: drop what stopped serving longer ago "
+                                        "than the window")
     cl.set_defaults(func=cmd_cleanup)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every expected failure is one line on stderr and a non-zero exit."""
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
-        return args.func(args, config)
-    except (ConfigError, NotServingError, LookupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        error(exc)
         return 2
+    try:
+        return args.func(args, config)
+    except TableReadError as exc:
+        error(table_error(exc, config))
+        return 1
+    except (ConfigError, SourceError, UsageError, NotServingError, LookupError) as exc:
+        error(exc)
+        return 2
+    except (OSError, RuntimeError, pa.ArrowException) as exc:  # storage, outside a named table
+        if args.command not in READ_COMMANDS:
+            raise
+        error(storage_error(exc, config.storage_uri))
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 import pytest
 
-from embeddings_platform.core.config import ConfigError, load_config
+from embeddings_platform.core.config import ConfigError, SourceError, load_config
+from embeddings_platform.core.documents import read_source
 
 from .conftest import write_config
 
@@ -23,7 +24,6 @@ def test_valid_config_resolves_relative_paths(tmp_path, corpus):
     [
         ([{"name": "a", "kind": "ftp", "path": "."}], r"sources\[0\]\.kind: unknown source kind 'ftp'"),
         ([{"name": "a", "kind": "folder"}], r"sources\[0\]\.path: source 'a' of kind 'folder' needs a path"),
-        ([{"name": "a", "kind": "folder", "path": "missing"}], r"sources\[0\]\.path: .*missing does not exist"),
         ([{"name": "Bad Name", "kind": "pydoc_topics"}], r"sources\[0\]\.name: 'Bad Name' is not a valid name"),
         ([{"name": "a", "kind": "pydoc_topics"}, {"name": "a", "kind": "pydoc_topics"}],
          r"sources\[1\]\.name: 'a' is registered twice"),
@@ -32,6 +32,29 @@ def test_valid_config_resolves_relative_paths(tmp_path, corpus):
 def test_bad_sources_name_the_field(tmp_path, sources, message):
     with pytest.raises(ConfigError, match=message):
         _load(tmp_path, sources)
+
+
+@pytest.mark.parametrize(
+    "kind, make, message",
+    [
+        ("folder", lambda p: None, r"target does not exist; fix the path or create it"),
+        ("folder", lambda p: p.write_text("x"), r"target is a file; a folder source needs"),
+        ("jsonl", lambda p: p.mkdir(), r"target is a folder; a jsonl source needs a \.jsonl file"),
+        ("beir", lambda p: p.mkdir(), r"target has no corpus\.jsonl; point it at a BEIR dataset"),
+    ],
+)
+def test_a_source_path_is_checked_when_the_source_is_read_not_when_the_config_loads(
+        tmp_path, kind, make, message):
+    """One source's broken path must not stop the others: loading works, reading names the fix.
+
+    Before, a folder source whose path is a file read as empty, i.e. as every document deleted.
+    """
+    make(tmp_path / "target")
+    config = _load(tmp_path, [{"name": "a", "kind": kind, "path": "target"},
+                              {"name": "b", "kind": "pydoc_topics"}])
+    assert [s.name for s in config.sources] == ["a", "b"]
+    with pytest.raises(SourceError, match=rf"^sources\[a\]\.path: {tmp_path}/{message}"):
+        read_source(config.source("a"))
 
 
 @pytest.mark.parametrize(

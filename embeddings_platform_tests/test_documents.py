@@ -176,13 +176,13 @@ def test_a_source_that_cannot_be_read_is_a_clear_error_naming_it(tmp_path, monke
     (tmp_path / "folder").mkdir()
     cases = [
         (SourceConfig("gone", "folder", tmp_path / "missing"),
-         r"source 'gone' \(kind folder\): .*missing does not exist; fix the source's path"),
+         r"sources\[gone\]\.path: .*missing does not exist; fix the path or create it"),
         (SourceConfig("notdir", "folder", tmp_path / "file.jsonl"),
-         r"source 'notdir' \(kind folder\): .*file\.jsonl is not a folder"),
+         r"sources\[notdir\]\.path: .*file\.jsonl is a file; a folder source needs a folder"),
         (SourceConfig("isdir", "jsonl", tmp_path / "folder"),
-         r"source 'isdir' \(kind jsonl\): .*folder is a folder"),
+         r"sources\[isdir\]\.path: .*folder is a folder; a jsonl source needs a \.jsonl file"),
         (SourceConfig("nobeir", "beir", tmp_path / "folder"),
-         r"source 'nobeir' \(kind beir\): .*corpus\.jsonl does not exist"),
+         r"sources\[nobeir\]\.path: .*folder has no corpus\.jsonl"),
     ]
     for source, message in cases:
         with pytest.raises(SourceError, match=message):

@@ -30,6 +30,14 @@ class ConfigError(ValueError):
     """A config file problem, phrased as `field: what is wrong; how to fix it`."""
 
 
+class SourceError(ValueError):
+    """One source cannot be read (its path is missing or of the wrong kind).
+
+    Raised when that source is read, not when the config loads: one broken source must not
+    stop search, status or rollback of the others (invariant 8).
+    """
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     name: str
@@ -157,21 +165,41 @@ class PlatformConfig:
 
     def source(self, name: str) -> SourceConfig:
         """A registered source by name, or one shard of it by its partition key."""
-        shard = parse_shard_key(name)
+        known = ", ".join(s.name for s in self.sources) or "none"
+        try:
+            shard = parse_shard_key(name)
+        except ValueError as exc:  # e.g. notes.shard-5-of-2
+            raise ConfigError(f"sources: {exc}; registered sources: {known}") from exc
         for source in self.sources:
             if source.name == name:
                 return source
             if source.name == shard.source and shard.count == source.shards > 1:
                 return replace(source, name=name)
-        known = ", ".join(s.name for s in self.sources) or "none"
-        raise ConfigError(f"sources: no source named {name!r} (registered: {known})")
+        raise ConfigError(
+            f"sources: no source named {name!r} is registered; registered sources: {known}")
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:
             if model.name == name:
                 return model
         known = ", ".join(m.name for m in self.models) or "none"
-        raise ConfigError(f"models: no model named {name!r} (registered: {known})")
+        raise ConfigError(
+            f"models: no model named {name!r} is registered; registered models: {known}")
+
+
+def check_source_path(source: SourceConfig) -> None:
+    """Raise SourceError, naming the source and the setting, if its path cannot be read."""
+    if source.kind == "pydoc_topics" or source.path is None:
+        return
+    path, where = source.path, f"sources[{parse_shard_key(source.name).source}].path"
+    if not path.exists():
+        raise SourceError(f"{where}: {path} does not exist; fix the path or create it")
+    if source.kind == "folder" and not path.is_dir():
+        raise SourceError(f"{where}: {path} is a file; a folder source needs a folder")
+    if source.kind == "jsonl" and not path.is_file():
+        raise SourceError(f"{where}: {path} is a folder; a jsonl source needs a .jsonl file")
+    if source.kind == "beir" and not (path / "corpus.jsonl").is_file():
+        raise SourceError(f"{where}: {path} has no corpus.jsonl; point it at a BEIR dataset folder")
 
 
 def _positive_int(raw: Any, where: str) -> int:
@@ -236,9 +264,7 @@ def _parse_source(raw: Any, index: int, base: Path, seen: set[str]) -> SourceCon
     if kind != "pydoc_topics":
         if "path" not in raw:
             raise ConfigError(f"{where}.path: source {name!r} of kind {kind!r} needs a path")
-        path = _resolve(base, raw["path"], f"{where}.path")
-        if not path.exists():
-            raise ConfigError(f"{where}.path: {path} does not exist; fix the path or create it")
+        path = _resolve(base, raw["path"], f"{where}.path")  # existence: check_source_path
     canary = _resolve(base, raw["canary"], f"{where}.canary") if raw.get("canary") else None
     known = {"name", "kind", "path", "canary"}
     options = {k: v for k, v in raw.items() if k not in known}

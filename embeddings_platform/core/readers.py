@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from .config import DocumentsConfig, SourceConfig
+from .config import DocumentsConfig, SourceConfig, SourceError, check_source_path
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
 _SKIP_CHUNK = 1024 * 1024  # how much of an over-long JSONL line is read at a time to skip it
@@ -37,10 +37,6 @@ class RawDocument:
     is_html: bool = False
     rejection: str = ""  # set when the reader could not read this entry at all
     sample: str = ""
-
-
-class SourceError(ValueError):
-    """A whole source cannot be read; the message names the source and the setting to fix."""
 
 
 class _Unusable(Exception):
@@ -266,6 +262,7 @@ def _read_pydoc_topics(_: SourceConfig) -> Iterator[RawDocument]:
 def read_raw(source: SourceConfig, documents: DocumentsConfig = DocumentsConfig()
              ) -> Iterator[RawDocument]:
     """Yield every document of a source, unvalidated, in a stable order."""
+    check_source_path(source)  # read as empty, a missing path would unserve every document
     if source.kind == "folder":
         yield from read_folder(source, documents)
     elif source.kind == "jsonl":

@@ -3,20 +3,54 @@
 from __future__ import annotations
 
 import json
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import pyarrow as pa
 from lancedb.expr import col, lit
 
-from .config import ModelConfig, PlatformConfig, model_from_spec
+from .config import ModelConfig, PlatformConfig, SourceError, check_source_path, model_from_spec
 from .indexing import served_plan, tuned
 from .models import Embedder, model_version
+from .sharding import owner
 from .store import LINEAGE_COLUMNS, Store, chunks_table_name, utcnow, vectors_table_name
+
+# What LanceDB and pyarrow raise for a missing, truncated or cleaned-up file or version.
+STORAGE_ERRORS = (OSError, RuntimeError, ValueError, pa.ArrowException)
+_RUST_LOCATION = re.compile(r",\s*/\S+\.rs:\d+:\d+\s*$")
 
 
 class NotServingError(LookupError):
     """The source has no serving pointer yet (its serving_index was never materialized)."""
+
+
+class TableReadError(Exception):
+    """A table (or a version of it) cannot be read: the one thing an operator must know."""
+
+    def __init__(self, table: str, cause: BaseException, version: int | None = None,
+                 source: str | None = None):
+        self.table, self.version, self.source = table, version, source
+        self.reason = one_line(cause)
+        at = f"@v{version}" if version is not None else ""
+        super().__init__(f"table {table}{at} cannot be read: {self.reason}")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error, without the Rust source location LanceDB appends."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return _RUST_LOCATION.sub("", lines[0])
+
+
+@contextmanager
+def reading(table: str, version: int | None = None, source: str | None = None) -> Iterator[None]:
+    """Name the table when reading it fails, instead of a bare storage traceback."""
+    try:
+        yield
+    except STORAGE_ERRORS as exc:
+        raise TableReadError(table, exc, version, source) from exc
 
 
 @dataclass(frozen=True)
@@ -99,19 +133,26 @@ def search(
     mode: str = "vector",
 ) -> list[Hit]:
     """Top-k chunks for a query from the served index of one source."""
-    pointer, table = open_served_table(store, source)
-    if table.count_rows() == 0:  # an emptied source serves nothing (and has no full-text index)
-        return []
-    if mode == "vector":
-        vector = embed_query(pointer["model_version"])
-        query = table.search(vector, vector_column_name="vector").metric("cosine").limit(k)
-        results = tuned(query, served_plan(table)).to_list()
-        score_of = lambda r: 1.0 - float(r["_distance"])  # noqa: E731 - cosine similarity
-    elif mode == "fts":
-        results = table.search(query, query_type="fts").limit(k).to_list()
-        score_of = lambda r: float(r["_score"])  # noqa: E731
-    else:
+    if mode not in ("vector", "fts"):
         raise ValueError(f"unknown search mode {mode!r}; use 'vector' or 'fts'")
+    with reading("serving_pointers", source=source):
+        pointer = store.pointer(source)
+    if pointer is None:
+        raise NotServingError(
+            f"source {source!r} has no serving index yet; materialize serving_index first")
+    vector = embed_query(pointer["model_version"]) if mode == "vector" else None  # not a read error
+    with reading(pointer["table_name"], pointer["table_version"], source):
+        table = store.db.open_table(pointer["table_name"])
+        table.checkout(pointer["table_version"])  # readers never see a half-made swap
+        if table.count_rows() == 0:  # an emptied source serves nothing (and has no full-text index)
+            return []
+        if mode == "vector":
+            query = table.search(vector, vector_column_name="vector").metric("cosine").limit(k)
+            results = tuned(query, served_plan(table)).to_list()
+            score_of = lambda r: 1.0 - float(r["_distance"])  # noqa: E731 - cosine similarity
+        else:
+            results = table.search(query, query_type="fts").limit(k).to_list()
+            score_of = lambda r: float(r["_score"])  # noqa: E731
     return [
         Hit(
             doc_id=r["doc_id"], chunk_id=r["chunk_id"], score=score_of(r), text=r["text"],
@@ -132,34 +173,94 @@ def embedder_query_function(config: PlatformConfig, store: Store, load: Callable
 
 
 def lineage(store: Store, config: PlatformConfig, doc_or_chunk_id: str) -> list[dict[str, Any]]:
-    """Every vector of a document or chunk, in every model version of every source."""
+    """Every vector of a document or chunk, in every model version of every source.
+
+    `vectors__a__...` could belong to source `a` or `a__b` (both legal names), so the name
+    only preselects; each table is read once and a row belongs to the source it records.
+    """
     out: list[dict[str, Any]] = []
     where = (col("doc_id") == lit(doc_or_chunk_id)) | (col("chunk_id") == lit(doc_or_chunk_id))
-    names = set(store.table_names())
-    for source in config.sources:
-        for name in sorted(n for n in names if n.startswith(f"vectors__{source.name}__")):
-            table = store.db.open_table(name)
-            for row in Store.read(table, list(LINEAGE_COLUMNS) + ["chunk_index"], where=where).to_pylist():
-                row["created_at"] = row["created_at"].isoformat()
-                row["table"] = name
-                out.append(row)
+    registered = {source.name for source in config.sources}
+    prefixes = tuple(f"vectors__{name}__" for name in registered)
+    names = sorted(n for n in store.table_names() if prefixes and n.startswith(prefixes))
+    for name in names:
+        with reading(name):
+            rows = Store.read(store.db.open_table(name), list(LINEAGE_COLUMNS) + ["chunk_index"],
+                              where=where).to_pylist()
+        for row in rows:
+            if owner(row["source"]) not in registered:
+                continue
+            row["created_at"] = row["created_at"].isoformat()
+            row["table"] = name
+            out.append(row)
     return sorted(out, key=lambda r: (r["source"], r["model_version"], r["doc_id"], r["chunk_index"]))
 
 
+def source_problem(source) -> str | None:
+    """Why a source cannot be read (its path), or None: status shows it instead of failing."""
+    try:
+        check_source_path(source)
+    except SourceError as exc:
+        return str(exc)
+    return None
+
+
+def table_health(store: Store, name: str, version: int | None = None) -> str:
+    """'ok' if one row of the table (at `version`) can be read, else the one-line reason.
+
+    Counting rows reads only the manifest, so a table can count fine and still fail search.
+    """
+    try:
+        with reading(name, version):
+            table = store.db.open_table(name)
+            if version is not None:
+                table.checkout(version)
+            table.search().limit(1).to_arrow()
+    except TableReadError as exc:
+        return str(exc)
+    return "ok"
+
+
+def _count(store: Store, name: str) -> tuple[int | None, int | None, str | None]:
+    """(rows, latest version, problem) of a table; (0, None, None) if it does not exist yet."""
+    if not store.has_table(name):
+        return 0, None, None
+    try:
+        with reading(name):
+            table = store.db.open_table(name)
+            return table.count_rows(), table.version, None
+    except TableReadError as exc:
+        return None, None, str(exc)
+
+
 def status(store: Store, config: PlatformConfig) -> list[dict[str, Any]]:
-    """Per source x model version: documents, chunks, vectors, table version, what serves."""
+    """Per source x model version: documents, chunks, vectors, what serves, and its health.
+
+    `health` reads one row of the table version that serves (of the newest version for a
+    shadow): 'ok', the reason it cannot be read, or None when there is no table yet.
+    `source_error` says why the source itself cannot be read (e.g. its path is missing).
+    """
     rows = []
     for source in config.sources:
-        snaps = [s for s in (store.latest_snapshot(key) for key in source.partition_keys) if s]  # one per shard
+        problem = source_problem(source)
+        with reading("snapshots", source=source.name):
+            snaps = [s for s in (store.latest_snapshot(key) for key in source.partition_keys) if s]
         snap = snaps[0] if len(snaps) == 1 else None
-        pointer = store.pointer(source.name)
+        with reading("serving_pointers", source=source.name):
+            pointer = store.pointer(source.name)
         for model in config.models:
             version = model_version(model)
-            vectors = vectors_table_name(source.name, version.version_id)
-            chunks = chunks_table_name(source.name, version.chunking_strategy)
-            vt = store.db.open_table(vectors) if store.has_table(vectors) else None
-            ct = store.db.open_table(chunks) if store.has_table(chunks) else None
+            vectors_name = vectors_table_name(source.name, version.version_id)
+            chunks_name = chunks_table_name(source.name, version.chunking_strategy)
+            chunks, _, chunks_problem = _count(store, chunks_name)
+            vectors, table_version, vectors_problem = _count(store, vectors_name)
             serves = pointer is not None and pointer["model_version"] == version.version_id
+            health = vectors_problem or chunks_problem
+            if serves:
+                served = pointer["table_name"], pointer["table_version"]
+                health = health or table_health(store, *served)
+            elif health is None and table_version is not None:
+                health = table_health(store, vectors_name)
             rows.append({
                 "source": source.name,
                 "model": model.name,
@@ -168,12 +269,14 @@ def status(store: Store, config: PlatformConfig) -> list[dict[str, Any]]:
                 "shards": source.shards,
                 "documents": sum(s["documents"] for s in snaps),
                 "quarantined": sum(s["quarantined"] for s in snaps),
-                "chunks": ct.count_rows() if ct is not None else 0,
-                "vectors": vt.count_rows() if vt is not None else 0,
-                "table_version": vt.version if vt is not None else None,
+                "chunks": chunks,
+                "vectors": vectors,
+                "table_version": table_version,
                 "serving": serves,
                 "served_table_version": pointer["table_version"] if serves else None,
                 "serving_since": pointer["swapped_at"].isoformat() if serves else None,
+                "health": health,
+                "source_error": problem,
             })
     return rows
 

@@ -44,6 +44,8 @@ def materialize_graph(
             assets, selection=AssetSelection.assets("source_snapshot", "chunks"), partition_key=source,
             instance=instance, resources=resources, raise_on_error=raise_on_error,
         ))
+        if not results[-1].success:  # (raise_on_error=False) its cells would only retry and fail
+            continue
         for model in model_configs:
             key = grid_key(source, model_version(model).version_id)
             results.append(materialize(
