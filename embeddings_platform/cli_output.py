@@ -54,20 +54,12 @@ def _model_named_by(table: str, source: str, config) -> str | None:
 
 
 def table_error(exc: TableReadError, config) -> str:
-    """The damaged table, why, and how to rebuild it: one line.
-
-    A refresh moves a pointer only forward, so a rebuilt table whose version is below the
-    pinned one serves only after a forced migrate to it (a pointer move, no re-embed).
-    """
+    """The damaged table, why, and how to rebuild it: one line. A rebuilt table is served again
+    by the refresh itself: the pointer follows a table whose pinned version is gone."""
     uri = config.storage_uri
     where = f"{exc.table} in {uri}" if "://" in uri else str(Path(uri) / f"{exc.table}.lance")
     scope = f" --source {exc.source}" if exc.source else ""
-    hint = f"{exc}; to rebuild it, move {where} aside, run `embeddings-platform materialize{scope}`"
-    model = _model_named_by(exc.table, exc.source, config) if exc.source else None
-    if model and exc.version is not None:  # it is the served table
-        hint += (f", then `embeddings-platform migrate{scope} --model {model} --force` "
-                 "to serve the rebuilt table")
-    return hint
+    return f"{exc}; to rebuild it, move {where} aside and run `embeddings-platform materialize{scope}`"
 
 
 def storage_error(exc: BaseException, storage_uri: str) -> str:

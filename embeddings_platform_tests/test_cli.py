@@ -209,11 +209,17 @@ def test_a_damaged_table_is_reported_by_status_and_one_line_by_search(built, cap
         code, out, err = run(capsys, built, "search", "cats", "--source", "notes", "--mode", mode)
         assert code == 1 and not out and len(err.splitlines()) == 1
         assert err.startswith(f"error: table {name}@v")
-        assert "run `embeddings-platform materialize --source notes`, then `embeddings-platform " \
-               "migrate --source notes --model hash --force` to serve the rebuilt table" in err
+        assert err.rstrip().endswith(f"{name}.lance aside and run `embeddings-platform materialize "
+                                     "--source notes`")
     code, out, err = run(capsys, built, "lineage", "cats.md")
     assert code == 1 and not out and len(err.splitlines()) == 1
     assert err.startswith(f"error: table {name} cannot be read: ") and "materialize" in err
+    # the advice works: moved aside and rebuilt, the table serves again with no other step
+    storage = Path(load_config(built).storage_uri)
+    (storage / f"{name}.lance").rename(storage.parent / "damaged.lance")
+    build(built)
+    code, out, err = run(capsys, built, "search", "cat purrs", "--source", "notes", "-k", "1")
+    assert code == 0 and "cats.md" in out
 
 
 def test_lineage_lists_each_vector_once_when_one_source_name_prefixes_another(tmp_path, corpus,
