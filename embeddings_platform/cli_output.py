@@ -105,6 +105,8 @@ def print_status(rows: list[dict[str, Any]], config) -> None:
             serving = f"yes (v{r['served_table_version']} since {r['serving_since'][:19]})"
         else:
             serving = "no (shadow)" if r["table_version"] is not None else "no"
+        if not r["registered"]:  # an edited or removed entry's version, kept while it serves
+            serving += " [unregistered]"
         print(f"{clean(r['source']):<16}{clean(r['model_version']):<24}{r['documents']:>7}"
               f"{r['quarantined']:>6}{_count(r['chunks']):>8}{_count(r['vectors']):>9}"
               f"{str(r['table_version'] or '-'):>7}  {serving:<36}{clean(r['health'] or '-')}")

@@ -181,6 +181,9 @@ def test_editing_the_served_model_in_place_keeps_search_up_and_current(tmp_path,
     assert cli.main(["--config", str(path), "search", "cat purrs hunts mice", "--source", "notes", "-k", "3"]) == 0
     out = capsys.readouterr().out
     assert "cats.md" in out and f"model={served}" in out
+    assert cli.main(["--config", str(path), "status", "--json"]) == 0
+    rows = {r["model_version"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[served]["serving"] and not rows[served]["registered"] and rows[served]["health"] == "ok"
 
     (corpus / "cats.md").unlink()  # the old version keeps following the source (dual write)
     materialize_graph(instance, edited, resources={"platform": PlatformResource(config_path=str(path))})

@@ -241,6 +241,9 @@ def status(store: Store, config: PlatformConfig) -> list[dict[str, Any]]:
     `source_error` says why the source itself cannot be read (e.g. its path is missing).
     """
     rows = []
+    registered = {model_version(m).version_id for m in config.models}
+    with reading("serving_pointers"):  # an edited entry's old version serves until migrated
+        models = models_in_use(config, store, config.serving.retention_hours)
     for source in config.sources:
         problem = source_problem(source)
         with reading("snapshots", source=source.name):
@@ -248,7 +251,7 @@ def status(store: Store, config: PlatformConfig) -> list[dict[str, Any]]:
         snap = snaps[0] if len(snaps) == 1 else None
         with reading("serving_pointers", source=source.name):
             pointer = store.pointer(source.name)
-        for model in config.models:
+        for model in models:
             version = model_version(model)
             vectors_name = vectors_table_name(source.name, version.version_id)
             chunks_name = chunks_table_name(source.name, version.chunking_strategy)
@@ -265,6 +268,7 @@ def status(store: Store, config: PlatformConfig) -> list[dict[str, Any]]:
                 "source": source.name,
                 "model": model.name,
                 "model_version": version.version_id,
+                "registered": version.version_id in registered,
                 "snapshot": snap["snapshot_id"] if snap else (f"{len(snaps)} shard snapshots" if snaps else None),
                 "shards": source.shards,
                 "documents": sum(s["documents"] for s in snaps),
