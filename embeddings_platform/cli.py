@@ -80,6 +80,19 @@ def cmd_materialize(args, config) -> int:
     return 1 if failed else 0
 
 
+def cmd_prepare(args, config) -> int:
+    """Make the files model versions are made of (distilled, exported), so runs need not."""
+    from .core.models import model_is_prepared, prepare_model
+
+    for model in config.models:
+        ready = model_is_prepared(model)
+        if not ready:
+            print(f"preparing {model.name} ({model.kind}) ...", flush=True)
+            prepare_model(model)
+        print(f"{model.name}: {'ready' if ready else 'prepared'}")
+    return 0
+
+
 def cmd_search(args, config) -> int:
     if not 1 <= args.k <= MAX_K:
         raise UsageError(f"search -k: {args.k} is out of range; ask for 1 to {MAX_K} hits")
@@ -176,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--sample-query", default="how do I catch an exception and re-raise it")
     m.add_argument("--no-sample", action="store_true", help="skip the sample search")
     m.set_defaults(func=cmd_materialize)
+
+    pr = sub.add_parser("prepare", help="distil or export the model versions that are made locally")
+    pr.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("search", help="search a source through its serving index")
     s.add_argument("query")

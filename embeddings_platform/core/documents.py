@@ -1,4 +1,4 @@
-"""Deciding which documents are fit to embed; reading them is core/readers.py.
+"""Deciding which documents are fit to embed; reading them is each source kind's (core/sources/).
 
 A document that cannot be read, parsed or decoded, or has no usable text, goes to quarantine
 with a reason; it never stops the rest of the batch and is never silently dropped.
@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-from .config import DocumentsConfig, SourceConfig
+from .settings import DocumentsConfig
 from .ids import digest
-from .readers import FOLDER_SUFFIXES, RawDocument, SourceError, read_raw  # noqa: F401 - re-exported
+from .registry import SourceError  # noqa: F401 - raised by read_source
+from .sources import RawDocument, SourceSettings
 from .sharding import parse_key as parse_shard_key
 
 MAX_DOCUMENT_BYTES = DocumentsConfig().max_document_bytes
@@ -225,16 +226,17 @@ def validate(
     return Document(raw.doc_id, text, dict(raw.metadata))
 
 
-def read_source(source: SourceConfig, documents: DocumentsConfig = DocumentsConfig()
+def read_source(source: SourceSettings, documents: DocumentsConfig = DocumentsConfig()
                 ) -> tuple[list[Document], list[Rejected]]:
     """Read and validate a whole source; duplicates of a doc id are quarantined, not merged.
 
-    Raises SourceError when the source itself cannot be read (see core/readers.py).
+    Raises SourceError when the source itself cannot be read (its kind's `check`).
     """
+    source.check()  # read as empty, a missing path would unserve every document
     good: dict[str, Document] = {}
     rejected: list[Rejected] = []
     shard = parse_shard_key(source.name)  # a shard reads only its own documents
-    for raw in read_raw(source, documents):
+    for raw in source.read(documents):
         if not shard.holds(raw.doc_id):
             continue
         try:

@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .config import SourceConfig
 from .indexing import served_plan, tuned
 
 
@@ -69,13 +68,9 @@ def load_canary(path: Path) -> list[LabelledQuery]:
     return queries
 
 
-def labelled_queries(source: SourceConfig) -> list[LabelledQuery]:
-    """The source's labelled queries: its canary file, else BEIR test qrels, else none."""
-    if source.canary is not None:
-        return load_canary(source.canary)
-    if source.kind == "beir" and (source.path / "qrels").is_dir():
-        return load_beir_queries(source.path, source.options.get("qrels_split", "test"))
-    return []
+def labelled_queries(source) -> list[LabelledQuery]:
+    """The source's labelled queries: its canary file, else what its kind ships, else none."""
+    return source.labelled_queries()
 
 
 def fold_to_documents(chunk_hits: Sequence[tuple[str, float]], k: int) -> list[str]:

@@ -67,11 +67,6 @@ def _markdown_table(rows: dict[str, object]) -> MetadataValue:
     return MetadataValue.md("\n".join(lines))
 
 
-def serving_model_name(config: PlatformConfig, source: str) -> str:
-    """The model a source serves from by default: `serve_model` on the source, else the first."""
-    return config.source(source).options.get("serve_model") or config.models[0].name
-
-
 def _grid(context: AssetExecutionContext) -> tuple[str, str]:
     keys = context.partition_key.keys_by_dimension
     return keys["source"], keys["model"]
@@ -275,7 +270,7 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
                                  data_version=DataVersion(f"{version_id}@retired"))
     report = build_serving_index(
         platform.store(config), source, version_id, config.serving, context.run_id,
-        is_default_model=model.name == serving_model_name(config, source),
+        is_default_model=model.name == config.serving_model(source),
         expected_dimension=model_dimension(model),  # the pointer only moves to a consistent table
     )
     preview = _sample_search(platform, config, source, report)

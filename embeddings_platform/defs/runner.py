@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import AssetSelection, DagsterInstance, SensorResult, materialize
 
 from ..core.config import PlatformConfig
-from ..core.models import model_version
+from ..core.models import model_version, prepare_model
 from ..core.serving import models_in_use
 from ..core.store import Store
 from .partitions import grid_key, sync_partitions
@@ -27,6 +27,8 @@ def materialize_graph(
     """
     from ..definitions import defs
 
+    for model in config.models:  # distil or export what a version is made of, once (slow)
+        prepare_model(model)
     sync_partitions(instance, config)
     resources = resources or {"platform": PlatformResource(config_path=str(config.config_path))}
     assets = [*defs.assets, *(defs.asset_checks or [])]  # selections include their checks

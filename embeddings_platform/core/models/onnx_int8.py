@@ -1,4 +1,5 @@
-"""A sentence-transformers model as an int8 ONNX file, made here from installed weights.
+"""`onnx-int8`: a sentence-transformers model exported to ONNX and quantised to int8, run on
+onnxruntime. Made here from installed weights (no download, no optimum).
 
 `torch.onnx.export` writes the transformer with its mean pooling as one graph; onnxruntime's
 dynamic quantisation then stores the MatMul weights as int8, per channel. Measured on MiniLM
@@ -18,11 +19,25 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
+from pydantic import StrictBool
+from pydantic.dataclasses import dataclass as settings
 
-from .ids import digest
+from ..ids import digest
+from ..registry import STRICT, NonNegativeInt, PositiveInt, model_kind
+from .base import (
+    Counting,
+    HuggingFaceTokenizer,
+    ModelPath,
+    ModelSettings,
+    auto_tokenizer,
+    check_loadable,
+    folder_tokenizer_fingerprint,
+    resolve_model_path,
+    weights_sha256,
+)
 
 ONNX_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -41,6 +56,65 @@ class Quantisation:
     @property
     def fingerprint(self) -> str:
         return digest(json.dumps(asdict(self), sort_keys=True), length=10)
+
+
+@model_kind("onnx-int8")
+@settings(config=STRICT, kw_only=True)
+class OnnxInt8Model(ModelSettings):
+    kind: Literal["onnx-int8"] = "onnx-int8"
+    source: ModelPath                 # the sentence-transformers model to export
+    cache_dir: ModelPath = ".embeddings_platform/models/onnx"  # exports, one folder per weights+settings
+    weight_type: Literal["QInt8", "QUInt8"] = "QInt8"
+    per_channel: StrictBool = True
+    op_types: tuple[str, ...] = ("MatMul",)  # quantised operators; the others stay fp32
+    opset: PositiveInt = 17
+    threads: NonNegativeInt = 0       # onnxruntime intra-op threads (0: one per core)
+
+    special_tokens = 2
+
+    @property
+    def quantisation(self) -> Quantisation:
+        return Quantisation(self.weight_type, self.per_channel, tuple(self.op_types), self.opset)
+
+    def export_path(self) -> Path:
+        source = resolve_model_path(self.source)
+        return export_folder(Path(self.cache_dir), weights_sha256(source), self.quantisation)
+
+    def check(self, where: str) -> None:
+        check_loadable(self.source, f"{where}.source")
+
+    def is_prepared(self) -> bool:
+        return is_exported(self.export_path())
+
+    def prepare(self) -> None:
+        export_int8(resolve_model_path(self.source), self.export_path(), self.quantisation)
+
+    def _ready(self) -> Path:
+        folder = self.export_path()
+        if not is_exported(folder):
+            from ..registry import ConfigError
+
+            raise ConfigError(f"models[{self.name}]: the int8 export of {self.source} is not made yet; run "
+                              "`embeddings-platform prepare` (or any materialize run) first")
+        return folder
+
+    def identity(self) -> tuple[str, str]:
+        """The ONNX file's hash and the quantisation settings: a new export is a new version."""
+        return weights_sha256(self._ready()), f"onnxruntime-{self.weight_type.lower()}-{self.quantisation.fingerprint}"
+
+    def tokenizer_fingerprint(self) -> str:
+        return folder_tokenizer_fingerprint(resolve_model_path(self.source))
+
+    def tokenizer(self) -> HuggingFaceTokenizer:
+        return auto_tokenizer(resolve_model_path(self.source))
+
+    def load(self) -> "OnnxEmbedder":
+        return OnnxEmbedder(self._ready(), self.normalize, self.max_seq_length, self.batch_size, self.threads)
+
+    def output_dimension(self) -> int | None:
+        from .sentence_transformers import folder_dimension
+
+        return folder_dimension(resolve_model_path(self.source))
 
 
 def export_folder(cache_root: Path, source_weights_sha256: str, quant: Quantisation) -> Path:
@@ -116,7 +190,7 @@ def _MeanPooled(transformer):  # noqa: N802 - builds a torch module lazily (torc
     return MeanPooled(transformer)
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(Counting):
     """Runs an exported model on onnxruntime (no torch at run time)."""
 
     def __init__(self, folder: Path, normalize: bool, max_seq_length: int, batch_size: int, threads: int = 0):
@@ -132,15 +206,10 @@ class OnnxEmbedder:
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
         self.dimension = int(self.session.get_outputs()[0].shape[-1])
-        from .models import HuggingFaceTokenizer
-
         self.tokenizer = HuggingFaceTokenizer(self._tokenizer)
-        self.calls = 0
-        self.texts_embedded = 0
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls += 1
-        self.texts_embedded += len(texts)
+        self._count(texts)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths pad less
         for start in range(0, len(order), self.batch_size):

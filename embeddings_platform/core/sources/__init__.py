@@ -1,0 +1,15 @@
+"""Source kinds, one module each, registered by name (`core/registry.py`).
+
+To add a kind: a module with a `@source_kind("name")` settings dataclass that subclasses
+`SourceSettings` and implements `check` and `read` (and `kind_queries` if it ships labelled
+queries), then one import line here (docs/architecture.md).
+"""
+
+from .base import RawDocument, SourceSettings
+from .beir import BeirSource
+from .folder import FOLDER_SUFFIXES, FolderSource
+from .jsonl import JsonlSource
+from .pydoc_topics import PydocTopicsSource
+
+__all__ = ["FOLDER_SUFFIXES", "BeirSource", "FolderSource", "JsonlSource", "PydocTopicsSource", "RawDocument",
+           "SourceSettings"]

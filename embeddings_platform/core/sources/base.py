@@ -1,0 +1,94 @@
+"""What every source kind shares: its common settings, and reading entries one by one.
+
+One entry that cannot be read (too large, a broken link, a FIFO, a line that is not JSON)
+becomes a RawDocument carrying its rejection, so it reaches quarantine and the rest of the
+source goes on. A source that cannot be read at all (its path is missing, of the wrong type
+or unreadable) raises SourceError naming the source and the setting to fix: that is an
+operator's mistake, not a bad document.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass as dataclass_plain
+from dataclasses import field
+from pathlib import Path
+from typing import Annotated, Any, Iterator
+
+from pydantic import BeforeValidator
+from pydantic.dataclasses import dataclass as settings
+
+from ..registry import STRICT, KnownKeys, PositiveInt, SourceError, resolve_path
+from ..settings import DocumentsConfig
+from ..sharding import owner, shard_keys
+
+# O_NONBLOCK: opening a FIFO that replaced a file after it was listed must not hang the read.
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+ConfigPath = Annotated[Path, BeforeValidator(resolve_path)]
+
+
+@settings(config=STRICT, kw_only=True)
+class SourceSettings(KnownKeys):
+    """Settings every source kind takes; a kind adds its own fields and reads its documents."""
+
+    name: str
+    kind: str
+    canary: ConfigPath | None = None  # labelled queries: {"query": ..., "relevant": [doc ids]} per line
+    shards: PositiveInt = 1           # partitions cut by doc-id hash (docs/sharding.md)
+    serve_model: str | None = None    # the model a new source serves from (default: the first)
+
+    @property
+    def partition_keys(self) -> list[str]:
+        """One `source` partition per shard (just the name when unsharded)."""
+        return shard_keys(self.name, self.shards)
+
+    def where(self, key: str) -> str:
+        """A setting's place in the registry, for error messages."""
+        return f"sources[{owner(self.name)}].{key}"
+
+    def check(self) -> None:
+        """Raise SourceError if the source cannot be read at all (before any document is)."""
+
+    def read(self, documents: DocumentsConfig) -> Iterator["RawDocument"]:
+        """Every document of the source, unvalidated, in a stable order."""
+        raise NotImplementedError
+
+    def labelled_queries(self) -> list:
+        """The source's labelled queries: its canary file, else what the kind ships, else none."""
+        from ..evaluation import load_canary
+
+        return load_canary(self.canary) if self.canary is not None else self.kind_queries()
+
+    def kind_queries(self) -> list:
+        return []
+
+
+@dataclass_plain(frozen=True)
+class RawDocument:
+    """What a reader yields before validation: bytes or text plus metadata, or why it could not."""
+
+    doc_id: str
+    content: bytes | str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    is_html: bool = False
+    rejection: str = ""  # set when the reader could not read this entry at all
+    sample: str = ""
+
+
+class Unusable(Exception):
+    """One entry of a source cannot be read; the message is its quarantine reason."""
+
+
+def rejected(doc_id: str, reason: str, sample: str = "") -> RawDocument:
+    return RawDocument(doc_id, b"", rejection=reason, sample=sample)
+
+
+def source_error(source: SourceSettings, key: str, problem: str) -> SourceError:
+    return SourceError(f"{source.where(key)}: {problem}")
+
+
+def clean_id(name: str) -> str:
+    """A file name that is not UTF-8 cannot be stored as an id: escape its bytes visibly."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
