@@ -9,11 +9,27 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .cli_output import (clean, error, failure_reason, print_hits, print_json, print_status,
-                         storage_error, table_error)
+from .cli_output import (
+    clean,
+    error,
+    failure_reason,
+    print_hits,
+    print_json,
+    print_status,
+    storage_error,
+    table_error,
+)
 from .core.config import ConfigError, SourceError, load_config
-from .core.serving import (NotServingError, TableReadError, embedder_query_function, lineage,
-                           reading, search, source_problem, status)
+from .core.serving import (
+    NotServingError,
+    TableReadError,
+    embedder_query_function,
+    lineage,
+    reading,
+    search,
+    source_problem,
+    status,
+)
 from .core.store import Store
 
 MAX_K = 1000  # more hits than anyone reads; a huge -k only costs memory and time
@@ -130,10 +146,9 @@ def cmd_lineage(args, config) -> int:
 
 def cmd_migrate(args, config) -> int:
     """Gate the model's shadow index against what serves; swap only if it passes (or --force)."""
-    from .core.models import model_dimension
     from .core.evaluation import labelled_queries
     from .core.migration import MigrationError, evaluate_gate, query_embedders, swap
-    from .core.models import model_version
+    from .core.models import model_dimension, model_version
     from .defs.resources import cached_embedder
 
     store = Store(config.storage_uri)

@@ -8,13 +8,20 @@ import os
 
 from dagster import Definitions, EnvVar
 
-from .defs.assets import ASSETS
-from .defs.checks import CHECKS, JOBS as CHECK_JOBS, SCHEDULES as CHECK_SCHEDULES
-from .defs.execution import JOBS as EXECUTION_JOBS, platform_executor
-from .defs.migration import CHECKS as MIGRATION_CHECKS, JOBS as MIGRATION_JOBS, SCHEDULES as MIGRATION_SCHEDULES
 from .core.config import CONFIG_ENV
+from .defs.assets import ASSETS
+from .defs.checks import CHECKS
+from .defs.checks import JOBS as CHECK_JOBS
+from .defs.checks import SCHEDULES as CHECK_SCHEDULES
+from .defs.execution import JOBS as EXECUTION_JOBS
+from .defs.execution import platform_executor
+from .defs.migration import CHECKS as MIGRATION_CHECKS
+from .defs.migration import JOBS as MIGRATION_JOBS
+from .defs.migration import SCHEDULES as MIGRATION_SCHEDULES
 from .defs.resources import PlatformResource
-from .defs.sensors import JOBS as REFRESH_JOBS, SCHEDULES as REFRESH_SCHEDULES, SENSORS
+from .defs.sensors import JOBS as REFRESH_JOBS
+from .defs.sensors import SCHEDULES as REFRESH_SCHEDULES
+from .defs.sensors import SENSORS
 
 # Where the registry lives differs per deployment: an EnvVar, so the UI shows the variable's
 # name rather than a path, and the value is read where the step runs.

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-from .settings import DocumentsConfig
 from .ids import digest
 from .registry import SourceError  # noqa: F401 - raised by read_source
-from .sources import RawDocument, SourceSettings
+from .settings import DocumentsConfig
 from .sharding import parse_key as parse_shard_key
+from .sources import RawDocument, SourceSettings
 
 MAX_DOCUMENT_BYTES = DocumentsConfig().max_document_bytes
 MIN_PRINTABLE_RATIO = 0.85

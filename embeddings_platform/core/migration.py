@@ -20,8 +20,8 @@ from .checks import ConsistencyError, consistency
 from .config import MigrationConfig, PlatformConfig
 from .evaluation import LabelledQuery, evaluate, table_retriever
 from .models import model_version
-from .stages.serving_index import MixedModelVersionsError, model_versions_in
 from .sharding import owner
+from .stages.serving_index import MixedModelVersionsError, model_versions_in
 from .store import Store, latest_serve_tag, serve_tag, utcnow, vectors_table_name
 
 EmbedFor = Callable[[str], Callable[[list[str]], np.ndarray]]  # version id -> batch embed function
@@ -89,7 +89,7 @@ def evaluate_gate(
     if not store.has_table(name):
         report.reasons.append(f"no table {name}; materialize embeddings and serving_index for this model first")
         return report
-    table = store.db.open_table(name)
+    table = store.open_table(name)
     report.candidate_table_version = latest_serve_tag(table)
     if report.candidate_table_version is None:
         report.reasons.append(f"{name} has no serving index yet; materialize serving_index for this model first")
@@ -106,8 +106,7 @@ def evaluate_gate(
     if pointer is None:
         report.passed = True  # nothing serves: anything indexed is better than nothing
         return report
-    served = store.db.open_table(pointer["table_name"])
-    served.checkout(pointer["table_version"])
+    served = store.open_table(pointer["table_name"], pointer["table_version"])
     current = evaluate(queries, table_retriever(served, embed_for(pointer["model_version"]), gate.k))
     report.serving_recall, report.serving_ndcg = current.recall, current.ndcg
     if report.candidate_recall < report.serving_recall - gate.max_recall_drop:
@@ -137,8 +136,7 @@ def swap(
     if gate.candidate_table_version is None:
         raise MigrationError(f"{gate.candidate_version} has no serving index to swap to")
     name = vectors_table_name(gate.source, gate.candidate_version)
-    table = store.db.open_table(name)
-    table.checkout(gate.candidate_table_version)
+    table = store.open_table(name, gate.candidate_table_version)
     found = model_versions_in(table)
     if found != {gate.candidate_version}:
         raise MixedModelVersionsError(f"{name}@v{gate.candidate_table_version} holds model versions {sorted(found)}")
@@ -187,7 +185,7 @@ def previous_target(
             f"{previous} stopped serving at {since['swapped_at'].isoformat()}, "
             f"past serving.retention_hours ({retention_hours} h)")
     name = vectors_table_name(source, previous)
-    version = latest_serve_tag(store.db.open_table(name)) if store.has_table(name) else None
+    version = latest_serve_tag(store.open_table(name)) if store.has_table(name) else None
     if version is None:
         raise MigrationError(f"the previous model version {previous} has no indexed table {name} any more")
     from .checks import staleness
@@ -253,11 +251,11 @@ def cleanup(store: Store, config: PlatformConfig, now: datetime | None = None) -
     for name in store.table_names():
         if not name.startswith("vectors__"):
             continue
-        table = store.db.open_table(name)
+        table = store.open_table(name)
         retained_here = {version for table_name, version in keep if table_name == name}
         versions = model_versions_in(table) if table.count_rows() else set()
         if versions and not versions & registered and not retained_here:
-            store.db.drop_table(name)
+            store.drop_table(name)
             report.tables_dropped.append(name)
             continue
         latest = latest_serve_tag(table)

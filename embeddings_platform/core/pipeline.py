@@ -10,11 +10,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from .config import DocumentsConfig, ModelConfig, RetryConfig, ServingConfig, SourceConfig
+from .config import (
+    DocumentsConfig,
+    ModelConfig,
+    RetryConfig,
+    ServingConfig,
+    SourceConfig,
+)
 from .models import Embedder, load_tokenizer, model_dimension, model_version
 from .stages.chunks import ChunkReport, sync_chunks
 from .stages.embeddings import EmbedReport, sync_embeddings
-from .stages.serving_index import IndexReport, MixedModelVersionsError, build_serving_index, model_versions_in
+from .stages.serving_index import (
+    IndexReport,
+    MixedModelVersionsError,
+    build_serving_index,
+    model_versions_in,
+)
 from .stages.snapshot import SnapshotReport, snapshot_id_of, take_snapshot
 from .store import Store
 

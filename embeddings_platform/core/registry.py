@@ -15,7 +15,14 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Callable, TypeVar
 
-from pydantic import BeforeValidator, ConfigDict, Field, Strict, ValidationInfo, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    model_validator,
+)
 
 STRICT = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 K = TypeVar("K")

@@ -10,13 +10,26 @@ from datetime import timedelta
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
-from lancedb.expr import col, lit
 
-from .config import ModelConfig, PlatformConfig, SourceError, check_source_path, model_from_spec
+from .config import (
+    ModelConfig,
+    PlatformConfig,
+    SourceError,
+    check_source_path,
+    model_from_spec,
+)
 from .indexing import served_plan, tuned
 from .models import Embedder, model_version
 from .sharding import owner
-from .store import LINEAGE_COLUMNS, Store, chunks_table_name, utcnow, vectors_table_name
+from .store import (
+    LINEAGE_COLUMNS,
+    Store,
+    chunks_table_name,
+    either,
+    equal,
+    utcnow,
+    vectors_table_name,
+)
 
 # What LanceDB and pyarrow raise for a missing, truncated or cleaned-up file or version.
 STORAGE_ERRORS = (OSError, RuntimeError, ValueError, pa.ArrowException)
@@ -67,8 +80,7 @@ def open_served_table(store: Store, source: str):
     pointer = store.pointer(source)
     if pointer is None:
         raise NotServingError(f"source {source!r} has no serving index yet; materialize serving_index first")
-    table = store.db.open_table(pointer["table_name"])
-    table.checkout(pointer["table_version"])
+    table = store.open_table(pointer["table_name"], pointer["table_version"])
     return pointer, table
 
 
@@ -142,7 +154,7 @@ def search(
             f"source {source!r} has no serving index yet; materialize serving_index first")
     vector = embed_query(pointer["model_version"]) if mode == "vector" else None  # not a read error
     with reading(pointer["table_name"], pointer["table_version"], source):
-        table = store.db.open_table(pointer["table_name"])
+        table = store.open_table(pointer["table_name"])
         table.checkout(pointer["table_version"])  # readers never see a half-made swap
         if table.count_rows() == 0:  # an emptied source serves nothing (and has no full-text index)
             return []
@@ -179,13 +191,13 @@ def lineage(store: Store, config: PlatformConfig, doc_or_chunk_id: str) -> list[
     only preselects; each table is read once and a row belongs to the source it records.
     """
     out: list[dict[str, Any]] = []
-    where = (col("doc_id") == lit(doc_or_chunk_id)) | (col("chunk_id") == lit(doc_or_chunk_id))
+    where = either(equal(doc_id=doc_or_chunk_id), equal(chunk_id=doc_or_chunk_id))
     registered = {source.name for source in config.sources}
     prefixes = tuple(f"vectors__{name}__" for name in registered)
     names = sorted(n for n in store.table_names() if prefixes and n.startswith(prefixes))
     for name in names:
         with reading(name):
-            rows = Store.read(store.db.open_table(name), list(LINEAGE_COLUMNS) + ["chunk_index"],
+            rows = Store.read(store.open_table(name), list(LINEAGE_COLUMNS) + ["chunk_index"],
                               where=where).to_pylist()
         for row in rows:
             if owner(row["source"]) not in registered:
@@ -212,7 +224,7 @@ def table_health(store: Store, name: str, version: int | None = None) -> str:
     """
     try:
         with reading(name, version):
-            table = store.db.open_table(name)
+            table = store.open_table(name)
             if version is not None:
                 table.checkout(version)
             table.search().limit(1).to_arrow()
@@ -227,7 +239,7 @@ def _count(store: Store, name: str) -> tuple[int | None, int | None, str | None]
         return 0, None, None
     try:
         with reading(name):
-            table = store.db.open_table(name)
+            table = store.open_table(name)
             return table.count_rows(), table.version, None
     except TableReadError as exc:
         return None, None, str(exc)
@@ -291,8 +303,7 @@ def format_json(value: Any) -> str:
 
 def text_preview(store: Store, table_name: str, table_version: int, query: str, k: int = 3) -> list[dict[str, Any]]:
     """Top-k full-text hits of one table version: a look at what an index returns, no model needed."""
-    table = store.db.open_table(table_name)
-    table.checkout(table_version)
+    table = store.open_table(table_name, table_version)
     rows = table.search(query, query_type="fts").select(["doc_id", "text"]).limit(k).to_list()
     return [{"doc_id": r["doc_id"], "score": float(r["_score"]), "text": " ".join(r["text"].split())[:160]}
             for r in rows]

@@ -12,8 +12,8 @@ import dataclasses
 from typing import Any, ClassVar
 
 from pydantic import StrictBool, field_validator, model_validator
-from pydantic_core import ArgsKwargs
 from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
 
 from .registry import STRICT, Fraction, KnownKeys, NonNegativeFloat, PositiveInt
 

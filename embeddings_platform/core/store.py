@@ -146,8 +146,30 @@ def retry_on_conflict(action: Callable[[], T], attempts: int = 8, base_delay: fl
     raise AssertionError("unreachable")
 
 
+def equal(**values: Any):
+    """A filter: every named column equals its value (values are data, never SQL text)."""
+    clauses = [col(name) == lit(value) for name, value in values.items()]
+    expr = clauses[0]
+    for clause in clauses[1:]:
+        expr = expr & clause
+    return expr
+
+
+def one_of(column: str, values: Iterable[str]):
+    """A filter: the column holds one of the values."""
+    return col(column).isin(list(values))
+
+
+def either(*filters):
+    """A filter: any of the given filters holds."""
+    expr = filters[0]
+    for other in filters[1:]:
+        expr = expr | other
+    return expr
+
+
 class Store:
-    """A thin, typed layer over one LanceDB database."""
+    """A thin, typed layer over one LanceDB database: the only module that touches LanceDB."""
 
     def __init__(self, uri: str):
         self.uri = uri
@@ -175,6 +197,9 @@ class Store:
         if version is not None:
             table.checkout(version)
         return table
+
+    def drop_table(self, name: str) -> None:
+        self.db.drop_table(name)
 
     def table(self, name: str, schema: pa.Schema | None = None, key: str | None = None):
         """Open a table, creating it (with its primary key declared) when a schema is given.

@@ -22,12 +22,8 @@ from dagster import (
 
 from ..core import checks as core_checks
 from ..core.config import PlatformConfig, RefreshConfig, load_config
-from ..core.models import load_tokenizer, model_dimension, model_version
-from ..core.stages.chunks import sync_chunks
-from ..core.stages.embeddings import sync_embeddings
-from ..core.stages.serving_index import build_serving_index
-from ..core.stages.snapshot import take_snapshot
 from ..core.evaluation import labelled_queries
+from ..core.models import load_tokenizer, model_dimension, model_version
 from ..core.serving import (
     model_for_version,
     models_in_use,
@@ -35,12 +31,16 @@ from ..core.serving import (
     text_preview,
     versions_in_use,
 )
+from ..core.stages.chunks import sync_chunks
+from ..core.stages.embeddings import sync_embeddings
+from ..core.stages.serving_index import build_serving_index
+from ..core.stages.snapshot import take_snapshot
 from ..core.store import chunks_table_name
 from .conditions import ON_UPSTREAM_CHANGE
-from .progress import EmbedProgress
-from .results import to_result
 from .partitions import source_model_partitions, source_partitions
+from .progress import EmbedProgress
 from .resources import PlatformResource
+from .results import to_result
 
 OWNERS = ["team:ml-platform"]
 GROUP = "embeddings"

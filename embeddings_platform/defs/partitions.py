@@ -1,6 +1,10 @@
 """Partitions: one `source` per registered collection, one `model` per model version."""
 
-from dagster import DynamicPartitionsDefinition, MultiPartitionKey, MultiPartitionsDefinition
+from dagster import (
+    DynamicPartitionsDefinition,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+)
 
 from ..core.config import PlatformConfig
 from ..core.models import model_version

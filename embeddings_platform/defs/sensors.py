@@ -30,9 +30,14 @@ from dagster import (
 
 from ..core.config import RefreshConfig, load_config
 from ..core.refresh import RefreshCursor, changed, recheck_due, source_fingerprint
-from .checks import partition_tags  # checks-only jobs take their partition as run tags
 from .assets import chunks, embeddings, serving_index, source_snapshot
-from .partitions import grid_key, registered_partition_keys, source_model_partitions, source_partitions
+from .checks import partition_tags  # checks-only jobs take their partition as run tags
+from .partitions import (
+    grid_key,
+    registered_partition_keys,
+    source_model_partitions,
+    source_partitions,
+)
 from .resources import PlatformResource
 
 snapshot_job = define_asset_job(

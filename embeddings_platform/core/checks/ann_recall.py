@@ -11,8 +11,7 @@ import numpy as np
 from ..config import ChecksConfig
 from ..indexing import served_plan, tuned, vector_index
 from ..store import Store, vectors_table_name
-
-from .common import OK,ERROR,numeric,resolve_version
+from .common import ERROR, OK, numeric, resolve_version
 
 
 @dataclass

@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-from lancedb.expr import col, lit
 
-from ..store import Store
-
-
+from ..store import Store, equal
 
 BASELINES = pa.schema([
     pa.field("baseline_key", pa.string(), nullable=False), pa.field("source", pa.string()),
@@ -32,7 +29,7 @@ def get_baseline(store: Store, source: str, version_id: str, check: str = "retri
     if not store.has_table(BASELINES_TABLE):
         return None
     rows = Store.read(store.open_table(BASELINES_TABLE),
-                      where=col("baseline_key") == lit(_baseline_key(source, version_id, check))).to_pylist()
+                      where=equal(baseline_key=_baseline_key(source, version_id, check))).to_pylist()
     return rows[0] if rows else None
 
 

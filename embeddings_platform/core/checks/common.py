@@ -7,11 +7,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from lancedb.expr import col, lit
 
 from ..sharding import parse_key as parse_shard_key
-from ..store import Store, chunks_table_name, utcnow
-
+from ..store import Store, chunks_table_name, equal, utcnow
 
 OK, WARN, ERROR = "ok", "warn", "error"
 _RANK = {OK: 0, WARN: 1, ERROR: 2}
@@ -94,5 +92,5 @@ def snapshots_of(store: Store, source: str) -> list[dict[str, Any]]:
     if not store.has_table("snapshots"):
         return []
     rows = Store.read(store.open_table("snapshots"), ["snapshot_id", "created_at"],
-                      where=col("source") == lit(source)).to_pylist()
+                      where=equal(source=source)).to_pylist()
     return sorted(rows, key=lambda r: r["created_at"])

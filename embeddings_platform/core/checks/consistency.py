@@ -10,12 +10,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.expr import col
 
 from ..sharding import parse_key as parse_shard_key
-from ..store import Store, dead_letter_id, vectors_table_name
-
-from .common import OK,ERROR,numeric,resolve_version,strategy_of,chunks_table,version_time,shard_rows
+from ..store import Store, dead_letter_id, one_of, vectors_table_name
+from .common import (
+    ERROR,
+    OK,
+    chunks_table,
+    numeric,
+    resolve_version,
+    shard_rows,
+    strategy_of,
+    version_time,
+)
 
 
 @dataclass
@@ -189,7 +196,7 @@ def _dead_lettered(store: Store, source: str, version_id: str, chunk_table, rows
     wanted = {dead_letter_id(c["source"], version_id, c["chunk_id"]) for c in chunks if c["chunk_id"] not in have}
     if not wanted:
         return 0
-    found = Store.read(store.table("quarantine"), ["quarantine_id"], where=col("quarantine_id").isin(sorted(wanted)))
+    found = Store.read(store.table("quarantine"), ["quarantine_id"], where=one_of("quarantine_id", sorted(wanted)))
     return found.num_rows
 
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from lancedb.expr import col, lit
-
-from ..store import DEAD_LETTER_REASON, Store
-
-from .common import OK,WARN
+from ..store import DEAD_LETTER_REASON, Store, equal
+from .common import OK, WARN
 
 
 @dataclass
@@ -47,8 +44,7 @@ def quarantine(store: Store, source: str) -> QuarantineReport:
         return report
     table = store.table("quarantine")
     report.table_version = table.version
-    rows = Store.read(table, ["doc_id", "reason"], where=(col("source") == lit(source))
-                      & (col("snapshot_id") == lit(snapshot["snapshot_id"]))).to_pylist()
+    rows = Store.read(table, ["doc_id", "reason"], where=equal(source=source, snapshot_id=snapshot["snapshot_id"])).to_pylist()
     rows = [r for r in rows if not r["reason"].startswith(DEAD_LETTER_REASON)]  # those belong to embeddings
     report.quarantined = len(rows)
     for row in rows:

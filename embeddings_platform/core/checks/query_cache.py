@@ -6,12 +6,9 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-from lancedb.expr import col
 
 from ..ids import digest
-from ..store import Store
-
-
+from ..store import Store, one_of
 
 QUERY_VECTORS = pa.schema([
     pa.field("query_key", pa.string(), nullable=False), pa.field("model_version", pa.string()),
@@ -40,7 +37,7 @@ def cached_query_embedder(store: Store, version_id: str, embed: Callable[[list[s
             table = store.open_table(QUERY_VECTORS_TABLE)
             unique = sorted(set(keys))
             for start in range(0, len(unique), 5000):
-                rows = Store.read(table, ["query_key", "vector"], where=col("query_key").isin(unique[start:start + 5000]))
+                rows = Store.read(table, ["query_key", "vector"], where=one_of("query_key", unique[start:start + 5000]))
                 for k, v in zip(rows.column("query_key").to_pylist(), rows.column("vector").to_pylist()):
                     found[k] = np.asarray(v, dtype=np.float32)
         todo: dict[str, int] = {}  # one embedding per distinct uncached text

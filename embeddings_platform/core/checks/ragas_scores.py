@@ -13,7 +13,6 @@ import numpy as np
 from ..evaluation import LabelledQuery
 
 
-
 def _load_ragas_id_metrics():
     """ragas' ID-based context recall and precision (no LLM involved).
 

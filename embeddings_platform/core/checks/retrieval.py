@@ -14,9 +14,8 @@ from ..config import ChecksConfig
 from ..evaluation import LabelledQuery, evaluate, table_retriever
 from ..ids import digest
 from ..store import Store, utcnow, vectors_table_name
-
-from .common import OK,WARN,ERROR,worst,numeric,resolve_version
 from .baselines import get_baseline, record_baseline
+from .common import ERROR, OK, WARN, numeric, resolve_version, worst
 from .query_cache import cached_query_embedder
 from .ragas_scores import ragas_id_scores
 

@@ -8,12 +8,24 @@ from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.expr import col, lit
 
 from ..config import ChecksConfig
-from ..store import Store, utcnow, vectors_table_name
-
-from .common import OK,WARN,ERROR,worst,numeric,served_version,resolve_version,strategy_of,chunks_table,as_utc,version_time,shard_rows,snapshots_of
+from ..store import Store, equal, utcnow, vectors_table_name
+from .common import (
+    ERROR,
+    OK,
+    WARN,
+    as_utc,
+    chunks_table,
+    numeric,
+    resolve_version,
+    served_version,
+    shard_rows,
+    snapshots_of,
+    strategy_of,
+    version_time,
+    worst,
+)
 
 
 @dataclass
@@ -109,7 +121,7 @@ def staleness(
     if snapshots:
         newest = snapshots[-1]
         manifest = Store.read(store.open_table("snapshot_documents"), ["doc_id", "content_sha256"],
-                              where=(col("source") == lit(source)) & (col("snapshot_id") == lit(newest["snapshot_id"])))
+                              where=equal(source=source, snapshot_id=newest["snapshot_id"]))
         report.snapshot_docs = manifest.num_rows
         # per document of the table: its doc_sha256 values (one, when all rows agree)
         per_doc = vectors.group_by("doc_id").aggregate([("doc_sha256", "min"), ("doc_sha256", "max")])

@@ -22,7 +22,10 @@ from .base import (
 from .hashing import HashingEmbedder, HashingModel
 from .model2vec import Model2VecModel, StaticModelEmbedder, distilled_model_path
 from .onnx_int8 import OnnxEmbedder, OnnxInt8Model
-from .sentence_transformers import SentenceTransformerEmbedder, SentenceTransformersModel
+from .sentence_transformers import (
+    SentenceTransformerEmbedder,
+    SentenceTransformersModel,
+)
 
 __all__ = [
     "Embedder", "FastTokenizer", "HashingEmbedder", "HashingModel", "HuggingFaceTokenizer", "Model2VecModel",

@@ -16,7 +16,16 @@ from pydantic.dataclasses import dataclass as settings
 
 from ..registry import STRICT, source_kind
 from ..settings import DocumentsConfig
-from .base import OPEN_FLAGS, ConfigPath, RawDocument, SourceSettings, Unusable, clean_id, rejected, source_error
+from .base import (
+    OPEN_FLAGS,
+    ConfigPath,
+    RawDocument,
+    SourceSettings,
+    Unusable,
+    clean_id,
+    rejected,
+    source_error,
+)
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
 _FILE_TYPES = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),

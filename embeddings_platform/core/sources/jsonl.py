@@ -16,7 +16,15 @@ from pydantic.dataclasses import dataclass as settings
 
 from ..registry import STRICT, source_kind
 from ..settings import DocumentsConfig
-from .base import OPEN_FLAGS, ConfigPath, RawDocument, SourceSettings, Unusable, rejected, source_error
+from .base import (
+    OPEN_FLAGS,
+    ConfigPath,
+    RawDocument,
+    SourceSettings,
+    Unusable,
+    rejected,
+    source_error,
+)
 
 _SKIP_CHUNK = 1024 * 1024  # how much of an over-long line is read at a time to skip it
 

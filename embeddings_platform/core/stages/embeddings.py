@@ -23,7 +23,6 @@ from ..store import (
     vectors_table_name,
 )
 
-
 Progress = Callable[[int, int, float], None]  # (done, total, seconds so far)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-
 from ..checks import ConsistencyError, consistency
 from ..config import ServingConfig
 from ..indexing import ann_plan, build_vector_index, vector_index
