@@ -88,7 +88,7 @@ def cmd_materialize(args, config) -> int:
     built = [name for name in sources if name not in failed]
     if built and not args.no_sample:
         print(f'\nSample search on {built[0]!r}: "{clean(args.sample_query)}"')
-        print_hits(_search(config, built[0], args.sample_query, 3, "vector"))
+        print_hits(_search(config, built[0], args.sample_query, 3, None))
     print(f"\nRuns are recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}; "
           "see them with: make ui  (dagster dev -w workspace.yaml -h 127.0.0.1)")
     for name in (n for n in sources if n in failed):
@@ -145,27 +145,42 @@ def cmd_lineage(args, config) -> int:
 
 
 def cmd_migrate(args, config) -> int:
-    """Gate the model's shadow index against what serves; swap only if it passes (or --force)."""
+    """Gate a candidate (a model version's shadow index, a retrieval profile, or both) against
+    what serves; swap only if it passes (or --force)."""
     from .core.evaluation import labelled_queries
     from .core.migration import MigrationError, evaluate_gate, query_embedders, swap
     from .core.models import model_dimension, model_version
+    from .core.retrieval import RetrievalProfile
+    from .core.serving import model_for_version
     from .defs.resources import cached_embedder
 
     store = Store(config.storage_uri)
-    model = config.model(args.model)
-    gate = evaluate_gate(store, args.source, model_version(model).version_id,
-                         labelled_queries(config.source(args.source)),
-                         query_embedders(store, config, cached_embedder), config.migration)
-    print_json({"gate": {**gate.metadata, "reasons": gate.reasons,
-                         "candidate": gate.candidate_version, "serving": gate.serving_version}})
+    source = config.source(args.source)
+    pointer = store.pointer(source.name)
+    if args.model is None and (pointer is None or args.mode is None):
+        raise UsageError("migrate: name a --model to migrate to, or a --mode to change how the "
+                         "serving model answers (a profile migration)")
+    version = (model_version(config.model(args.model)).version_id if args.model
+               else pointer["model_version"])
+    profile = None
+    if args.mode or args.rrf_k or args.depth:
+        base = RetrievalProfile.from_json(pointer.get("profile")) if pointer else RetrievalProfile()
+        profile = RetrievalProfile(mode=args.mode or base.mode, rrf_k=args.rrf_k or base.rrf_k,
+                                   depth=args.depth or base.depth)
+    gate = evaluate_gate(store, source.name, version, labelled_queries(source),
+                         query_embedders(store, config, cached_embedder), config.migration, profile)
+    print_json({"gate": {**gate.metadata, "reasons": gate.reasons, "candidate": gate.candidate_version,
+                         "candidate_profile": gate.candidate_profile, "serving": gate.serving_version,
+                         "serving_profile": gate.serving_profile}})
     try:
         row = swap(store, gate, run_id=f"cli-migrate-{os.getpid()}",
-                   expected_dimension=model_dimension(model), force=args.force)
+                   expected_dimension=model_dimension(model_for_version(config, store, version)),
+                   force=args.force)
     except MigrationError as exc:
         print(f"not swapped: {clean(exc)}", file=sys.stderr)
         return 1
     print(f"swapped: {args.source} now serves {row['model_version']} "
-          f"({row['table_name']}@v{row['table_version']})")
+          f"({row['table_name']}@v{row['table_version']}, {gate.candidate_profile})")
     return 0
 
 
@@ -212,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("--source", required=True)
     s.add_argument("-k", type=int, default=10, help=f"number of hits, 1 to {MAX_K}")
-    s.add_argument("--mode", choices=["vector", "fts"], default="vector")
+    s.add_argument("--mode", choices=["vector", "fts", "hybrid"], default=None,
+                   help="override the served retrieval profile's mode for this query")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_search)
 
@@ -229,7 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     mg = sub.add_parser("migrate", help="gate a model version's shadow index against what "
                                         "serves, then swap")
     mg.add_argument("--source", required=True)
-    mg.add_argument("--model", required=True, help="model name from the config")
+    mg.add_argument("--model", help="model name from the config (default: the serving one)")
+    mg.add_argument("--mode", choices=["vector", "fts", "hybrid"],
+                    help="retrieval mode to serve with (default: the serving profile's)")
+    mg.add_argument("--rrf-k", type=int, help="reciprocal-rank fusion constant of a hybrid profile")
+    mg.add_argument("--depth", type=int, help="chunks fetched per list before folding into documents")
     mg.add_argument("--force", action="store_true",
                     help="swap even if the gate fails (a deliberate decision)")
     mg.set_defaults(func=cmd_migrate)

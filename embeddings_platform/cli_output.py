@@ -89,7 +89,7 @@ def print_hits(hits) -> None:
         lin = {k: clean(v) for k, v in hit.lineage.items()}
         print(f"    model={lin['model_version']} snapshot={lin['source_snapshot']} "
               f"doc_sha256={lin['doc_sha256'][:12]} strategy={lin['chunking_strategy']} "
-              f"run={lin['run_id']}")
+              f"run={lin['run_id']} profile={lin['retrieval_profile']}")
 
 
 def _count(value: int | None) -> str:

@@ -34,7 +34,8 @@ CANARY = [
 def canary_config(tmp_path, corpus, **checks_section):
     canary = tmp_path / "canary.jsonl"
     canary.write_text("\n".join(json.dumps(c) for c in CANARY) + "\n")
-    extra = {"checks": checks_section} if checks_section else {}
+    # vector retrieval: these checks are about the vectors' quality (full text would mask it)
+    extra = {"serving": {"retrieval": {"mode": "vector"}}} | ({"checks": checks_section} if checks_section else {})
     path = write_config(tmp_path / "checked.yaml",
                         [{"name": "notes", "kind": "folder", "path": str(corpus), "canary": str(canary)}], **extra)
     return load_config(path)

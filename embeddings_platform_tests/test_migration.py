@@ -55,6 +55,7 @@ def migration_setup(tmp_path, corpus):
         [{"name": "notes", "kind": "folder", "path": str(corpus), "canary": str(canary)}],
         models=[_model("old", 256), _model("new", 128), _model("broken", 64)],
         migration={"max_recall_drop": 0.2, "max_ndcg_drop": 0.2},
+        serving={"retrieval": {"mode": "vector"}},  # model quality shows in vector retrieval
     )
     config = load_config(path)
     resources = {"platform": PlatformResource(config_path=str(path))}

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .indexing import served_plan, tuned
+from .retrieval import DEFAULT_PROFILE, RetrievalProfile, rank_documents
 
 
 @dataclass(frozen=True)
@@ -112,27 +112,14 @@ def evaluate(
     return EvalResult(k, len(queries), float(np.mean(recalls)), float(np.mean(ndcgs)), per_query)
 
 
-def table_retriever(table, embed: Callable[[list[str]], np.ndarray], k: int, chunk_depth: int = 100):
-    """A `retrieve` function over one LanceDB table (e.g. the pinned serving version).
-
-    Retrieves `chunk_depth` chunks per query and folds them into the top-k documents.
-    """
-
-    plan = served_plan(table)  # the ANN settings serving uses, so the scores are what users get
+def table_retriever(table, embed: Callable[[list[str]], np.ndarray] | None, k: int,
+                    profile: RetrievalProfile = DEFAULT_PROFILE):
+    """A `retrieve` function over one checked-out LanceDB table (e.g. the pinned serving version),
+    ranking documents exactly as search does under `profile`."""
 
     def retrieve(queries: Sequence[LabelledQuery]) -> list[list[str]]:
-        vectors = [np.asarray(v, dtype=np.float32) for v in embed([q.text for q in queries])]
-        hits: list[list[tuple[str, float]]] = [[] for _ in vectors]
-        # One multi-vector search per block of queries: 300 single searches took 5.5 s on
-        # SciFact here, one batched search 0.4 s (same results: each query is its own search).
-        for start in range(0, len(vectors), 256):
-            block = vectors[start : start + 256]
-            query = (table.search(block if len(block) > 1 else block[0], vector_column_name="vector")
-                     .metric("cosine").select(["doc_id"]).limit(chunk_depth))
-            result = tuned(query, plan).to_arrow()
-            index = result.column("query_index").to_pylist() if "query_index" in result.column_names else [0] * result.num_rows
-            for i, doc_id, distance in zip(index, result.column("doc_id").to_pylist(), result.column("_distance").to_pylist()):
-                hits[start + i].append((doc_id, 1.0 - distance))
-        return [fold_to_documents(h, k) for h in hits]
+        texts = [q.text for q in queries]
+        vectors = embed(texts) if profile.uses_vectors else None
+        return [[hit.doc_id for hit in hits] for hits in rank_documents(table, texts, vectors, profile, k)]
 
     return retrieve

@@ -20,6 +20,7 @@ from .checks import ConsistencyError, consistency
 from .config import MigrationConfig, PlatformConfig
 from .evaluation import LabelledQuery, evaluate, table_retriever
 from .models import model_version
+from .retrieval import RetrievalProfile
 from .sharding import owner
 from .stages.serving_index import MixedModelVersionsError, model_versions_in
 from .store import Store, latest_serve_tag, serve_tag, utcnow, vectors_table_name
@@ -58,6 +59,11 @@ class GateReport:
     serving_ndcg: float = 0.0
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
+    evaluable: bool = True           # False: too few labelled queries to judge at all
+    candidate_profile: str = ""      # retrieval profile ids
+    serving_profile: str = ""
+    profile_json: str = ""           # the candidate profile, as the pointer records it
+    serving_table_version: int = 0
 
     @property
     def metadata(self) -> dict[str, float | int]:
@@ -68,7 +74,7 @@ class GateReport:
             "serving_recall": round(self.serving_recall, 4), "serving_ndcg": round(self.serving_ndcg, 4),
             "recall_delta": round(self.candidate_recall - self.serving_recall, 4),
             "ndcg_delta": round(self.candidate_ndcg - self.serving_ndcg, 4),
-            "candidate_table_version": self.candidate_table_version or 0,
+            "evaluable": int(self.evaluable),
         }
 
 
@@ -79,12 +85,23 @@ def evaluate_gate(
     queries: Sequence[LabelledQuery],
     embed_for: EmbedFor,
     gate: MigrationConfig = MigrationConfig(),
+    candidate_profile: RetrievalProfile | None = None,
 ) -> GateReport:
-    """Evaluate the candidate's indexed table and the served one on the same labelled queries."""
+    """Evaluate a candidate (model version, retrieval profile) against what serves, on the same
+    labelled queries and through the same ranking as search.
+
+    Not evaluable (and so not passed) without enough labelled queries; never passed while
+    nothing serves, because there is nothing to compare with. The candidate profile defaults
+    to the one that serves: a model migration keeps how queries are answered.
+    """
     source = owner(source)
     pointer = store.pointer(source)
+    serving_profile = RetrievalProfile.from_json(pointer.get("profile")) if pointer else None
+    candidate_profile = candidate_profile or serving_profile or RetrievalProfile()
     report = GateReport(source, candidate_version, None, pointer["model_version"] if pointer else None,
-                        len(queries), gate.k)
+                        len(queries), gate.k, candidate_profile=candidate_profile.profile_id,
+                        serving_profile=serving_profile.profile_id if serving_profile else "")
+    report.profile_json = candidate_profile.to_json()
     name = vectors_table_name(source, candidate_version)
     if not store.has_table(name):
         report.reasons.append(f"no table {name}; materialize embeddings and serving_index for this model first")
@@ -95,20 +112,23 @@ def evaluate_gate(
         report.reasons.append(f"{name} has no serving index yet; materialize serving_index for this model first")
         return report
     if len(queries) < gate.min_queries:
+        report.evaluable = False
         report.reasons.append(
-            f"{len(queries)} labelled queries (< migration.min_queries {gate.min_queries}); "
-            "register a canary file or BEIR qrels with the source"
-        )
+            f"not evaluable: {len(queries)} labelled queries (< migration.min_queries {gate.min_queries}); "
+            "register a canary file (sources[].canary) or BEIR qrels with the source (docs/operator.md)")
         return report
     table.checkout(report.candidate_table_version)
-    candidate = evaluate(queries, table_retriever(table, embed_for(candidate_version), gate.k))
+    candidate = evaluate(queries, table_retriever(table, embed_for(candidate_version), gate.k, candidate_profile))
     report.candidate_recall, report.candidate_ndcg = candidate.recall, candidate.ndcg
     if pointer is None:
-        report.passed = True  # nothing serves: anything indexed is better than nothing
+        report.reasons.append("nothing serves this source yet, so there is nothing to compare with; "
+                              "materialize serving_index of its default model first")
         return report
     served = store.open_table(pointer["table_name"], pointer["table_version"])
-    current = evaluate(queries, table_retriever(served, embed_for(pointer["model_version"]), gate.k))
+    current = evaluate(queries, table_retriever(served, embed_for(pointer["model_version"]), gate.k,
+                                                serving_profile))
     report.serving_recall, report.serving_ndcg = current.recall, current.ndcg
+    report.serving_table_version = int(pointer["table_version"])
     if report.candidate_recall < report.serving_recall - gate.max_recall_drop:
         report.reasons.append(
             f"recall@{gate.k} {report.candidate_recall:.4f} is more than {gate.max_recall_drop} below "
@@ -147,6 +167,7 @@ def swap(
         "source": gate.source, "model_version": gate.candidate_version, "table_name": name,
         "table_version": gate.candidate_table_version, "tag": serve_tag(gate.candidate_table_version),
         "swapped_at": utcnow(), "run_id": run_id, "reason": "migration (forced)" if not gate.passed else "migration",
+        "profile": gate.profile_json,
     }
     store.set_pointer(row)
     return row
@@ -174,12 +195,13 @@ def previous_target(
     history = store.pointer_history(source)
     block = [e for e in history if e["swapped_at"] <= current["swapped_at"]]
     since = current
-    while block and block[-1]["model_version"] == current["model_version"]:
-        since = block.pop()  # the move that made the current model version serve
+    serving_now = _target(current)
+    while block and _target(block[-1]) == serving_now:
+        since = block.pop()  # the move that made the current (model, profile) serve
     if not block:
-        raise MigrationError(f"source {source!r} has served only {current['model_version']}; "
-                             "no earlier model version to roll back to")
-    previous = block[-1]["model_version"]
+        raise MigrationError(f"source {source!r} has served only {current['model_version']} this way; "
+                             "no earlier model version or retrieval profile to roll back to")
+    previous, profile = _target(block[-1])
     if now > since["swapped_at"] + timedelta(hours=retention_hours):
         raise MigrationError(
             f"{previous} stopped serving at {since['swapped_at'].isoformat()}, "
@@ -199,7 +221,12 @@ def previous_target(
                 f"{report.changed_docs_present} changed, {report.unindexed_docs} new documents); "
                 f"materialize embeddings and serving_index of {previous} for {key} first")
     return {"source": source, "model_version": previous, "table_name": name, "table_version": version,
-            "tag": serve_tag(version), "undoes": since}
+            "tag": serve_tag(version), "profile": profile, "undoes": since}
+
+
+def _target(event: dict) -> tuple[str, str]:
+    """What serves, as far as a rollback is concerned: the model version and the profile."""
+    return event["model_version"], RetrievalProfile.from_json(event.get("profile")).to_json()
 
 
 def rollback(

@@ -17,24 +17,23 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
+from pydantic.dataclasses import dataclass as settings
 
 from .indexing import served_plan, tuned
+from .registry import STRICT, KnownKeys, PositiveInt
 
 Mode = Literal["vector", "fts", "hybrid"]
 MODES: tuple[str, ...] = ("vector", "fts", "hybrid")
 
 
-@dataclass(frozen=True)
-class RetrievalProfile:
-    mode: Mode = "hybrid"
-    rrf_k: int = 60    # reciprocal-rank fusion constant: score = sum of 1 / (rrf_k + rank)
-    depth: int = 100   # chunks fetched per list before folding into documents
+@settings(config=STRICT, kw_only=True)
+class RetrievalProfile(KnownKeys):
+    """How a source's queries are answered (`serving.retrieval` for new sources; the pointer
+    records the one that serves, and `migrate --mode` changes it through the gate)."""
 
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"retrieval mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.rrf_k < 1 or self.depth < 1:
-            raise ValueError(f"rrf_k and depth must be >= 1, got {self.rrf_k} and {self.depth}")
+    mode: Mode = "hybrid"
+    rrf_k: PositiveInt = 60   # reciprocal-rank fusion constant: score = sum of 1 / (rrf_k + rank)
+    depth: PositiveInt = 100  # chunks fetched per list before folding into documents
 
     @property
     def profile_id(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from contextlib import contextmanager
@@ -18,8 +19,8 @@ from .config import (
     check_source_path,
     model_from_spec,
 )
-from .indexing import served_plan, tuned
 from .models import Embedder, model_version
+from .retrieval import RetrievalProfile, rank_documents
 from .sharding import owner
 from .store import (
     LINEAGE_COLUMNS,
@@ -141,38 +142,37 @@ def search(
     source: str,
     query: str,
     k: int,
-    embed_query: Callable[[str], Any],
-    mode: str = "vector",
+    embed_query: Callable[[str], Any] | None,
+    mode: str | None = None,
 ) -> list[Hit]:
-    """Top-k chunks for a query from the served index of one source."""
-    if mode not in ("vector", "fts"):
-        raise ValueError(f"unknown search mode {mode!r}; use 'vector' or 'fts'")
+    """The top-k documents for a query from the served index of one source, each shown by its
+    best chunk. The pointer's retrieval profile decides how (hybrid by default); `mode`
+    overrides the profile's mode for this query only."""
     with reading("serving_pointers", source=source):
         pointer = store.pointer(source)
     if pointer is None:
         raise NotServingError(
             f"source {source!r} has no serving index yet; materialize serving_index first")
-    vector = embed_query(pointer["model_version"]) if mode == "vector" else None  # not a read error
+    profile = RetrievalProfile.from_json(pointer.get("profile"))
+    if mode is not None:
+        profile = dataclasses.replace(profile, mode=mode)
+    # embedding is not a read error: the model is loaded outside `reading`
+    vector = embed_query(pointer["model_version"]) if profile.uses_vectors else None
     with reading(pointer["table_name"], pointer["table_version"], source):
-        table = store.open_table(pointer["table_name"])
-        table.checkout(pointer["table_version"])  # readers never see a half-made swap
-        if table.count_rows() == 0:  # an emptied source serves nothing (and has no full-text index)
-            return []
-        if mode == "vector":
-            query = table.search(vector, vector_column_name="vector").metric("cosine").limit(k)
-            results = tuned(query, served_plan(table)).to_list()
-            score_of = lambda r: 1.0 - float(r["_distance"])  # noqa: E731 - cosine similarity
-        else:
-            results = table.search(query, query_type="fts").limit(k).to_list()
-            score_of = lambda r: float(r["_score"])  # noqa: E731
+        table = store.open_table(pointer["table_name"], pointer["table_version"])  # never half a swap
+        hits = rank_documents(table, [query], [vector] if vector is not None else None, profile, k,
+                              columns=[*LINEAGE_COLUMNS, "text"])[0]
+    served = {"table": pointer["table_name"], "table_version": pointer["table_version"],
+              "retrieval_profile": profile.profile_id}
     return [
-        Hit(
-            doc_id=r["doc_id"], chunk_id=r["chunk_id"], score=score_of(r), text=r["text"],
-            lineage={c: (r[c].isoformat() if hasattr(r[c], "isoformat") else r[c]) for c in LINEAGE_COLUMNS}
-            | {"table": pointer["table_name"], "table_version": pointer["table_version"]},
-        )
-        for r in results
+        Hit(doc_id=h.doc_id, chunk_id=h.row["chunk_id"], score=h.score, text=h.row["text"],
+            lineage={c: _plain(h.row[c]) for c in LINEAGE_COLUMNS} | served)
+        for h in hits
     ]
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 def embedder_query_function(config: PlatformConfig, store: Store, load: Callable[[Any], Embedder], query: str):

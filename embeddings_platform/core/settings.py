@@ -16,6 +16,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import ArgsKwargs
 
 from .registry import STRICT, Fraction, KnownKeys, NonNegativeFloat, PositiveInt
+from .retrieval import RetrievalProfile
 
 
 def _cron(value: Any) -> Any:
@@ -86,6 +87,8 @@ class ServingConfig(KnownKeys):
     # An emptied source serves an empty index (nothing deleted stays findable). False keeps the
     # last good target instead, and the staleness check reports ERROR until documents return.
     serve_empty: StrictBool = True
+    # How a new source's queries are answered; a serving source keeps its own until migrated.
+    retrieval: RetrievalProfile = dataclasses.field(default_factory=RetrievalProfile)
 
 
 @dataclass(config=STRICT, kw_only=True)

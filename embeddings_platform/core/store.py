@@ -100,6 +100,7 @@ POINTERS = pa.schema([
     _key("source"), pa.field("model_version", pa.string()), pa.field("table_name", pa.string()),
     pa.field("table_version", pa.int64()), pa.field("tag", pa.string()),
     pa.field("swapped_at", _TS), pa.field("run_id", pa.string()), pa.field("reason", pa.string()),
+    pa.field("profile", pa.string()),  # the retrieval profile (core/retrieval.py) as JSON
 ])
 MODEL_SPECS = pa.schema([_key("version_id"), pa.field("model_name", pa.string()),
                          pa.field("spec_json", pa.string()), pa.field("recorded_at", _TS)])
@@ -332,6 +333,9 @@ class Store:
         history = self.table("serving_history", POINTER_HISTORY, "event_id")
         event = dict(row, event_id=f"{row['source']}:{row['swapped_at'].isoformat()}:{row['table_version']}")
         pointers = self.table("serving_pointers", POINTERS, "source")
+        for table in (history, pointers):  # stores made before retrieval profiles existed
+            if "profile" not in table.schema.names:
+                retry_on_conflict(lambda t=table: t.add_columns(pa.field("profile", pa.string())))
         data = pa.Table.from_pylist([row], schema=POINTERS)
         if not only_forward:
             self.upsert(history, pa.Table.from_pylist([event], schema=POINTER_HISTORY), "event_id")

@@ -49,12 +49,19 @@ def migration_gate(context: AssetCheckExecutionContext, platform: PlatformResour
                                 description="this model version serves the source; nothing to gate")
     report = evaluate_gate(store, source, version_id, labelled_queries(config.source(source)),
                            query_embedders(store, config, platform.embedder), config.migration)
-    summary = "gate passed: may swap in" if report.passed else "gate failed: " + "; ".join(report.reasons)
+    if report.passed:
+        summary = "gate passed: may swap in"
+    elif not report.evaluable:  # nothing to judge by is not a failure of the candidate
+        summary = "; ".join(report.reasons)
+    else:
+        summary = "gate failed: " + "; ".join(report.reasons)
     return AssetCheckResult(
         passed=report.passed,
-        severity=AssetCheckSeverity.ERROR,
+        severity=AssetCheckSeverity.ERROR if report.evaluable else AssetCheckSeverity.WARN,
         metadata={**report.metadata, "serving": 0, "summary": MetadataValue.text(summary),
-                  "serving_model_version": MetadataValue.text(report.serving_version or "")},
+                  "serving_model_version": MetadataValue.text(report.serving_version or ""),
+                  "serving_table_version": MetadataValue.text(str(report.serving_table_version)),
+                  "candidate_profile": MetadataValue.text(report.candidate_profile)},
         description=summary[:1000],
     )
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..config import ChecksConfig
 from ..evaluation import LabelledQuery, evaluate, table_retriever
 from ..ids import digest
+from ..retrieval import RetrievalProfile
 from ..store import Store, utcnow, vectors_table_name
 from .baselines import get_baseline, record_baseline
 from .common import ERROR, OK, WARN, numeric, resolve_version, worst
@@ -46,6 +47,7 @@ class RetrievalReport:
     ndcg_drop_points: float = 0.0
     seconds: float = 0.0
     note: str = ""
+    profile: str = ""               # the retrieval profile the queries were ranked under
     severity: str = OK
     problems: list[str] = field(default_factory=list)
 
@@ -69,6 +71,7 @@ def retrieval_recall(
     run_id: str = "",
     record: bool = True,
     cache_queries: bool = True,
+    profile: RetrievalProfile | None = None,
 ) -> RetrievalReport:
     """recall@k, nDCG@k and ragas ID-based context recall/precision on labelled queries.
 
@@ -77,7 +80,8 @@ def retrieval_recall(
     (source, model version); later runs report their drop against it: more than
     `recall_drop_warn_points` is WARN, more than `recall_drop_error_points` ERROR. A changed
     label set starts a new baseline. Query vectors are cached per model version
-    (`cached_embedder`), so `embed` is called only for queries never seen before.
+    (`cached_query_embedder`), so `embed` is called only for queries never seen before.
+    Documents are ranked under `profile`, by default the one the pointer serves with.
     """
     started = time.perf_counter()
     t = thresholds
@@ -93,7 +97,12 @@ def retrieval_recall(
     version, served = resolve_version(store, source, name, at)
     table = store.open_table(name, version)
     report = RetrievalReport(source, version_id, name, int(table.version), served=served, k=t.recall_k)
-    inner = table_retriever(table, cached_query_embedder(store, version_id, embed) if cache_queries else embed, t.recall_k)
+    if profile is None:
+        pointer = store.pointer(source)
+        profile = RetrievalProfile.from_json(pointer.get("profile")) if pointer else RetrievalProfile()
+    report.profile = profile.profile_id
+    embed_queries = cached_query_embedder(store, version_id, embed) if cache_queries else embed
+    inner = table_retriever(table, embed_queries, t.recall_k, profile)
     rankings: list[list[str]] = []
 
     def retrieve(qs: Sequence[LabelledQuery]) -> list[list[str]]:
@@ -105,10 +114,10 @@ def retrieval_recall(
     report.queries, report.recall, report.ndcg = result.queries, result.recall, result.ndcg
     report.context_recall, report.context_precision = ragas_id_scores(rankings, queries)
 
-    labels = labels_sha256(queries)
+    labels = digest(labels_sha256(queries), profile.profile_id, length=16)  # a new profile: new baseline
     baseline = get_baseline(store, source, version_id)
     if baseline is not None and (baseline["labels_sha256"] != labels or baseline["k"] != t.recall_k):
-        report.note = "labelled queries or k changed since the baseline; a new baseline starts"
+        report.note = "labelled queries, k or retrieval profile changed since the baseline; a new baseline starts"
         baseline = None
     severity = OK
     if report.recall < t.min_recall:

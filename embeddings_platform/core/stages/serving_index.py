@@ -110,6 +110,8 @@ def build_serving_index(
             "source": owner(source), "model_version": version_id, "table_name": name,
             "table_version": table_version, "tag": tag, "swapped_at": utcnow(), "run_id": run_id,
             "reason": "refresh" if serves_this else "initial",
+            # a refresh keeps how the source is answered; a first target starts with the default
+            "profile": pointer.get("profile") if serves_this else serving.retrieval.to_json(),
         }, only_forward=not target_lost)
     return IndexReport(
         source, version_id, name, table_version, rows, _index_type(table), moved,
