@@ -33,7 +33,7 @@ from .core.serving import (
 from .core.store import Store
 
 MAX_K = 1000  # more hits than anyone reads; a huge -k only costs memory and time
-READ_COMMANDS = ("search", "status", "lineage")
+READ_COMMANDS = ("search", "status", "lineage", "evaluate")
 
 
 class UsageError(ValueError):
@@ -184,6 +184,34 @@ def cmd_migrate(args, config) -> int:
     return 0
 
 
+def cmd_evaluate(args, config) -> int:
+    """Score a BEIR-format labelled set against what serves (or a shadow version): one process,
+    one model load; optionally write the ranking as a TREC run file."""
+    from pathlib import Path
+
+    from .core.evaluation import load_labelled, write_trec_run
+    from .core.migration import query_embedders
+    from .core.models import model_version
+    from .core.scoring import score_labelled_set
+    from .defs.resources import cached_embedder
+
+    if not 1 <= args.k <= MAX_K:
+        raise UsageError(f"evaluate -k: {args.k} is out of range; use 1 to {MAX_K}")
+    source = config.source(args.source)
+    try:
+        queries = load_labelled(Path(args.queries), Path(args.qrels))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"evaluate: {exc}") from exc
+    store = Store(config.storage_uri)
+    version = model_version(config.model(args.model)).version_id if args.model else None
+    scored = score_labelled_set(store, source.name, queries, query_embedders(store, config, cached_embedder),
+                                args.k, max(args.k, args.depth), version, args.mode)
+    if args.run:
+        write_trec_run(Path(args.run), scored.rankings, f"embeddings_platform-{scored.profile}")
+    print_json({**scored.summary(), "run_file": args.run})
+    return 0
+
+
 def cmd_rollback(args, config) -> int:
     from .core.migration import MigrationError, rollback
 
@@ -253,6 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--force", action="store_true",
                     help="swap even if the gate fails (a deliberate decision)")
     mg.set_defaults(func=cmd_migrate)
+
+    ev = sub.add_parser("evaluate", help="score BEIR-format queries and qrels against what serves "
+                                         "(or a shadow version); write a TREC run file")
+    ev.add_argument("--source", required=True)
+    ev.add_argument("--queries", required=True, help="queries.jsonl: {\"_id\": ..., \"text\": ...} per line")
+    ev.add_argument("--qrels", required=True, help="qrels TSV: query-id, corpus-id, score")
+    ev.add_argument("--mode", choices=["vector", "fts", "hybrid"], help="override the served profile's mode")
+    ev.add_argument("--model", help="score this model's shadow index instead of what serves")
+    ev.add_argument("-k", type=int, default=10, help="cut-off of recall@k and nDCG@k")
+    ev.add_argument("--depth", type=int, default=100, help="documents per query in the run file")
+    ev.add_argument("--run", help="write the ranking here as a TREC run file")
+    ev.set_defaults(func=cmd_evaluate)
 
     rb = sub.add_parser("rollback",
                         help="serve the previous target again (within serving.retention_hours)")

@@ -141,3 +141,30 @@ def test_the_gate_cannot_pass_while_nothing_serves(tmp_path, corpus):
     assert gate.evaluable and not gate.passed and gate.candidate_recall > 0
     assert gate.reasons == ["nothing serves this source yet, so there is nothing to compare with; "
                             "materialize serving_index of its default model first"]
+
+
+def test_evaluate_scores_a_beir_set_and_writes_a_trec_run(tmp_path, corpus, capsys):
+    config, path = _build(tmp_path, corpus)
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps({"_id": f"q{i}", "text": q["query"]}) for i, q in enumerate(CANARY))
+                       + '\n{"_id": "unjudged", "text": "nothing"}\n')
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{q['relevant'][0]}\t1\n"
+                                                              for i, q in enumerate(CANARY)))
+    run = tmp_path / "out.trec"
+    argv = ["--config", str(path), "evaluate", "--source", "notes", "--queries", str(queries),
+            "--qrels", str(qrels), "-k", "1", "--run", str(run)]
+    assert cli.main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["queries"], result["k"], result["profile"], result["serving"]) == (5, 1, "hybrid-rrf60-d100", True)
+    assert result["recall"] == result["ndcg"] == 1.0  # each canary query's document ranks first
+    lines = [line.split() for line in run.read_text().splitlines()]
+    assert len(lines) == 5 * len(DOCS) and {line[0] for line in lines} == {f"q{i}" for i in range(5)}
+    first = [line for line in lines if line[0] == "q0"]
+    assert [line[3] for line in first] == [str(r) for r in range(1, len(DOCS) + 1)]
+    assert first[0][1:3] == ["Q0", "cats.md"] and first[0][5] == "embeddings_platform-hybrid-rrf60-d100"
+    scores = [float(line[4]) for line in first]
+    assert scores == sorted(scores, reverse=True)
+    qrels.write_text("q0\tcats.md\n")  # malformed: one line, no traceback, exit 2
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"error: evaluate: {qrels}:1: expected 'query-id")

@@ -35,23 +35,56 @@ class EvalResult:
     per_query: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> (recall, ndcg)
 
 
-def load_beir_queries(folder: Path, split: str = "test") -> list[LabelledQuery]:
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """BEIR/TREC qrels as tab-separated `query-id, corpus-id, score` (a header line is allowed);
+    grades <= 0 are not relevant. A malformed line is an error naming it."""
     qrels: dict[str, dict[str, int]] = {}
-    with (folder / "qrels" / f"{split}.tsv").open(encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        for row in reader:
+    with path.open(encoding="utf-8") as handle:
+        for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
             if not row or row[0] == "query-id":
                 continue
-            grade = int(row[2])
+            if len(row) == 4:  # TREC qrels: query-id, iteration, doc-id, grade
+                row = [row[0], row[2], row[3]]
+            try:
+                query_id, doc_id, grade = row[0], row[1], int(row[2])
+            except (IndexError, ValueError):
+                raise ValueError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score', got {row!r}") from None
             if grade > 0:
-                qrels.setdefault(row[0], {})[row[1]] = grade
+                qrels.setdefault(query_id, {})[doc_id] = grade
+    return qrels
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    """BEIR queries.jsonl: {"_id": ..., "text": ...} per line."""
     texts: dict[str, str] = {}
-    with (folder / "queries.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
                 record = json.loads(line)
-                texts[str(record["_id"])] = record["text"]
-    return [LabelledQuery(q, texts[q], rel) for q, rel in sorted(qrels.items()) if q in texts]
+                texts[str(record["_id"])] = str(record["text"])
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{path}:{number}: expected a JSON object with _id and text") from None
+    return texts
+
+
+def load_labelled(queries_path: Path, qrels_path: Path) -> list[LabelledQuery]:
+    """The judged queries of a BEIR-format set (queries without judgements are not scored)."""
+    texts = read_queries(queries_path)
+    return [LabelledQuery(q, texts[q], rel) for q, rel in sorted(read_qrels(qrels_path).items()) if q in texts]
+
+
+def load_beir_queries(folder: Path, split: str = "test") -> list[LabelledQuery]:
+    return load_labelled(folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv")
+
+
+def write_trec_run(path: Path, rankings: Sequence[tuple[str, Sequence[tuple[str, float]]]], name: str) -> None:
+    """A standard TREC run file: `query-id Q0 doc-id rank score run-name` per line."""
+    with path.open("w", encoding="utf-8") as handle:
+        for query_id, hits in rankings:
+            for rank, (doc_id, score) in enumerate(hits, start=1):
+                handle.write(f"{query_id} Q0 {doc_id} {rank} {score:.6f} {name}\n")
 
 
 def load_canary(path: Path) -> list[LabelledQuery]:
