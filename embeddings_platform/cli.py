@@ -19,7 +19,14 @@ from .cli_output import (
     storage_error,
     table_error,
 )
-from .core.config import ConfigError, SourceError, load_config
+from .core.config import (
+    CONFIG_ENV,
+    CONFIG_NAME,
+    ConfigError,
+    SourceError,
+    find_config,
+    load_config,
+)
 from .core.serving import (
     NotServingError,
     TableReadError,
@@ -83,7 +90,7 @@ def cmd_materialize(args, config) -> int:
             failure = next((r for r in results if not r.success), None)
             if failure is not None:
                 failed[name] = failure_reason(failure)
-    print("Built:")
+    print(f"Built ({_where(config)}):")
     print_status(status(Store(config.storage_uri), config), config)
     built = [name for name in sources if name not in failed]
     if built and not args.no_sample:
@@ -129,6 +136,7 @@ def cmd_status(args, config) -> int:
     if args.json:
         print_json(rows)
     else:
+        print(_where(config))
         print_status(rows, config)
     return 0
 
@@ -305,11 +313,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_path(given: str | None):
+    """--config, else embeddings_platform.yaml here or in a parent folder (as git finds its
+    repository), else $EMBEDDINGS_PLATFORM_CONFIG; never a file the user did not point at."""
+    if given:
+        return given
+    found = find_config()
+    if found is None:
+        raise ConfigError(f"config: no {CONFIG_NAME} in {Path.cwd()} or its parents and "
+                          f"${CONFIG_ENV} is not set; run where it is, or pass --config")
+    return found
+
+
+def _where(config) -> str:
+    return f"config {config.config_path}, storage {config.storage_uri}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every expected failure is one line on stderr and a non-zero exit."""
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_config(_config_path(args.config))
     except ConfigError as exc:
         error(exc)
         return 2

@@ -97,7 +97,7 @@ def test_no_sources_registered_is_said_plainly(tmp_path, capsys):
     assert err == f"error: no sources registered in {path}; add one under sources:\n"
     code, out, err = run(capsys, path, "status")
     assert code == 0 and not err
-    assert out.splitlines()[0].split()[0] == "source" and "health" in out.splitlines()[0]
+    assert out.splitlines()[1].split()[0] == "source" and "health" in out.splitlines()[1]
     assert out.splitlines()[1] == f"(no sources registered in {path}; add one under sources:)"
     code, out, _ = run(capsys, path, "status", "--json")
     assert code == 0 and json.loads(out) == []
@@ -204,7 +204,7 @@ def test_a_damaged_table_is_reported_by_status_and_one_line_by_search(built, cap
     assert code == 0 and row["serving"] and row["vectors"] > 0  # counts still look fine ...
     assert row["health"].startswith(f"table {name}@v{row['served_table_version']} cannot be read: ")
     code, out, err = run(capsys, built, "status")
-    assert code == 0 and "cannot be read" in out.splitlines()[1]
+    assert code == 0 and "cannot be read" in out.splitlines()[2]
     for mode in ("vector", "fts"):
         code, out, err = run(capsys, built, "search", "cats", "--source", "notes", "--mode", mode)
         assert code == 1 and not out and len(err.splitlines()) == 1
@@ -266,3 +266,22 @@ def test_the_local_instance_fails_a_run_whose_process_was_killed():
             mp.setattr(run_monitoring, "get_current_timestamp", lambda: time.time() + limit + 60)
             run_monitoring.monitor_started_run(instance, None, record, logging.getLogger("test"))
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+
+
+def test_the_cli_reads_the_registry_of_the_folder_it_runs_in_and_says_which(tmp_path, corpus, capsys,
+                                                                            monkeypatch):
+    project = tmp_path / "project"
+    (project / "deep" / "er").mkdir(parents=True)
+    path = write_config(project / "embeddings_platform.yaml",
+                        [{"name": "notes", "kind": "folder", "path": str(corpus)}])
+    monkeypatch.delenv("EMBEDDINGS_PLATFORM_CONFIG", raising=False)
+    monkeypatch.chdir(project / "deep" / "er")  # found in a parent, as git finds its repository
+    assert cli.main(["status"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"config {path}, storage {load_config(path).storage_uri}"
+    monkeypatch.chdir(tmp_path)  # none here or above, and no variable: an error, not a guess
+    assert cli.main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: config: no embeddings_platform.yaml in {tmp_path} or its parents")
+    monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(path))
+    assert cli.main(["status"]) == 0
