@@ -98,7 +98,7 @@ def test_no_sources_registered_is_said_plainly(tmp_path, capsys):
     code, out, err = run(capsys, path, "status")
     assert code == 0 and not err
     assert out.splitlines()[1].split()[0] == "source" and "health" in out.splitlines()[1]
-    assert out.splitlines()[1] == f"(no sources registered in {path}; add one under sources:)"
+    assert out.splitlines()[2] == f"(no sources registered in {path}; add one under sources:)"
     code, out, _ = run(capsys, path, "status", "--json")
     assert code == 0 and json.loads(out) == []
 
