@@ -93,6 +93,7 @@ def cmd_materialize(args, config) -> int:
     print(f"Built ({_where(config)}):")
     print_status(status(Store(config.storage_uri), config), config)
     built = [name for name in sources if name not in failed]
+    _print_gates(config, built)
     if built and not args.no_sample:
         print(f'\nSample search on {built[0]!r}: "{clean(args.sample_query)}"')
         print_hits(_search(config, built[0], args.sample_query, 3, None))
@@ -101,6 +102,35 @@ def cmd_materialize(args, config) -> int:
     for name in (n for n in sources if n in failed):
         print(f"failed: source {clean(name)}: {clean(failed[name])}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _print_gates(config, sources: list[str]) -> None:
+    """Each shadow version's migration gate against what serves (query vectors are cached, so
+    this embeds nothing the gate checks of the run did not), and how to act on it."""
+    from .core.evaluation import labelled_queries
+    from .core.migration import evaluate_gate, query_embedders
+    from .core.models import model_version
+    from .defs.resources import cached_embedder
+
+    store = Store(config.storage_uri)
+    embed_for = query_embedders(store, config, cached_embedder)
+    lines = []
+    for name in sources:
+        pointer = store.pointer(name)
+        for model in config.models:
+            version = model_version(model).version_id
+            if pointer is None or pointer["model_version"] == version:
+                continue
+            gate = evaluate_gate(store, name, version, labelled_queries(config.source(name)), embed_for,
+                                 config.migration)
+            scores = (f"nDCG@{gate.k} {gate.candidate_ndcg:.3f} vs {gate.serving_ndcg:.3f} serving, "
+                      f"recall@{gate.k} {gate.candidate_recall:.3f} vs {gate.serving_recall:.3f}")
+            verdict = (f"passes ({scores}); swap it in: embeddings-platform migrate --source {name} "
+                       f"--model {model.name}" if gate.passed else f"fails: {'; '.join(gate.reasons)}")
+            lines.append(f"  {clean(name)} <- {clean(model.name)}: {clean(verdict)}")
+    if lines:
+        print("\nMigration gates (shadow versions against what serves):")
+        print("\n".join(lines))
 
 
 def cmd_prepare(args, config) -> int:

@@ -9,7 +9,7 @@ reads `checks.stale_fraction_warn` and every default lives in one place.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import StrictBool, field_validator, model_validator
 from pydantic.dataclasses import dataclass
@@ -134,6 +134,7 @@ class MigrationConfig(KnownKeys):
     max_recall_drop: Fraction = 0.02  # candidate recall@k may be at most this much below what serves
     max_ndcg_drop: Fraction = 0.02    # ... and nDCG@k at most this much
     min_queries: PositiveInt = 1      # labelled queries needed to decide at all
+    promote: Literal["manual", "auto"] = "manual"  # auto: a passing gate check swaps by itself
 
 
 @dataclass(config=STRICT, kw_only=True)

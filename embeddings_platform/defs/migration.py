@@ -20,7 +20,9 @@ from dagster import (
 )
 
 from ..core.evaluation import labelled_queries
-from ..core.migration import cleanup, evaluate_gate, query_embedders
+from ..core.migration import cleanup, evaluate_gate, query_embedders, swap
+from ..core.models import model_dimension
+from ..core.serving import model_for_version
 from .assets import serving_index
 from .conditions import ON_UPSTREAM_CHANGE
 from .partitions import source_model_partitions
@@ -49,8 +51,12 @@ def migration_gate(context: AssetCheckExecutionContext, platform: PlatformResour
                                 description="this model version serves the source; nothing to gate")
     report = evaluate_gate(store, source, version_id, labelled_queries(config.source(source)),
                            query_embedders(store, config, platform.embedder), config.migration)
-    if report.passed:
-        summary = "gate passed: may swap in"
+    if report.passed and config.migration.promote == "auto":  # the operator chose: a pass swaps
+        row = swap(store, report, run_id=context.run.run_id,
+                   expected_dimension=model_dimension(model_for_version(config, store, version_id)))
+        summary = f"gate passed: swapped in (migration.promote: auto) at {row['table_name']}@v{row['table_version']}"
+    elif report.passed:
+        summary = "gate passed: may swap in (embeddings-platform migrate --source S --model M)"
     elif not report.evaluable:  # nothing to judge by is not a failure of the candidate
         summary = "; ".join(report.reasons)
     else:
