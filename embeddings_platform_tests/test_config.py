@@ -3,8 +3,7 @@
 import pytest
 
 from embeddings_platform.core.config import ConfigError, load_config
-
-from .conftest import write_config
+from embeddings_platform.testing import write_config
 
 
 def _load(tmp_path, sources, models=None, **extra):

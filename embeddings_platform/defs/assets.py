@@ -31,7 +31,7 @@ from ..core.pipeline import (
 )
 from ..core.evaluation import labelled_queries
 from ..core.serving import registered_model_for, text_preview
-from ..core.store import chunks_table_name
+from ..core.store import chunks_table_name, last_data_version
 from .conditions import ON_UPSTREAM_CHANGE
 from .progress import EmbedProgress
 from .results import to_result
@@ -218,8 +218,15 @@ def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> Ma
             "table_version": report.table_version or 0,
             "summary": _markdown_table(counts),
         },
-        data_version=DataVersion(f"{version_id}@{report.table_version}"),
+        # rows, not indexes: serving_index's own index commits must not look like new data
+        data_version=DataVersion(f"{version_id}@{_data_version(store, report)}"),
     )
+
+
+def _data_version(store, report) -> int | None:
+    if report.table_version is None:  # nothing embedded yet: no table
+        return None
+    return last_data_version(store.table(report.table_name))
 
 
 @asset(

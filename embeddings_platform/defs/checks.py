@@ -24,12 +24,12 @@ from ..core.config import load_config
 from ..core.evaluation import labelled_queries
 from ..core.serving import registered_model_for
 from .assets import embeddings, serving_index
-from .conditions import ON_UPSTREAM_CHANGE
+from .conditions import AFTER_DATA_CHANGE
 from .partitions import grid_key, source_model_partitions
 from .resources import PlatformResource
 from .results import to_result
 
-AFTER_MATERIALIZATION = ON_UPSTREAM_CHANGE
+AFTER_MATERIALIZATION = AFTER_DATA_CHANGE
 
 
 def _grid(context: AssetCheckExecutionContext) -> tuple[str, str]:
