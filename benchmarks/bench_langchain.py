@@ -19,7 +19,15 @@ import sys
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import OUT, ROOT, bench_main, change_documents, copy_scifact, machine, timed  # noqa: E402
+from _results import (  # noqa: E402
+    OUT,
+    ROOT,
+    bench_main,
+    change_documents,
+    copy_scifact,
+    machine,
+    timed,
+)
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,9 +38,18 @@ import yaml  # noqa: E402
 from embeddings_platform.core.chunking import chunk_document  # noqa: E402
 from embeddings_platform.core.config import load_config  # noqa: E402
 from embeddings_platform.core.documents import read_source  # noqa: E402
-from embeddings_platform.core.models import chunk_window, load_embedder, load_tokenizer, model_version  # noqa: E402
+from embeddings_platform.core.models import (  # noqa: E402
+    chunk_window,
+    load_embedder,
+    load_tokenizer,
+    model_version,
+)
 from embeddings_platform.core.pipeline import refresh  # noqa: E402
-from embeddings_platform.core.store import Store, chunks_table_name, vectors_table_name  # noqa: E402
+from embeddings_platform.core.store import (  # noqa: E402
+    Store,
+    chunks_table_name,
+    vectors_table_name,
+)
 
 WORK = OUT / "langchain"
 SOURCE = "scifact"

@@ -20,7 +20,15 @@ import sys
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import OUT, ROOT, bench_main, copy_scifact, machine, peak_rss_mb, timed  # noqa: E402
+from _results import (  # noqa: E402
+    OUT,
+    ROOT,
+    bench_main,
+    copy_scifact,
+    machine,
+    peak_rss_mb,
+    timed,
+)
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,8 +36,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from embeddings_platform.core.config import load_config  # noqa: E402
 from embeddings_platform.core.evaluation import labelled_queries  # noqa: E402
-from embeddings_platform.core.migration import evaluate_gate, query_embedders, rollback, swap  # noqa: E402
-from embeddings_platform.core.models import distilled_model_path, load_embedder, model_version  # noqa: E402
+from embeddings_platform.core.migration import (  # noqa: E402
+    evaluate_gate,
+    query_embedders,
+    rollback,
+    swap,
+)
+from embeddings_platform.core.models import (  # noqa: E402
+    distilled_model_path,
+    load_embedder,
+    model_version,
+)
 from embeddings_platform.core.pipeline import refresh  # noqa: E402
 from embeddings_platform.core.serving import search  # noqa: E402
 from embeddings_platform.core.store import Store  # noqa: E402

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_robustness.py      # about 2 minutes on 2 cores
 
 Real processes, the deterministic hashing embedder (what is measured is bookkeeping, not the model):
-1. every kind of bad document next to good ones (the test suite's fixture): each quarantined
-   with its reason, every good document embedded;
+1. every kind of bad document next to good ones (embeddings_platform.testing.bad_corpus, which
+   the test suite uses too): each quarantined with its reason, every good document embedded;
 2. a refresh killed with SIGKILL at random points mid-embedding, then resumed, N times: the
    result is compared with a clean run, chunk by chunk and vector by vector;
 3. W processes writing one LanceDB table at once (W shard partitions, then W runs of the same
@@ -32,11 +32,11 @@ from embeddings_platform.core.config import load_config  # noqa: E402
 from embeddings_platform.core.models import HashingEmbedder, model_version  # noqa: E402
 from embeddings_platform.core.pipeline import refresh  # noqa: E402
 from embeddings_platform.core.store import Store, vectors_table_name  # noqa: E402
-from embeddings_platform_tests.conftest import write_config  # noqa: E402
-from embeddings_platform_tests.test_robustness import (  # noqa: E402
-    _many_docs,
-    _run_script,
+from embeddings_platform.testing import (  # noqa: E402
     bad_corpus,
+    many_docs,
+    start_refresh_process,
+    write_config,
 )
 
 WORK = OUT / "robustness"
@@ -92,7 +92,7 @@ def kill_and_resume(folder: Path, clean: dict, runs: int, seed: int) -> dict:
         name = vectors_table_name("bulk", model_version(config.models[0]).version_id)
         # spread over the whole run: the i-th kill lands somewhere in the i-th tenth of it
         target = max(1, int((i + rng.random()) / runs * (len(clean) - 1)))
-        victim = _run_script(path, 0.2, "dead")  # 0.2 s per batch of 32: kills land all over the run
+        victim = start_refresh_process(path, 0.2, "dead")  # 0.2 s per 32: kills land anywhere
         while victim.poll() is None:
             if store.has_table(name) and store.table(name).count_rows() >= target:
                 break
@@ -101,7 +101,7 @@ def kill_and_resume(folder: Path, clean: dict, runs: int, seed: int) -> dict:
         victim.wait()
         survived = {r["chunk_id"] for r in _rows(path)} if store.has_table(name) else set()
         totals["killed_after_rows"].append(len(survived))
-        resumed = _run_script(path, 0.0, "resume")
+        resumed = start_refresh_process(path, 0.0, "resume")
         assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
         result = _compare(_rows(path), clean)
         for key in ("lost", "duplicated", "foreign", "wrong_vectors"):
@@ -134,7 +134,7 @@ def run(documents: int, kills: int, writers: int) -> dict:
         shutil.rmtree(WORK)
     WORK.mkdir(parents=True)
     folder = WORK / "corpus"
-    _many_docs(folder, documents)
+    many_docs(folder, documents)
     clean_path = _config(folder, "clean")
     _, clean_seconds = timed(_refresh, str(clean_path), "bulk", "clean")
     clean = {r["chunk_id"]: r["vector"] for r in _rows(clean_path)}
@@ -148,7 +148,7 @@ def render(r: dict) -> str:
     b, k, c = r["bad_input"], r["kill"], r["concurrent"]
     zero = lambda *values: "0 ✓" if not any(values) else f"{sum(values)} ✗"  # noqa: E731
     return f"""Command: `{r['command']}`. Machine: {r['machine']}. Data: generated folder corpus of {r['documents']}
-documents ({r['chunks']} chunks) and the test suite's bad-input fixture; deterministic hashing embedder; real
+documents ({r['chunks']} chunks) and the tests' bad-input corpus; hashing embedder; real
 processes. Baseline: a clean single-process run of the same corpus in the same run ({r['clean_seconds']:.1f} s).
 
 | scenario | tried | rows lost | rows duplicated | other |

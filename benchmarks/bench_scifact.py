@@ -23,23 +23,51 @@ import sys
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import OUT, ROOT, bench_main, change_documents, copy_scifact, machine, peak_rss_mb, timed  # noqa: E402
+from _results import (  # noqa: E402
+    OUT,
+    ROOT,
+    bench_main,
+    change_documents,
+    copy_scifact,
+    machine,
+    peak_rss_mb,
+    timed,
+)
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from dagster import DagsterInstance, SkipReason, build_sensor_context, materialize  # noqa: E402
+from dagster import (  # noqa: E402
+    DagsterInstance,
+    SkipReason,
+    build_sensor_context,
+    materialize,
+)
 
 from embeddings_platform.core.config import load_config  # noqa: E402
-from embeddings_platform.core.evaluation import evaluate, labelled_queries, table_retriever  # noqa: E402
+from embeddings_platform.core.evaluation import (  # noqa: E402
+    evaluate,
+    labelled_queries,
+    table_retriever,
+)
 from embeddings_platform.core.models import model_version  # noqa: E402
 from embeddings_platform.core.serving import open_served_table  # noqa: E402
-from embeddings_platform.core.store import Store, chunks_table_name, vectors_table_name  # noqa: E402
+from embeddings_platform.core.store import (  # noqa: E402
+    Store,
+    chunks_table_name,
+    vectors_table_name,
+)
 from embeddings_platform.definitions import defs  # noqa: E402
 from embeddings_platform.defs.partitions import grid_key, sync_partitions  # noqa: E402
-from embeddings_platform.defs.resources import PlatformResource, cached_embedder  # noqa: E402
-from embeddings_platform.defs.runner import run_automation_until_quiet, run_sensor_requests  # noqa: E402
+from embeddings_platform.defs.resources import (  # noqa: E402
+    PlatformResource,
+    cached_embedder,
+)
+from embeddings_platform.defs.runner import (  # noqa: E402
+    run_automation_until_quiet,
+    run_sensor_requests,
+)
 from embeddings_platform.defs.sensors import source_change_sensor  # noqa: E402
 
 WORK = OUT / "scifact"

@@ -5,38 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from embeddings_platform.core.config import load_config
 from embeddings_platform.core.models import HashingEmbedder
 from embeddings_platform.core.store import Store
 from embeddings_platform.defs import resources
-
-DOCS = {
-    "cats.md": "Cats are small domesticated carnivorous mammals. A cat purrs and hunts mice at night.",
-    "dogs.txt": "Dogs are loyal companions. A dog barks, fetches sticks and guards the house.",
-    "rust.rst": "Rust is a systems programming language focused on memory safety without garbage collection.",
-    "python.md": "Python is a programming language with dynamic typing and garbage collection.",
-    "tea.html": "<html><body><h1>Tea</h1><p>Green tea &amp; black tea are brewed from leaves.</p></body></html>",
-}
-
-
-def write_corpus(folder: Path, docs: dict[str, str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in docs.items():
-        (folder / name).write_text(text, encoding="utf-8")
-
-
-def write_config(path: Path, sources: list[dict], models: list[dict] | None = None, **extra) -> Path:
-    config = {
-        "storage": {"uri": str(path.parent / "lancedb")},
-        "sources": sources,
-        "models": models or [{"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16,
-                              "chunking": {"max_tokens": 12, "overlap": 3}}],
-        **extra,
-    }
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
+from embeddings_platform.testing import DOCS, write_config, write_corpus
 
 
 @pytest.fixture(autouse=True)

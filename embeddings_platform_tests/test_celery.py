@@ -24,9 +24,7 @@ from embeddings_platform.core.models import HashingEmbedder, model_version
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.store import Store, vectors_table_name
 from embeddings_platform.defs.partitions import grid_key
-
-from .conftest import write_config
-from .test_robustness import _many_docs
+from embeddings_platform.testing import many_docs, write_config
 
 pytestmark = pytest.mark.distributed
 
@@ -84,7 +82,7 @@ def redis_url(tmp_path):
 
 def test_sharded_embed_on_two_celery_workers_matches_a_single_process_run(tmp_path, redis_url):
     folder = tmp_path / "corpus"
-    _many_docs(folder, 120)
+    many_docs(folder, 120)
     model = {"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16,
              "chunking": {"max_tokens": 12, "overlap": 3}}
     (tmp_path / "celery").mkdir()
@@ -104,8 +102,8 @@ def test_sharded_embed_on_two_celery_workers_matches_a_single_process_run(tmp_pa
     # the snapshot and chunks of every shard first (in this process), then the embed on Celery
     config = load_config(sharded)
     store = Store(config.storage_uri)
-    from embeddings_platform.core.pipeline import sync_chunks, take_snapshot
     from embeddings_platform.core.models import load_tokenizer
+    from embeddings_platform.core.pipeline import sync_chunks, take_snapshot
 
     version = model_version(config.models[0])
     for key in config.sources[0].partition_keys:

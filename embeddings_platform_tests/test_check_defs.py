@@ -27,12 +27,20 @@ from embeddings_platform.core.models import model_version
 from embeddings_platform.core.store import Store, vectors_table_name
 from embeddings_platform.definitions import defs
 from embeddings_platform.defs.assets import ASSETS
-from embeddings_platform.defs.checks import CHECKS, partition_tags, served_staleness_schedule
-from embeddings_platform.defs.partitions import grid_key, source_model_partitions, source_partitions
+from embeddings_platform.defs.checks import (
+    CHECKS,
+    partition_tags,
+    served_staleness_schedule,
+)
+from embeddings_platform.defs.partitions import (
+    grid_key,
+    source_model_partitions,
+    source_partitions,
+)
 from embeddings_platform.defs.resources import PlatformResource
 from embeddings_platform.defs.runner import materialize_graph
+from embeddings_platform.testing import write_config
 
-from .conftest import write_config
 from .test_checks import CANARY
 
 ALL = [*ASSETS, *CHECKS]
@@ -189,11 +197,15 @@ def test_checks_are_requested_after_their_asset_materializes(tmp_path, corpus, e
                                             cursor=first.cursor)
     assert requested_checks(second) == {name: 1 for name in EMBEDDINGS_CHECKS | SERVING_CHECKS | {"migration_gate"}}
     run_checks(AssetSelection.all_asset_checks(), key, instance, resources)  # the requested run
-    # a rerun that changes nothing keeps the data versions: no new check run
+    settled = evaluate_automation_conditions(  # the daemon's next tick
+        defs=defs, instance=instance, asset_selection=selection, cursor=second.cursor)
+    assert settled.total_requested == 0
+    # a rerun that changes nothing keeps the data versions: no new check run (plain eager()
+    # would request every check again here: its assets were materialized since the last tick)
     materialize(ALL, selection=AssetSelection.assets("embeddings", "serving_index").without_checks(),
                 partition_key=key, instance=instance, resources=resources)
     third = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                           cursor=second.cursor)
+                                           cursor=settled.cursor)
     assert third.total_requested == 0
     # a real change (a new document) changes the data versions: the checks run again
     (corpus / "owls.md").write_text("Owls are nocturnal birds of prey with silent flight.")

@@ -12,15 +12,33 @@ import pytest
 from lancedb.expr import col, lit
 
 from embeddings_platform.core import checks
-from embeddings_platform.core.config import ChecksConfig, ConfigError, ServingConfig, load_config
-from embeddings_platform.core.evaluation import LabelledQuery, labelled_queries
-from embeddings_platform.core.models import load_tokenizer, model_dimension, model_version
-from embeddings_platform.core.pipeline import (
-    build_serving_index, refresh, sync_chunks, take_snapshot,
+from embeddings_platform.core.config import (
+    ChecksConfig,
+    ConfigError,
+    ServingConfig,
+    load_config,
 )
-from embeddings_platform.core.store import CHUNKS, Store, chunks_table_name, vectors_schema, vectors_table_name
-
-from .conftest import write_config
+from embeddings_platform.core.evaluation import LabelledQuery, labelled_queries
+from embeddings_platform.core.models import (
+    load_tokenizer,
+    model_dimension,
+    model_version,
+)
+from embeddings_platform.core.pipeline import (
+    build_serving_index,
+    refresh,
+    sync_chunks,
+    take_snapshot,
+)
+from embeddings_platform.core.serving import open_served_table, search
+from embeddings_platform.core.store import (
+    CHUNKS,
+    Store,
+    chunks_table_name,
+    vectors_schema,
+    vectors_table_name,
+)
+from embeddings_platform.testing import write_config
 
 CANARY = [
     {"query": "cat purrs and hunts mice", "relevant": ["cats.md"]},
@@ -261,23 +279,35 @@ def test_ann_recall_without_an_index_is_exact(cell):
 def test_ann_recall_passes_on_a_good_index_and_fails_on_a_coarse_one(tmp_path):
     store = Store(str(tmp_path / "db"))
     index = _synthetic_cell(store)
-    assert index.index_type != "exact" and index.pointer_moved
-    good = checks.ann_recall(store, "syn", "synth", ChecksConfig(ann_sample=30, ann_recall_floor=0.9))
+    assert index.index_type == "IvfHnswSq" and index.pointer_moved
+    floor = ChecksConfig(ann_sample=30)  # the configured floor: 0.95
+    good = checks.ann_recall(store, "syn", "synth", floor)
     assert good.has_ann_index and good.sample == 30 and good.table_version == index.table_version
-    assert good.recall >= 0.9 and good.severity == checks.OK, good
+    assert good.recall >= good.floor == 0.95 and good.severity == checks.OK, good
     # Break the index the way ANN goes wrong: coarse PQ codes, no refine step.
     table = store.db.open_table(vectors_table_name("syn", "synth"))
     table.create_index(metric="cosine", index_type="IVF_PQ", vector_column_name="vector", num_partitions=8,
                        num_sub_vectors=2, replace=True)
     pointer = store.pointer("syn")
     store.set_pointer(dict(pointer, table_version=table.version, swapped_at=pointer["swapped_at"] + timedelta(seconds=1)))
-    bad = checks.ann_recall(store, "syn", "synth", ChecksConfig(ann_sample=30, ann_recall_floor=0.9),
-                            configure=lambda q: q)  # LanceDB's defaults: no refine step
+    bad = checks.ann_recall(store, "syn", "synth", floor, configure=lambda q: q)  # defaults
     assert bad.recall < 0.9 and bad.severity == checks.ERROR and "below the floor" in bad.problems[0]
     # by default the check measures the serving query settings (core/indexing): their refine step
-    # re-ranks on full vectors and recovers what the coarse codes lose
-    refined = checks.ann_recall(store, "syn", "synth", ChecksConfig(ann_sample=30, ann_recall_floor=0.9))
-    assert refined.recall > bad.recall
+    # re-ranks on full vectors and recovers what the coarse codes lose, up to the floor
+    refined = checks.ann_recall(store, "syn", "synth", floor)
+    assert refined.has_ann_index and refined.index_type == "IvfPq"
+    assert refined.recall >= refined.floor == 0.95 and refined.severity == checks.OK, refined
+    # and search, through the pointer, queries with those settings: it finds the exact top 10
+    _, served = open_served_table(store, "syn")
+    stored = Store.read(served, ["vector"]).column("vector").to_pylist()
+    queries = np.asarray(stored[:30], dtype=np.float32)
+    found = []
+    for q in queries:
+        exact = served.search(q).metric("cosine").bypass_vector_index().limit(10).to_arrow()
+        hits = search(store, "syn", "", 10, lambda _version, q=q: q)
+        top = set(exact.column("chunk_id").to_pylist())
+        found.append(len({h.chunk_id for h in hits} & top) / 10)
+    assert np.mean(found) >= 0.95
 
 
 # --- retrieval recall and its baseline ---------------------------------------------------

@@ -4,8 +4,7 @@ import pytest
 
 from embeddings_platform.core.config import ConfigError, SourceError, load_config
 from embeddings_platform.core.documents import read_source
-
-from .conftest import write_config
+from embeddings_platform.testing import write_config
 
 
 def _load(tmp_path, sources, models=None, **extra):

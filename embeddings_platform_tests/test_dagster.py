@@ -6,18 +6,21 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from embeddings_platform import cli
 from embeddings_platform.core.models import model_version
+from embeddings_platform.core.store import Store, chunks_table_name
 from embeddings_platform.definitions import defs
 from embeddings_platform.defs.assets import ASSETS
 from embeddings_platform.defs.partitions import grid_key
 from embeddings_platform.defs.resources import PlatformResource
 from embeddings_platform.defs.runner import materialize_graph
+from embeddings_platform.testing import write_config
 
+CHUNKS_OF_DOCS = 8  # the test corpus in 12-token windows, 3 overlapping: a first run embeds all
 
 def test_definitions_load_and_describe_themselves():
     repo = defs.get_repository_def()
     graph = repo.asset_graph
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys >= {"source_snapshot", "chunks", "embeddings", "serving_index"}
+    assert keys == {"source_snapshot", "chunks", "embeddings", "serving_index"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.group_name and node.description and node.owners and node.kinds, key
@@ -32,7 +35,7 @@ def test_full_materialization_with_ephemeral_instance(config_path, config, embed
     key = grid_key("notes", version_id)
     events = instance.get_latest_materialization_event(AssetKey("embeddings")).asset_materialization
     assert events.partition == key
-    assert events.metadata["embedded"].value > 0
+    assert events.metadata["embedded"].value == CHUNKS_OF_DOCS
     assert events.metadata["model_version"].value == version_id
     calls = embedder.calls
     # second run of the embeddings cell: nothing to embed, no model call
@@ -46,17 +49,33 @@ def test_full_materialization_with_ephemeral_instance(config_path, config, embed
 def test_cli_status_search_and_lineage(config_path, config, embedder, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
     assert cli.main(["--config", str(config_path), "materialize", "--sample-query", "dog barks"]) == 0
-    out = capsys.readouterr().out
-    assert "notes" in out and "dogs.txt" in out
+    out = capsys.readouterr().out.splitlines()
+    version_id = model_version(config.models[0]).version_id
+    [row] = [line.split() for line in out if line.startswith("notes ")]
+    assert row[:7] == ["notes", version_id, "5", "0", str(CHUNKS_OF_DOCS), str(CHUNKS_OF_DOCS), "4"]
+    sample = out.index('Sample search on \'notes\': "dog barks"')
+    assert out[sample + 1].split()[2] == "dogs.txt"  # " 1. <score>  dogs.txt  [chunk id]"
     assert cli.main(["--config", str(config_path), "search", "memory safety systems language", "--source", "notes", "-k", "2", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert hits[0]["doc_id"] == "rust.rst" and hits[0]["lineage"]["model_name"] == "hash"
     assert cli.main(["--config", str(config_path), "status", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert rows[0]["documents"] == 5 and rows[0]["serving"] is True and rows[0]["vectors"] > 0
+    [row] = json.loads(capsys.readouterr().out)
+    expected = {"source": "notes", "model_version": version_id, "documents": 5, "quarantined": 0,
+                "chunks": CHUNKS_OF_DOCS, "vectors": CHUNKS_OF_DOCS, "serving": True}
+    assert {k: row[k] for k in expected} == expected
     assert cli.main(["--config", str(config_path), "lineage", "cats.md"]) == 0
     traced = json.loads(capsys.readouterr().out)
-    assert traced["vectors"][0]["doc_sha256"] and traced["serving"]["notes"]["table_version"] >= 1
+    store = Store(config.storage_uri)
+    pointer = store.pointer("notes")
+    manifest = store.snapshot_manifest("notes", store.latest_snapshot("notes")["snapshot_id"])
+    strategy = model_version(config.models[0]).chunking_strategy
+    chunks = Store.read(store.table(chunks_table_name("notes", strategy)))
+    cats = sorted(c["chunk_id"] for c in chunks.to_pylist() if c["doc_id"] == "cats.md")
+    assert sorted(v["chunk_id"] for v in traced["vectors"]) == cats
+    cats_sha = manifest["cats.md"][0]
+    assert {(v["doc_id"], v["doc_sha256"]) for v in traced["vectors"]} == {("cats.md", cats_sha)}
+    served = traced["serving"]["notes"]["table_version"]
+    assert served == pointer["table_version"] == row["served_table_version"]
 
 
 def test_cli_reports_missing_serving_index(config_path, capsys):
@@ -67,8 +86,6 @@ def test_cli_reports_missing_serving_index(config_path, capsys):
 def test_runs_show_progress_tables_and_a_sample_search(tmp_path, corpus, embedder):
     """What an operator sees: progress log lines, a Markdown summary, a preview of search results."""
     from embeddings_platform.core.config import load_config
-
-    from .conftest import write_config
 
     canary = tmp_path / "canary.jsonl"
     canary.write_text(json.dumps({"query": "cat purrs hunts mice", "relevant": ["cats.md"]}) + "\n")
@@ -118,8 +135,7 @@ def test_snapshot_metadata_counts_lossy_documents_and_reads_the_documents_settin
     from embeddings_platform.core.config import load_config
     from embeddings_platform.defs.assets import source_snapshot
     from embeddings_platform.defs.partitions import source_partitions
-
-    from .conftest import DOCS, write_config, write_corpus
+    from embeddings_platform.testing import DOCS, write_config, write_corpus
 
     folder = tmp_path / "corpus"
     write_corpus(folder, {**DOCS, "lossy.md": "One stray caf\ufffd byte. " + "word " * 40,

@@ -11,7 +11,12 @@ import pytest
 from embeddings_platform.core import documents as documents_module
 from embeddings_platform.core.config import DocumentsConfig, source_from
 from embeddings_platform.core.documents import (
-    Document, RawDocument, Rejected, SourceError, read_source, validate,
+    Document,
+    RawDocument,
+    Rejected,
+    SourceError,
+    read_source,
+    validate,
 )
 
 
@@ -366,8 +371,7 @@ def test_snapshot_keeps_every_good_document_and_quarantines_each_bad_one(tmp_pat
     from embeddings_platform.core.pipeline import take_snapshot
     from embeddings_platform.core.refresh import source_fingerprint
     from embeddings_platform.core.store import Store
-
-    from .conftest import DOCS, write_config, write_corpus
+    from embeddings_platform.testing import DOCS, write_config, write_corpus
 
     folder = tmp_path / "corpus"
     write_corpus(folder, {

@@ -5,10 +5,16 @@ import math
 
 import pytest
 
-from embeddings_platform.core.evaluation import (
-    LabelledQuery, evaluate, fold_to_documents, labelled_queries, load_beir_queries, ndcg_at_k, recall_at_k,
-)
 from embeddings_platform.core.config import source_from
+from embeddings_platform.core.evaluation import (
+    LabelledQuery,
+    evaluate,
+    fold_to_documents,
+    labelled_queries,
+    load_beir_queries,
+    ndcg_at_k,
+    recall_at_k,
+)
 
 
 def test_metrics_on_hand_computed_rankings():

@@ -4,11 +4,18 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-from embeddings_platform.core.indexing import ann_plan, build_vector_index, served_plan, tuned
+from embeddings_platform.core.indexing import (
+    AnnPlan,
+    ann_plan,
+    build_vector_index,
+    served_plan,
+    tuned,
+)
 
 
 def test_small_tables_are_searched_exactly_and_large_ones_get_a_tuned_ann_index():
     assert ann_plan(19_999, 20_000).exact
+    assert ann_plan(20_000, 20_000) == AnnPlan("IVF_HNSW_SQ", 2, 20, 20)  # from ann_min_rows on
     plan = ann_plan(1_000_000, 20_000)
     assert (plan.index_type, plan.num_partitions) == ("IVF_HNSW_SQ", 122)
     assert plan.nprobes == 20 and plan.refine_factor == 20

@@ -29,8 +29,7 @@ from embeddings_platform.definitions import defs
 from embeddings_platform.defs.partitions import grid_key
 from embeddings_platform.defs.resources import PlatformResource, cached_embedder
 from embeddings_platform.defs.runner import materialize_graph
-
-from .conftest import write_config
+from embeddings_platform.testing import write_config
 
 CANARY = [
     {"query": "cat purrs hunts mice", "relevant": ["cats.md"]},

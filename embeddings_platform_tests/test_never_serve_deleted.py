@@ -18,8 +18,8 @@ from embeddings_platform.core.serving import embedder_query_function, search
 from embeddings_platform.core.store import Store, vectors_table_name
 from embeddings_platform.defs.resources import PlatformResource, cached_embedder
 from embeddings_platform.defs.runner import materialize_graph
+from embeddings_platform.testing import DOCS, write_config
 
-from .conftest import DOCS, write_config
 from .test_migration import CANARY, _gate, _model, _version
 
 

@@ -1,8 +1,25 @@
 """Incremental refresh by content hash: model calls happen for exactly what changed."""
 
-from embeddings_platform.core.pipeline import refresh
+import pyarrow as pa
+import pytest
+
+from embeddings_platform.core.config import load_config
+from embeddings_platform.core.models import HashingEmbedder
+from embeddings_platform.core.pipeline import (
+    MixedModelVersionsError,
+    build_serving_index,
+    refresh,
+)
 from embeddings_platform.core.serving import lineage, search
-from embeddings_platform.core.store import LINEAGE_COLUMNS, Store, vectors_table_name
+from embeddings_platform.core.store import (
+    LINEAGE_COLUMNS,
+    Store,
+    chunks_table_name,
+    serve_tag,
+    vectors_schema,
+    vectors_table_name,
+)
+from embeddings_platform.testing import HASHING_MODEL, write_config
 
 
 def _refresh(store, config, embedder, run_id="run-1"):
@@ -13,15 +30,24 @@ def _vectors(store, report):
     return Store.read(store.table(report.embeddings.table_name)).to_pylist()
 
 
+def _chunks_table(report) -> str:
+    return chunks_table_name("notes", report.chunks.strategy)
+
+
 def test_second_materialization_embeds_nothing(store, config, embedder):
     first = _refresh(store, config, embedder)
     rows_before = sorted((r["chunk_id"], r["run_id"]) for r in _vectors(store, first))
+    tables = ("snapshots", "snapshot_documents", _chunks_table(first))
+    versions = {name: store.table(name).version for name in tables}
     calls = embedder.calls
     second = _refresh(store, config, embedder, "run-2")
-    assert first.embeddings.embedded == len(rows_before) > 0
+    assert first.embeddings.embedded == len(rows_before) == 8
     assert embedder.calls == calls  # zero model calls
     assert second.embeddings.embedded == 0 and second.embeddings.deleted == 0
     assert not second.snapshot.is_new
+    # nothing re-read into the store: no snapshot recorded again, no document chunked again
+    assert (second.chunks.documents_chunked, second.chunks.chunks_written) == (0, 0)
+    assert {n: store.table(n).version for n in versions} == versions
     assert second.index.rebuilt is False and second.index.table_version == first.index.table_version
     assert sorted((r["chunk_id"], r["run_id"]) for r in _vectors(store, second)) == rows_before
 
@@ -97,8 +123,12 @@ def test_serving_pointer_pins_a_version(store, config, embedder, corpus):
     pointer = store.pointer("notes")
     assert pointer["table_version"] == first.index.table_version
     (corpus / "owls.md").write_text("Owls hoot.")
-    from embeddings_platform.core.pipeline import sync_embeddings, sync_chunks, take_snapshot
     from embeddings_platform.core.models import load_tokenizer, model_version
+    from embeddings_platform.core.pipeline import (
+        sync_chunks,
+        sync_embeddings,
+        take_snapshot,
+    )
 
     # new vectors written but the index not rebuilt: readers still see the pinned version
     version = model_version(config.models[0])
@@ -108,3 +138,44 @@ def test_serving_pointer_pins_a_version(store, config, embedder, corpus):
     sync_embeddings(store, "notes", version, lambda: embedder, "r2")
     hits = search(store, "notes", "owls hoot", 10, lambda _: embedder.embed(["owls hoot"])[0])
     assert "owls.md" not in {h.doc_id for h in hits}
+
+
+SHADOW = "shadow-0000000000"
+
+
+def test_a_table_holding_two_model_versions_is_never_served(store, config, embedder):
+    first = _refresh(store, config, embedder)
+    version_id = first.embeddings.model_version
+    served = store.table(first.embeddings.table_name)
+    rows = Store.read(served).to_pylist()
+    # a shadow candidate (not serving) whose table also holds another version's row
+    shadow_name = vectors_table_name("notes", SHADOW)
+    shadow = store.table(shadow_name, vectors_schema(256), "chunk_id")
+    shadow.add(pa.Table.from_pylist([dict(r, model_version=SHADOW) for r in rows]
+                                    + [dict(rows[0], chunk_id="foreign-1")], schema=shadow.schema))
+    # and the serving version's own table, after a writer slipped a foreign row in
+    foreign = dict(rows[0], chunk_id="foreign-2", model_version="other-0000000000")
+    served.add(pa.Table.from_pylist([foreign], schema=served.schema))
+    pointer, history = store.pointer("notes"), store.pointer_history("notes")
+    for version, other in ((SHADOW, version_id), (version_id, "other-0000000000")):
+        with pytest.raises(MixedModelVersionsError, match=other):
+            build_serving_index(store, "notes", version, config.serving, "run-2", True)
+    assert store.pointer("notes") == pointer and store.pointer_history("notes") == history
+    for table in (shadow, served):  # neither was indexed for serving
+        assert serve_tag(table.version) not in table.tags.list()
+
+
+def test_a_new_default_model_takes_the_pointer_only_through_a_migration(tmp_path, corpus):
+    wide = dict(HASHING_MODEL, name="hash-wide", dimension=128)
+    source = {"name": "notes", "kind": "folder", "path": str(corpus)}
+    config = load_config(write_config(tmp_path / "two.yaml", [source], [HASHING_MODEL, wide]))
+    store = Store(config.storage_uri)
+    source, serving = config.sources[0], config.serving
+    first = refresh(store, source, config.models[0], serving, lambda: HashingEmbedder(256), "r1")
+    pointer = store.pointer("notes")
+    # the registry now names the wide model the default (first): it builds a shadow index only
+    second = refresh(store, source, config.models[1], serving, lambda: HashingEmbedder(128), "r2",
+                     is_default_model=True)
+    assert (second.index.pointer_moved, second.index.serving_model_version) == (
+        False, first.embeddings.model_version)
+    assert store.pointer("notes") == pointer

@@ -7,8 +7,7 @@ from embeddings_platform.core.models import load_embedder, model_version
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.serving import search
 from embeddings_platform.core.store import Store
-
-from .conftest import write_config
+from embeddings_platform.testing import write_config
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,16 @@ import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    RunRequest,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+    evaluate_automation_conditions,
+)
 
 from embeddings_platform.core.config import load_config
 from embeddings_platform.core.models import model_version
@@ -15,12 +24,16 @@ from embeddings_platform.core.refresh import RefreshCursor, changed, recheck_due
 from embeddings_platform.core.serving import search
 from embeddings_platform.core.store import Store, vectors_table_name
 from embeddings_platform.definitions import defs
+from embeddings_platform.defs import sensors
 from embeddings_platform.defs.partitions import grid_key
 from embeddings_platform.defs.resources import PlatformResource
-from embeddings_platform.defs.runner import materialize_graph, run_automation_until_quiet, run_sensor_requests
-from embeddings_platform.defs.sensors import source_change_sensor
-
-from .conftest import write_config, write_corpus
+from embeddings_platform.defs.runner import (
+    materialize_graph,
+    run_automation_until_quiet,
+    run_sensor_requests,
+)
+from embeddings_platform.defs.sensors import last_materialized, source_change_sensor
+from embeddings_platform.testing import write_config, write_corpus
 
 
 def _query(embedder, text):
@@ -131,18 +144,71 @@ def test_a_newly_registered_source_becomes_a_partition_and_is_filled(built, tmp_
     assert hits[0].doc_id == "owls.md"
 
 
-def test_freshness_recheck_requests_only_the_partitions_past_their_window(built, env_config, corpus, config):
-    instance, _ = built
-    raw = {"storage": {"uri": config.storage_uri}, "sources": [{"name": "notes", "kind": "folder", "path": str(corpus)}],
-           "models": [{"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16,
-                       "chunking": {"max_tokens": 12, "overlap": 3}}],
-           "refresh": {"freshness": {"warn_hours": 0.000001, "fail_hours": 1}}}
-    env_config.write_text(json.dumps(raw))
-    result, _ = _tick(instance)
-    key = str(grid_key("notes", model_version(config.models[0]).version_id))
-    assert sorted((r.job_name, r.partition_key) for r in result.run_requests) == [
-        ("recheck_grid_job", key), ("recheck_source_job", "notes")]
-    assert all(r.tags["embeddings_platform/trigger"] == "freshness-recheck" for r in result.run_requests)
+class _FrozenClock(datetime):
+    """The sensor's clock, stopped at `at`: which partition is due no longer depends on timing."""
+
+    at: datetime
+
+    @classmethod
+    def now(cls, tz=None):
+        return cls.at
+
+
+def test_freshness_recheck_requests_only_the_partitions_past_their_window(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_corpus(a, {"one.md": "alpha beta gamma"})
+    write_corpus(b, {"two.md": "delta epsilon zeta"})
+    sources = [{"name": n, "kind": "folder", "path": str(f)} for n, f in (("a", a), ("b", b))]
+    path = write_config(tmp_path / "platform.yaml", sources)
+    monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(path))
+    config = load_config(path)
+    instance = DagsterInstance.ephemeral()
+    assert all(r.success for r in materialize_graph(  # a's runs, then b's
+        instance, config, resources={"platform": PlatformResource(config_path=str(path))}))
+    cell = {s: str(grid_key(s, model_version(config.models[0]).version_id)) for s in ("a", "b")}
+    partition = {"source_snapshot": lambda s: s, "serving_index": lambda s: cell[s]}
+    ran = {(s, asset): last_materialized(instance, asset, key(s))
+           for s in ("a", "b") for asset, key in partition.items()}
+    assert sorted(ran, key=ran.get) == [("a", "source_snapshot"), ("a", "serving_index"),
+                                        ("b", "source_snapshot"), ("b", "serving_index")]
+    _FrozenClock.at = ran["b", "serving_index"] + timedelta(hours=1)
+    monkeypatch.setattr(sensors, "datetime", _FrozenClock)
+
+    def due(newest_stale: datetime, oldest_fresh: datetime) -> list[tuple[str, str]]:
+        """Requests of a tick whose window ends halfway between two recorded runs."""
+        window = _FrozenClock.at - (newest_stale + (oldest_fresh - newest_stale) / 2)
+        hours = window / timedelta(hours=1)
+        write_config(path, sources, refresh={"freshness": {"warn_hours": hours, "fail_hours": 48}})
+        requests = _requests(_tick(instance)[0])
+        assert {r.tags["embeddings_platform/trigger"] for r in requests} == {"freshness-recheck"}
+        return sorted((r.job_name, r.partition_key) for r in requests)
+
+    # a's runs are past the window, b's are not
+    assert due(ran["a", "serving_index"], ran["b", "source_snapshot"]) == [
+        ("recheck_grid_job", cell["a"]), ("recheck_source_job", "a")]
+    # b's snapshot is past it too, b's index (built later) is not
+    assert due(ran["b", "source_snapshot"], ran["b", "serving_index"]) == [
+        ("recheck_grid_job", cell["a"]), ("recheck_source_job", "a"), ("recheck_source_job", "b")]
+
+
+def _data_version(instance, asset: str, partition: str) -> str:
+    latest = AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition])
+    records = instance.fetch_materializations(latest, limit=1).records
+    return records[0].asset_materialization.tags["dagster/data_version"]
+
+
+def test_a_freshness_recheck_that_finds_nothing_changed_triggers_nothing_downstream(built):
+    instance, resources = built
+    _, cursor = run_automation_until_quiet(instance, resources)  # settled: everything is current
+    before = {a: _data_version(instance, a, "notes") for a in ("source_snapshot", "chunks")}
+    recheck = RunRequest(job_name="recheck_source_job", partition_key="notes")
+    [run] = run_sensor_requests(instance, SensorResult(run_requests=[recheck]), resources)
+    materialized = {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()}
+    assert materialized == set(before)
+    # no asset (embeddings, serving_index) and no check is requested below the re-check
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.total_requested == 0
+    assert {asset: _data_version(instance, asset, "notes") for asset in before} == before
 
 
 def test_automation_carries_a_change_down_only_its_own_partitions(tmp_path, monkeypatch, embedder):

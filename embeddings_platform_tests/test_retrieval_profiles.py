@@ -10,14 +10,20 @@ import pytest
 from embeddings_platform import cli
 from embeddings_platform.core.config import load_config
 from embeddings_platform.core.evaluation import labelled_queries
-from embeddings_platform.core.migration import MigrationError, evaluate_gate, query_embedders, rollback, swap
+from embeddings_platform.core.migration import (
+    MigrationError,
+    evaluate_gate,
+    query_embedders,
+    rollback,
+    swap,
+)
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.retrieval import RetrievalProfile, _fuse
 from embeddings_platform.core.serving import embedder_query_function, search
 from embeddings_platform.core.store import Store
 from embeddings_platform.defs.resources import cached_embedder
+from embeddings_platform.testing import DOCS, write_config
 
-from .conftest import DOCS, write_config
 from .test_migration import CANARY
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
-import subprocess
-import sys
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -20,41 +19,15 @@ from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.resilience import embed_isolating_failures
 from embeddings_platform.core.serving import search
 from embeddings_platform.core.store import Store, chunks_table_name, vectors_table_name
-
-from .conftest import DOCS, write_config, write_corpus
+from embeddings_platform.testing import (
+    DOCS,
+    bad_corpus,
+    many_docs,
+    start_refresh_process,
+    write_config,
+)
 
 FAST = RetryConfig(attempts=4, initial_seconds=0.01, max_seconds=0.05, budget_seconds=5, bisect_attempts=2)
-
-
-def bad_corpus(folder: Path, outside: Path) -> dict[str, str]:
-    """Every kind of bad document next to the good ones; returns {file: expected reason}."""
-    write_corpus(folder, DOCS)
-    expected = {
-        "binary.txt": "undecodable",
-        "utf16-no-bom.txt": "undecodable",
-        "latin1.md": "undecodable",
-        "empty.md": "empty",
-        "blank.txt": "empty",
-        "control.txt": "unprintable",
-        "bad-entities.html": "lossy text",
-        "mojibake.txt": "lossy text",
-        "huge.txt": "too large",
-        "escape.md": "escapes source root",
-    }
-    (folder / "binary.txt").write_bytes(bytes(range(256)) * 40)
-    (folder / "utf16-no-bom.txt").write_bytes("Owls hunt at night.".encode("utf-16-le"))
-    (folder / "latin1.md").write_bytes("Caf\xe9 au lait, cr\xe8me br\xfbl\xe9e.".encode("latin-1"))
-    (folder / "empty.md").write_bytes(b"")
-    (folder / "blank.txt").write_text("  \n\t \n")
-    (folder / "control.txt").write_text("ok " + "\x01\x02\x03\x04\x05\x06\x07\x08" * 20)
-    (folder / "bad-entities.html").write_text("<p>Broken &#xD800; and &#99999999; references</p>")
-    (folder / "mojibake.txt").write_text("decoded upstream with errors='replace': caf\ufffd")
-    (folder / "huge.txt").write_bytes(b"owl " * (6 * 1024 * 1024))  # 24 MB
-    outside.write_text("a file outside the source root")
-    (folder / "escape.md").symlink_to(outside)
-    # prose with bare < and & is not bad input: it is kept, text intact
-    (folder / "prose.html").write_text("<p>if a < b && c > d then AT&T wins &unknown; cases</p>")
-    return expected
 
 
 def test_every_kind_of_bad_document_is_quarantined_with_its_reason_and_the_good_ones_go_through(tmp_path, embedder):
@@ -80,7 +53,8 @@ def test_every_kind_of_bad_document_is_quarantined_with_its_reason_and_the_good_
 
 
 def test_a_flaky_model_is_retried_with_growing_jittered_backoff(embedder):
-    failures = iter([RuntimeError("503"), TimeoutError("slow"), None])
+    failures = iter([RuntimeError("503"), TimeoutError("slow"), RuntimeError("503"),
+                     RuntimeError("503"), None])
     sleeps: list[float] = []
 
     def flaky(texts):
@@ -89,10 +63,16 @@ def test_a_flaky_model_is_retried_with_growing_jittered_backoff(embedder):
             raise error
         return embedder.embed(texts)
 
-    outcome = embed_isolating_failures(flaky, ["a b", "c d", "e f"], FAST, sleep=sleeps.append)
+    retry = RetryConfig(attempts=5, initial_seconds=1.0, max_seconds=6.0, budget_seconds=60,
+                        bisect_attempts=2)
+    outcome = embed_isolating_failures(flaky, ["a b", "c d", "e f"], retry, sleep=sleeps.append)
     assert sorted(outcome.indices) == [0, 1, 2] and not outcome.failures
-    assert outcome.retries == 2 and len(sleeps) == 2
-    assert 0 < sleeps[0] <= FAST.initial_seconds + 1 and sleeps[1] <= FAST.max_seconds + 1
+    assert outcome.retries == 4 and len(sleeps) == 4
+    # wait n: initial x 2^n plus up to 1 s of jitter (tenacity's), never more than max_seconds
+    for n, wait in enumerate(sleeps[:3]):
+        assert 2**n <= wait <= 2**n + 1, (n, sleeps)
+    assert sleeps[3] == 6.0  # 8 s and jitter, capped
+    assert sleeps[0] < sleeps[1] < sleeps[2] < sleeps[3]
     assert np.allclose(outcome.matrix(), embedder.embed(["a b", "c d", "e f"]))
 
 
@@ -157,41 +137,12 @@ def test_a_chunk_the_model_keeps_failing_on_is_dead_lettered_and_the_rest_is_wri
 
 # --- killed runs and concurrent writers: real processes -------------------------------------
 
-SLOW_REFRESH = """
-import sys, time
-from embeddings_platform.core.config import load_config
-from embeddings_platform.core.models import HashingEmbedder
-from embeddings_platform.core.pipeline import refresh
-from embeddings_platform.core.store import Store
-
-class Slow(HashingEmbedder):
-    def embed(self, texts):
-        time.sleep(float(sys.argv[2]))
-        return super().embed(texts)
-
-config = load_config(sys.argv[1])
-model = config.models[0]
-refresh(Store(config.storage_uri), config.sources[0], model, config.serving, lambda: Slow(256), sys.argv[3])
-print("done", flush=True)
-"""
-
-
-def _many_docs(folder: Path, n: int) -> None:
-    write_corpus(folder, {f"doc{i:03d}.txt": f"document {i} about topic {i % 7} " + "word " * (i % 23 + 5)
-                          for i in range(n)})
-
-
 def _config(tmp_path: Path, name: str, folder: Path, batch_size: int = 2) -> Path:
     model = {"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16, "batch_size": batch_size,
              "chunking": {"max_tokens": 12, "overlap": 3}}
     (tmp_path / name).mkdir(exist_ok=True)
     return write_config(tmp_path / name / "c.yaml", [{"name": "bulk", "kind": "folder", "path": str(folder)}],
                         [model])
-
-
-def _run_script(config: Path, delay: float, run_id: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SLOW_REFRESH, str(config), str(delay), run_id],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _vector_rows(config_path: Path) -> list[dict]:
@@ -203,13 +154,13 @@ def _vector_rows(config_path: Path) -> list[dict]:
 
 def test_a_run_killed_mid_embedding_resumes_to_exactly_the_clean_result(tmp_path):
     folder = tmp_path / "corpus"
-    _many_docs(folder, 60)
+    many_docs(folder, 60)
     clean_cfg, killed_cfg = _config(tmp_path, "clean", folder), _config(tmp_path, "killed", folder)
-    clean = _run_script(clean_cfg, 0.0, "clean")
+    clean = start_refresh_process(clean_cfg, 0.0, "clean")
     assert clean.wait(timeout=180) == 0, clean.stderr.read()
     expected = {r["chunk_id"]: r["vector"] for r in _vector_rows(clean_cfg)}
 
-    victim = _run_script(killed_cfg, 0.15, "dead")  # 16 chunks per batch, 0.15 s per batch
+    victim = start_refresh_process(killed_cfg, 0.15, "dead")  # 16 chunks, 0.15 s per batch
     store = Store(load_config(killed_cfg).storage_uri)
     name = vectors_table_name("bulk", model_version(load_config(killed_cfg).models[0]).version_id)
     deadline = time.monotonic() + 120
@@ -222,7 +173,7 @@ def test_a_run_killed_mid_embedding_resumes_to_exactly_the_clean_result(tmp_path
     survived = {r["chunk_id"] for r in _vector_rows(killed_cfg)}
     assert 0 < len(survived) < len(expected)
 
-    resumed = _run_script(killed_cfg, 0.0, "resume")
+    resumed = start_refresh_process(killed_cfg, 0.0, "resume")
     assert resumed.wait(timeout=180) == 0, resumed.stderr.read()
     rows = _vector_rows(killed_cfg)
     ids = [r["chunk_id"] for r in rows]
@@ -243,7 +194,7 @@ def _refresh_same_partition(config_path: str, run_id: str) -> int:
 
 def test_two_processes_refreshing_the_same_partition_at_once_both_succeed_without_duplicates(tmp_path):
     folder = tmp_path / "corpus"
-    _many_docs(folder, 80)
+    many_docs(folder, 80)
     config_path = _config(tmp_path, "shared", folder, batch_size=1)
     with get_context("spawn").Pool(2) as pool:
         totals = pool.starmap(_refresh_same_partition, [(str(config_path), "a"), (str(config_path), "b")])
@@ -263,9 +214,18 @@ def test_query_text_never_changes_a_filters_meaning(tmp_path, config_path, embed
     config = load_config(config_path)
     store = Store(config.storage_uri)
     refresh(store, config.sources[0], config.models[0], config.serving, lambda: embedder, "r1")
-    for hostile in ["' OR '1'='1", "cats.md' OR doc_id != '", "x\") OR (1=1", "%", "*"]:
+    def fts(text: str) -> list[tuple[str, str, float]]:
+        hits = search(store, "notes", text, 3, None, mode="fts")
+        return [(h.doc_id, h.chunk_id, h.score) for h in hits]
+
+    # each query finds what its words alone find: quotes, OR and = are no syntax
+    expected = {"' OR '1'='1": [], "cats.md' OR doc_id != '": ["cats.md"], "x\") OR (1=1": [],
+                "%": [], "*": []}
+    for hostile, docs in expected.items():
         assert lineage(store, config, hostile) == []
-        search(store, "notes", hostile, 3, lambda q: embedder.embed([q])[0], mode="fts")  # no error
+        hits = fts(hostile)
+        assert [doc for doc, _, _ in hits] == docs
+        assert hits == fts(" ".join(re.findall(r"\w+", hostile)))
     assert {r["doc_id"] for r in lineage(store, config, "cats.md")} == {"cats.md"}
 
 

@@ -13,12 +13,11 @@ from embeddings_platform.core.models import HashingEmbedder, model_version
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.serving import search
 from embeddings_platform.core.sharding import Shard, parse_key, shard_keys, shard_of
-from embeddings_platform.core.store import Store, vectors_table_name
+from embeddings_platform.core.store import Store, chunks_table_name, vectors_table_name
 from embeddings_platform.defs.resources import PlatformResource
 from embeddings_platform.defs.runner import materialize_graph
 from embeddings_platform.defs.sensors import source_change_sensor
-
-from .conftest import write_config, write_corpus
+from embeddings_platform.testing import write_config, write_corpus
 
 DOCS = {f"doc{i:02d}.md": f"Document {i} talks about topic{i % 7} and item{i} with several words." for i in range(30)}
 
@@ -28,6 +27,12 @@ def _vectors(config, source="big") -> dict[str, list[float]]:
     rows = table.to_arrow().select(["chunk_id", "vector"]).to_pylist()
     assert len(rows) == len({r["chunk_id"] for r in rows}), "duplicate chunk ids"
     return {r["chunk_id"]: r["vector"] for r in rows}
+
+
+def _chunks(config, source="big") -> dict[str, str]:
+    strategy = model_version(config.models[0]).chunking_strategy
+    rows = Store(config.storage_uri).table(chunks_table_name(source, strategy)).to_arrow()
+    return dict(zip(rows.column("chunk_id").to_pylist(), rows.column("text").to_pylist()))
 
 
 def _config(tmp_path, name: str, shards: int | None):
@@ -48,6 +53,8 @@ def test_shard_keys_are_stable_and_cover_every_document():
     assert keys == ["big.shard-0-of-3", "big.shard-1-of-3", "big.shard-2-of-3"]
     assert [parse_key(k) for k in keys] == [Shard("big", i, 3) for i in range(3)]
     assert parse_key("big") == Shard("big", 0, 1)
+    with pytest.raises(ValueError, match="shard index 3 out of range"):
+        parse_key("big.shard-3-of-3")  # shards count from 0
     assert shard_of("doc01.md", 3) == shard_of("doc01.md", 3)  # not Python's salted hash()
     owners = [sum(parse_key(k).holds(d) for k in keys) for d in DOCS]
     assert owners == [1] * len(DOCS)  # every document in exactly one shard
@@ -76,6 +83,7 @@ def test_sharded_materialization_equals_the_single_partition_one(tmp_path):
     expected, got = _vectors(plain), _vectors(sharded)
     assert got.keys() == expected.keys()
     assert all(np.allclose(got[k], expected[k]) for k in expected)
+    assert _chunks(sharded) == _chunks(plain)  # no shard touched another shard's rows
     store = Store(sharded.storage_uri)
     pointer = store.pointer("big")
     assert pointer is not None and store.pointer("big.shard-1-of-3") == pointer  # one pointer per source
@@ -115,4 +123,6 @@ def test_shards_written_by_concurrent_processes_lose_and_duplicate_nothing(tmp_p
     pointer = Store(sharded.storage_uri).pointer("big")
     served = Store(sharded.storage_uri).table(pointer["table_name"])
     served.checkout(pointer["table_version"])
-    assert served.count_rows() <= len(expected)  # pinned by whichever shard moved it last, never a mix
+    # every shard writes its rows before it indexes, and the pointer only moves forward: the
+    # version the last shard indexed, which holds every shard's rows, is what serves
+    assert sorted(served.to_arrow().column("chunk_id").to_pylist()) == sorted(expected)

@@ -8,10 +8,11 @@ before the server starts, so the only runs are the ones these tests launch (othe
 carries it through the grid and `served_staleness_schedule` re-checks it every half hour,
 racing with the tests' own runs and their counts).
 
-A page whose data never arrives (a GraphQL request that failed leaves the UI spinning) is
-reloaded and tried again; when a step still fails, the error names what the browser saw go
-wrong (failed or erroring GraphQL operations, console errors, requests still pending) and the
-end of the `dagster dev` log, instead of Playwright's page dump.
+A page whose load timed out, or lost a GraphQL request on the way, is loaded again and the
+step retried; a failed expectation (an AssertionError) never is, so an intermittent wrong
+value fails the test instead of hiding behind a retry. When a step fails, the error names what
+the browser saw go wrong (failed or erroring GraphQL operations, console errors, requests
+still pending) and the end of the `dagster dev` log, instead of Playwright's page dump.
 
 Screenshots land in embeddings_platform_tests/artifacts/ (not committed); the operator guide's
 images in docs/img/ are copies of good ones: `cp embeddings_platform_tests/artifacts/*.png docs/img/`.
@@ -39,6 +40,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect, sync_playwright
 
 from embeddings_platform.core.config import load_config
@@ -46,8 +48,7 @@ from embeddings_platform.core.models import model_version
 from embeddings_platform.core.store import Store, chunks_table_name
 from embeddings_platform.defs.checks import partition_tags
 from embeddings_platform.defs.partitions import grid_key, sync_partitions
-
-from .conftest import DOCS, write_config, write_corpus
+from embeddings_platform.testing import DOCS, write_config, write_corpus
 
 pytestmark = pytest.mark.ui
 
@@ -64,7 +65,7 @@ STOPPED = [("sensor", "source_change_sensor"), ("sensor", "embeddings_automation
 SERVER_TIMEOUT = 120  # s: webserver answering and the code location loaded
 RUN_TIMEOUT = 300  # s: one run, queued by the daemon, in its own process
 UI_TIMEOUT = 40_000  # ms: any single UI step
-UI_ATTEMPTS = 3  # page loads before a step whose data never arrived counts as failed
+UI_ATTEMPTS = 3  # page loads before a step that timed out or lost its data counts as failed
 ASSETS = ["source_snapshot", "chunks", "embeddings", "serving_index"]
 CHECKS = {
     "embeddings": ["consistency", "staleness"],
@@ -288,11 +289,16 @@ def browser():
         chromium.close()
 
 
+class DataNotLoaded(Exception):
+    """A GraphQL request of the page failed (network or server): its data never arrived."""
+
+
 class BrowserLog:
     """What the browser saw go wrong on a page: the words a failed UI step is reported with."""
 
     def __init__(self, page):
         self.events: list[str] = []
+        self.graphql_failures = 0  # requests that failed or were answered with HTTP >= 500
         self.pending: dict[object, tuple[str, float]] = {}
         self.graphql: deque[tuple[str, object]] = deque(maxlen=200)  # the latest answers
         page.on("console", lambda m: m.type == "error" and self.events.append(f"console error: {_first_line(m.text)}"))
@@ -314,11 +320,13 @@ class BrowserLog:
 
     def _failed(self, request) -> None:
         self.pending.pop(request, None)
+        self.graphql_failures += "/graphql" in request.url
         self.events.append(f"request failed: {self._operation(request)} ({request.failure})")
 
     def _answered(self, response) -> None:
         if "/graphql" in response.url:
             self.graphql.append((self._operation(response.request), response))
+            self.graphql_failures += response.status >= 500
         if response.status >= 400:
             self.events.append(f"HTTP {response.status}: {self._operation(response.request)}")
 
@@ -368,7 +376,7 @@ def _page(browser, server: Server, name: str, **context_options):
     page.log = BrowserLog(page)
     try:
         yield page
-    except (AssertionError, PlaywrightError) as error:
+    except (AssertionError, PlaywrightError, DataNotLoaded) as error:
         try:
             page.screenshot(path=str(ARTIFACTS / f"failed-{name}.png"))
         except Exception:  # noqa: BLE001 - the original failure matters, not the screenshot
@@ -382,16 +390,26 @@ def _page(browser, server: Server, name: str, **context_options):
 
 
 def _open(page, url: str) -> None:
+    """Load `url` until the network is idle; DataNotLoaded if a GraphQL request failed meanwhile."""
+    failures = page.log.graphql_failures
     page.goto(url, wait_until="networkidle", timeout=UI_TIMEOUT)
+    if page.log.graphql_failures > failures:
+        lost = page.log.graphql_failures - failures
+        raise DataNotLoaded(f"{lost} GraphQL request(s) failed while loading {url}")
+
+
+# A timeout or a lost request says nothing about the product: load again. An AssertionError
+# (an `expect` that failed, a wrong value) is a finding and is never retried.
+RETRIED = (PlaywrightTimeoutError, DataNotLoaded)
 
 
 def _shown(page, url: str, step, what: str):
-    """Open `url` and run `step(page)`; a page whose data never arrived is reloaded and tried again."""
+    """Open `url` and run `step(page)`; a load or step that timed out or lost data is retried."""
     for attempt in range(1, UI_ATTEMPTS + 1):
         try:
             _open(page, url)
             return step(page)
-        except (AssertionError, PlaywrightError) as error:
+        except RETRIED as error:
             if attempt == UI_ATTEMPTS:
                 raise
             page.log.note(f"attempt {attempt} of '{what}' failed, reloading: {_short(error).splitlines()[-1]}")

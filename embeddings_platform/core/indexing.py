@@ -34,8 +34,9 @@ def ann_plan(rows: int, ann_min_rows: int) -> AnnPlan:
         return AnnPlan("FLAT")
     partitions = max(1, rows // ROWS_PER_PARTITION)
     # Probe ~1/8 of the lists (at least 20) and re-rank 20 x k candidates on full vectors. At 1M
-    # MiniLM vectors (122 lists) refine 5 gave recall@10 0.93, 20 gave 0.98 at ~45 ms, 50 gave
-    # 1.0 at ~80 ms; more probes did not help (benchmarks/RESULTS.md, "scale").
+    # MiniLM vectors (122 lists) refine 20 gave recall@10 0.968 at 41 ms (p50), LanceDB's default
+    # query settings 0.808 (benchmarks/RESULTS.md, "scale"); 40 probes without refine did no
+    # better than 20 (section "checks").
     return AnnPlan("IVF_HNSW_SQ", partitions, max(20, math.ceil(partitions / 8)), 20)
 
 

@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Iterable
 
 import lancedb
 import pyarrow as pa
 from lancedb.expr import col, lit
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
+from .conflicts import create_table_once, declare_key, half_created, retry_on_conflict
 from .ids import digest
 from .sharding import owner
-
-T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -134,17 +138,25 @@ def vectors_table_name(source: str, model_version: str) -> str:
     return f"vectors__{owner(source)}__{_SAFE.sub('_', model_version)}"
 
 
-def retry_on_conflict(action: Callable[[], T], attempts: int = 8, base_delay: float = 0.05) -> T:
-    """Retry a LanceDB commit that lost a race with another writer (exponential backoff)."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except (OSError, RuntimeError) as exc:
-            message = str(exc).lower()
-            if attempt == attempts - 1 or not any(w in message for w in ("conflict", "retryable", "commit")):
-                raise
-            time.sleep(base_delay * (2**attempt))
-    raise AssertionError("unreachable")
+# Commits that leave every row as it was: an index build, a declared key, a compaction.
+_CONTENT_NEUTRAL = {"CreateIndex", "UpdateConfig", "Rewrite", "ReserveFragments"}
+
+
+def last_data_version(table) -> int:
+    """The newest version of a table whose commit changed rows (not an index build or compaction).
+
+    The table version also moves when serving_index indexes the table, so it alone cannot say
+    whether the next `embeddings` run changed any data. A version whose commit record is gone
+    (cleaned up) counts as a change.
+    """
+    dataset = table.to_lance()
+    version = dataset.version
+    while version > 1:
+        transaction = dataset.read_transaction(version)
+        if transaction is None or type(transaction.operation).__name__ not in _CONTENT_NEUTRAL:
+            return version
+        version -= 1
+    return version
 
 
 def equal(**values: Any):
@@ -203,33 +215,30 @@ class Store:
         self.db.drop_table(name)
 
     def table(self, name: str, schema: pa.Schema | None = None, key: str | None = None):
-        """Open a table, creating it (with its primary key declared) when a schema is given.
+        """Open a table, creating it when a schema is given; its primary key is always declared.
 
         Another process may be creating the same table right now: its directory is listed
         before its first version commits, so open and create are retried for a moment.
         """
-        for attempt in range(50):
+
+        def open_or_create():
             if self.has_table(name):
-                try:
-                    return self.db.open_table(name)
-                except ValueError as exc:  # listed but not committed yet by a concurrent creator
-                    if "not found" not in str(exc).lower():
-                        raise
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
+                return self.db.open_table(name)
             if schema is None:
                 raise KeyError(f"table {name!r} does not exist in {self.uri}")
-            try:
-                table = self.db.create_table(name, schema=schema)
-            except (ValueError, OSError, RuntimeError) as exc:  # created concurrently by another writer
-                if "already exists" not in str(exc).lower():
-                    raise
-                continue
-            if key:
-                # Without a declared key, concurrent merge_insert of the same new keys duplicates.
-                retry_on_conflict(lambda: table.set_unenforced_primary_key(key))
-            return table
-        raise TimeoutError(f"table {name!r} in {self.uri} stayed half-created by another writer")
+            return create_table_once(self.db, name, schema)
+
+        table = Retrying(
+            retry=retry_if_exception(half_created),
+            stop=stop_after_delay(30),
+            wait=wait_exponential_jitter(initial=0.02, max=0.5, jitter=0.02),
+            reraise=True,
+        )(open_or_create)
+        if key:
+            # Without a declared key, concurrent merge_insert of the same new keys duplicates;
+            # a table opened while its creator has not declared the key yet gets it here.
+            declare_key(table, key)
+        return table
 
     def upsert(self, table, rows: pa.Table, key: str) -> None:
         """Idempotent write keyed on `key`: a rerun after a crash neither duplicates nor loses."""

@@ -35,7 +35,7 @@ from ..core.stages.chunks import sync_chunks
 from ..core.stages.embeddings import sync_embeddings
 from ..core.stages.serving_index import build_serving_index
 from ..core.stages.snapshot import take_snapshot
-from ..core.store import chunks_table_name
+from ..core.store import chunks_table_name, last_data_version
 from .conditions import ON_UPSTREAM_CHANGE
 from .partitions import source_model_partitions, source_partitions
 from .progress import EmbedProgress
@@ -243,8 +243,15 @@ def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> Ma
             "table_version": report.table_version or 0,
             "summary": _markdown_table(counts),
         },
-        data_version=DataVersion(f"{version_id}@{report.table_version}"),
+        # rows, not indexes: serving_index's own index commits must not look like new data
+        data_version=DataVersion(f"{version_id}@{_data_version(store, report)}"),
     )
+
+
+def _data_version(store, report) -> int | None:
+    if report.table_version is None:  # nothing embedded yet: no table
+        return None
+    return last_data_version(store.table(report.table_name))
 
 
 @asset(

@@ -25,12 +25,12 @@ from ..core.evaluation import labelled_queries
 from ..core.models import model_dimension
 from ..core.serving import model_for_version
 from .assets import embeddings, serving_index
-from .conditions import ON_UPSTREAM_CHANGE
+from .conditions import AFTER_DATA_CHANGE
 from .partitions import grid_key, source_model_partitions
 from .resources import PlatformResource
 from .results import to_result
 
-AFTER_MATERIALIZATION = ON_UPSTREAM_CHANGE
+AFTER_MATERIALIZATION = AFTER_DATA_CHANGE
 
 
 def _grid(context: AssetCheckExecutionContext) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from ..core.migration import cleanup, evaluate_gate, query_embedders, swap
 from ..core.models import model_dimension
 from ..core.serving import model_for_version
 from .assets import serving_index
-from .conditions import ON_UPSTREAM_CHANGE
+from .conditions import AFTER_DATA_CHANGE
 from .partitions import source_model_partitions
 from .resources import PlatformResource
 
@@ -33,7 +33,7 @@ from .resources import PlatformResource
     asset=serving_index,
     name="migration_gate",
     partitions_def=source_model_partitions,
-    automation_condition=ON_UPSTREAM_CHANGE,
+    automation_condition=AFTER_DATA_CHANGE,
     description=(
         "For a model version that does not serve its source: recall@k and nDCG@k of its index on the "
         "source's labelled queries against the serving index. Fails (ERROR) when the candidate is worse "
