@@ -220,7 +220,7 @@ def test_query_text_never_changes_a_filters_meaning(tmp_path, config_path, embed
 
     # each query finds what its words alone find: quotes, OR and = are no syntax
     expected = {"' OR '1'='1": [], "cats.md' OR doc_id != '": ["cats.md"], "x\") OR (1=1": [],
-                "%": [], "*": []}
+                "%": [], "*": [], '"green tea"': ["tea.html"], '"purrs': ["cats.md"]}
     for hostile, docs in expected.items():
         assert lineage(store, config, hostile) == []
         hits = fts(hostile)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
+from lancedb.query import MatchQuery
 from pydantic.dataclasses import dataclass as settings
 
 from .indexing import served_plan, tuned
@@ -99,10 +100,11 @@ def _vector_lists(table, vectors: Sequence[np.ndarray], depth: int, columns: lis
 
 
 def _text_list(table, text: str, depth: int, columns: list[str]) -> list[dict]:
-    """Full-text (BM25) chunk hits, best first. The query is data: LanceDB tokenises it."""
+    """Full-text (BM25) chunk hits, best first. The query is data: a MatchQuery is tokenised as
+    terms, never parsed as query syntax (a quoted phrase would need a positional index)."""
     if not text.strip():
         return []
-    result = table.search(text, query_type="fts").select(columns).limit(depth).to_arrow()
+    result = table.search(MatchQuery(text, "text"), query_type="fts").select(columns).limit(depth).to_arrow()
     rows = result.select(columns + ["_score"]).to_pylist()
     return sorted(rows, key=lambda r: -float(r["_score"]))
 
