@@ -1,23 +1,11 @@
-"""LanceDB storage: snapshots, chunks, vectors per model version, and serving pointers.
-
-Tables
-- `snapshots`, `snapshot_documents`, `document_texts`: immutable, content-addressed source
-  snapshots (a document's text is stored once per content hash).
-- `quarantine`: documents set aside, with their reason.
-- `chunks__<source>__<strategy>`: the current chunks of a source for one chunking strategy.
-- `vectors__<source>__<model version>`: the system of record for one model version; one
-  table per version, so two vector spaces can never share an index.
-- `serving_pointers`: source -> (table, table version), one row per source, moved in one
-  commit; `serving_history` keeps every pointer move for rollback and lineage.
-
-Filters are built with `lancedb.expr`, never by formatting strings.
-"""
+"""LanceDB storage: the only module that touches LanceDB (core/schemas.py says what the
+tables hold). Writes are idempotent upserts keyed on declared primary keys; filters are
+built with `lancedb.expr`, never by formatting strings."""
 
 from __future__ import annotations
 
 import json
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, Iterable
 
 import lancedb
@@ -31,112 +19,27 @@ from tenacity import (
 )
 
 from .conflicts import create_table_once, declare_key, half_created, retry_on_conflict
-from .ids import digest
-from .sharding import owner
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-_TS = pa.timestamp("us", tz="UTC")
-
-
-def _key(name: str) -> pa.Field:
-    return pa.field(name, pa.string(), nullable=False)
-
-
-SNAPSHOTS = pa.schema([
-    _key("snapshot_key"), pa.field("source", pa.string()), pa.field("snapshot_id", pa.string()),
-    pa.field("created_at", _TS), pa.field("run_id", pa.string()),
-    pa.field("documents", pa.int64()), pa.field("added", pa.int64()), pa.field("changed", pa.int64()),
-    pa.field("removed", pa.int64()), pa.field("unchanged", pa.int64()),
-    pa.field("quarantined", pa.int64()), pa.field("previous_snapshot_id", pa.string()),
-])
-SNAPSHOT_DOCUMENTS = pa.schema([
-    _key("row_key"), pa.field("source", pa.string()), pa.field("snapshot_id", pa.string()),
-    pa.field("doc_id", pa.string()), pa.field("content_sha256", pa.string()),
-    pa.field("metadata_json", pa.string()),
-])
-DOCUMENT_TEXTS = pa.schema([_key("content_sha256"), pa.field("text", pa.string())])
-
-
-DEAD_LETTER_REASON = "embedding failed"  # how a quarantine row of a chunk (not a document) begins
-
-
-SERVE_TAG_PREFIX = "serve-v"
-
-
-def serve_tag(version: int) -> str:
-    """The tag that pins a table version a serving_index run indexed (cleanup keeps tagged versions)."""
-    return f"{SERVE_TAG_PREFIX}{version}"
-
-
-def latest_serve_tag(table) -> int | None:
-    """The newest table version a serving_index run indexed and tagged (None: never indexed)."""
-    versions = [int(name.removeprefix(SERVE_TAG_PREFIX)) for name in table.tags.list()
-                if name.startswith(SERVE_TAG_PREFIX)]
-    return max(versions) if versions else None
-
-
-def dead_letter_id(source: str, version_id: str, chunk_id: str) -> str:
-    """quarantine_id of a chunk a model version kept failing on (one row per chunk and version)."""
-    return digest(source, version_id, chunk_id)
-
-
-QUARANTINE = pa.schema([
-    _key("quarantine_id"), pa.field("source", pa.string()), pa.field("snapshot_id", pa.string()),
-    pa.field("doc_id", pa.string()), pa.field("reason", pa.string()), pa.field("sample", pa.string()),
-    pa.field("detected_at", _TS), pa.field("run_id", pa.string()),
-])
-CHUNKS = pa.schema([
-    _key("chunk_id"), pa.field("doc_id", pa.string()), pa.field("source", pa.string()),
-    pa.field("chunk_index", pa.int32()), pa.field("text", pa.string()),
-    pa.field("chunk_sha256", pa.string()), pa.field("doc_sha256", pa.string()),
-    pa.field("chunking_strategy", pa.string()), pa.field("source_snapshot", pa.string()),
-    pa.field("metadata_json", pa.string()),
-])
-LINEAGE_COLUMNS = (
-    "chunk_id", "doc_id", "source", "chunk_sha256", "doc_sha256", "model_name", "model_version",
-    "chunking_strategy", "source_snapshot", "created_at", "run_id",
+from .schemas import (  # noqa: F401 - re-exported: the store's tables are its vocabulary
+    CHUNKS,
+    DEAD_LETTER_REASON,
+    DOCUMENT_TEXTS,
+    LINEAGE_COLUMNS,
+    MODEL_SPECS,
+    POINTER_HISTORY,
+    POINTERS,
+    QUARANTINE,
+    SERVE_TAG_PREFIX,
+    SNAPSHOT_DOCUMENTS,
+    SNAPSHOTS,
+    chunks_table_name,
+    dead_letter_id,
+    latest_serve_tag,
+    serve_tag,
+    utcnow,
+    vectors_schema,
+    vectors_table_name,
 )
-POINTERS = pa.schema([
-    _key("source"), pa.field("model_version", pa.string()), pa.field("table_name", pa.string()),
-    pa.field("table_version", pa.int64()), pa.field("tag", pa.string()),
-    pa.field("swapped_at", _TS), pa.field("run_id", pa.string()), pa.field("reason", pa.string()),
-    pa.field("profile", pa.string()),  # the retrieval profile (core/retrieval.py) as JSON
-])
-MODEL_SPECS = pa.schema([_key("version_id"), pa.field("model_name", pa.string()),
-                         pa.field("spec_json", pa.string()), pa.field("recorded_at", _TS)])
-POINTER_HISTORY = pa.schema([_key("event_id"), *[POINTERS.field(n) for n in POINTERS.names if n != "source"],
-                             pa.field("source", pa.string())])
-
-
-def vectors_schema(dimension: int) -> pa.Schema:
-    return pa.schema([
-        _key("chunk_id"), pa.field("doc_id", pa.string()), pa.field("source", pa.string()),
-        pa.field("chunk_index", pa.int32()), pa.field("text", pa.string()),
-        pa.field("chunk_sha256", pa.string()), pa.field("doc_sha256", pa.string()),
-        pa.field("model_name", pa.string()), pa.field("model_version", pa.string()),
-        pa.field("chunking_strategy", pa.string()), pa.field("source_snapshot", pa.string()),
-        pa.field("created_at", _TS), pa.field("run_id", pa.string()),
-        pa.field("metadata_json", pa.string()),
-        pa.field("vector", pa.list_(pa.float32(), dimension)),
-    ])
-
-
-_SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
-
-
-def chunks_table_name(source: str, strategy: str) -> str:
-    """One chunks table per (source, strategy); the shards of a source share it."""
-    return f"chunks__{owner(source)}__{_SAFE.sub('_', strategy)}"
-
-
-def vectors_table_name(source: str, model_version: str) -> str:
-    """One vectors table per (source, model version); the shards of a source share it."""
-    return f"vectors__{owner(source)}__{_SAFE.sub('_', model_version)}"
-
+from .sharding import owner
 
 # Commits that leave every row as it was: an index build, a declared key, a compaction.
 _CONTENT_NEUTRAL = {"CreateIndex", "UpdateConfig", "Rewrite", "ReserveFragments"}
