@@ -13,6 +13,7 @@ from .defs.checks import CHECKS, JOBS as CHECK_JOBS, SCHEDULES as CHECK_SCHEDULE
 from .defs.execution import JOBS as EXECUTION_JOBS, platform_executor
 from .defs.migration import CHECKS as MIGRATION_CHECKS, JOBS as MIGRATION_JOBS, SCHEDULES as MIGRATION_SCHEDULES
 from .core.config import CONFIG_ENV
+from .defs.preparation import JOBS as PREPARATION_JOBS
 from .defs.resources import PlatformResource
 from .defs.sensors import JOBS as REFRESH_JOBS, SCHEDULES as REFRESH_SCHEDULES, SENSORS
 
@@ -25,7 +26,7 @@ defs = Definitions(
     asset_checks=[*CHECKS, *MIGRATION_CHECKS],
     sensors=[*SENSORS],
     schedules=[*CHECK_SCHEDULES, *REFRESH_SCHEDULES, *MIGRATION_SCHEDULES],
-    jobs=[*CHECK_JOBS, *REFRESH_JOBS, *MIGRATION_JOBS, *EXECUTION_JOBS],
+    jobs=[*CHECK_JOBS, *REFRESH_JOBS, *MIGRATION_JOBS, *EXECUTION_JOBS, *PREPARATION_JOBS],
     resources={"platform": platform},
-    executor=platform_executor(),  # multiprocess, or Celery when a broker is configured
+    executor=platform_executor(),  # one process per run, or Celery when a broker is configured
 )

@@ -127,7 +127,8 @@ class RetryConfig:
 class RefreshConfig:
     """How the platform keeps itself current (the `refresh:` section; see docs/refresh.md)."""
 
-    sensor_interval_seconds: int = 30   # how often sources are re-read and compared by content hash
+    sensor_interval_seconds: int = 10      # how often sources are compared (listing, content hash)
+    automation_interval_seconds: int = 10  # how often automation carries changes downstream
     freshness_warn_hours: float = 12.0  # an asset not re-checked for this long is WARN in the UI ...
     freshness_fail_hours: float = 24.0  # ... and FAIL after this long; the sensor re-checks at warn
     sweep_cron: str = "0 3 * * *"       # the full consistency sweep over every (source, model)
@@ -351,7 +352,8 @@ def _parse_migration(raw: Any) -> MigrationConfig:
 
 
 def _parse_refresh(raw: Any) -> RefreshConfig:
-    raw = _section(raw, "refresh", ("sensor_interval_seconds", "freshness", "sweep_cron"))
+    raw = _section(raw, "refresh", ("sensor_interval_seconds", "automation_interval_seconds",
+                                    "freshness", "sweep_cron"))
     default = RefreshConfig()
     freshness = raw.get("freshness") or {}
     if not isinstance(freshness, dict):
@@ -366,6 +368,9 @@ def _parse_refresh(raw: Any) -> RefreshConfig:
     return RefreshConfig(
         sensor_interval_seconds=_positive_int(raw.get("sensor_interval_seconds", default.sensor_interval_seconds),
                                               "refresh.sensor_interval_seconds"),
+        automation_interval_seconds=_positive_int(
+            raw.get("automation_interval_seconds", default.automation_interval_seconds),
+            "refresh.automation_interval_seconds"),
         freshness_warn_hours=warn, freshness_fail_hours=fail, sweep_cron=cron,
     )
 

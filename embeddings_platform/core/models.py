@@ -236,6 +236,12 @@ class StaticModelEmbedder:
                           dtype=np.float32)
 
 
+def model_is_prepared(config: ModelConfig) -> bool:
+    """False for a model2vec model not distilled yet: its version id needs the distilled files,
+    and distilling takes minutes, so it is prepared in a run, never inside a sensor tick."""
+    return config.kind != "model2vec" or (Path(config.path) / "model.safetensors").exists()
+
+
 def distilled_model_path(config: ModelConfig) -> Path:
     """The folder of a model2vec model, distilled from an installed model the first time.
 
