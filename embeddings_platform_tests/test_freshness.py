@@ -296,10 +296,14 @@ def test_refresh_intervals_are_settings_unknown_keys_are_errors(tmp_path):
         refresh({"automation_interval": 5})
     with pytest.raises(ConfigError, match="refresh.automation_interval_seconds"):
         refresh({"automation_interval_seconds": 0})
-    assert (
-        sensors.embeddings_automation.minimum_interval_seconds
-        == sensors._refresh_config().automation_interval_seconds
+    configured = sensors._refresh_config()  # the daemon's 5 s loop: see sensors.tick_interval
+    assert sensors.embeddings_automation.minimum_interval_seconds == sensors.tick_interval(
+        configured.automation_interval_seconds
     )
+    assert sensors.source_change_sensor.minimum_interval_seconds == sensors.tick_interval(
+        configured.sensor_interval_seconds
+    )
+    assert [sensors.tick_interval(s) for s in (10, 30, 1)] == [8, 28, 1]
 
 
 def test_a_run_is_one_process_unless_celery_is_configured(monkeypatch):
