@@ -216,6 +216,7 @@ def _baseline_code(work: Path, ref: str) -> Path:
 
 def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench_freshness_"))  # outside the repository
+    commit = _commit()
     try:
         current = _frozen_code(work)  # the working tree as it is now, whatever is edited meanwhile
         if MODELS[args.model]["kind"] == "model2vec":  # distil once, outside every timing
@@ -249,15 +250,22 @@ def run(args) -> dict:
         "model": args.model,
         "build_seconds": round(build_seconds, 1),
         "variants": variants,
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": commit,
         "nproc": os.cpu_count(),
     }
     if args.docs is not None and args.docs < 1000:  # a smoke run: printed, not recorded
         (OUT / "freshness-smoke.json").write_text(json.dumps(result, indent=2, default=str))
         print(render(result))
     return result
+
+
+def _commit() -> str:
+    """The commit the working tree is at, `+changes` if it differs from it."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "embeddings_platform", "deploy"],
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("+changes" if dirty else "")
 
 
 def _cpu_model() -> str:

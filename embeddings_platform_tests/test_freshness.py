@@ -321,3 +321,19 @@ def test_embeddings_report_how_long_the_model_took_to_load(built):
         _key("embeddings")
     ).asset_materialization.metadata
     assert metadata["model_load_seconds"].value >= 0 and metadata["embedded"].value > 0
+
+
+def test_an_edit_back_to_earlier_content_gets_a_run_key_of_its_own(built, corpus):
+    """The daemon drops a run request whose run key it has seen: edit, undo, redo must all run."""
+    instance, resources, _ = built
+    cats = corpus / "cats.md"
+    original, edited = cats.read_text(), "Cats sleep sixteen hours a day."
+    keys = []
+    cursor = None
+    for text in (edited, original, edited):
+        cats.write_text(text)
+        result, cursor = _tick(instance, cursor)
+        assert _runs(result) == [("snapshot_job", "notes", "content-change")]
+        keys.append(result.run_requests[0].run_key)
+        run_sensor_requests(instance, result, resources)
+    assert len(set(keys)) == 3

@@ -138,9 +138,13 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
         latest = store.latest_snapshot(key)
         if changed(key, fingerprint, cursor, latest["snapshot_id"] if latest else None):
             cursor.fingerprints[key] = fingerprint
+            # The cursor keeps a change from being requested twice. A run key of the content
+            # alone would make the daemon drop an edit that returns to earlier content (edit,
+            # undo, redo): a run key is used once. The tick's time makes each change its own.
             runs.append(RunRequest(
                 job_name=snapshot_job.name, partition_key=key,
-                run_key=f"change:{key}:{fingerprint}", tags={TRIGGER: "content-change"},
+                run_key=f"change:{key}:{fingerprint}:{now.timestamp():.3f}",
+                tags={TRIGGER: "content-change"},
             ))
             continue
         runs.extend(_rechecks(instance, key, models, now, window))
