@@ -18,6 +18,7 @@ from .defs.execution import platform_executor
 from .defs.migration import CHECKS as MIGRATION_CHECKS
 from .defs.migration import JOBS as MIGRATION_JOBS
 from .defs.migration import SCHEDULES as MIGRATION_SCHEDULES
+from .defs.preparation import JOBS as PREPARATION_JOBS
 from .defs.resources import PlatformResource
 from .defs.sensors import JOBS as REFRESH_JOBS
 from .defs.sensors import SCHEDULES as REFRESH_SCHEDULES
@@ -32,7 +33,7 @@ defs = Definitions(
     asset_checks=[*CHECKS, *MIGRATION_CHECKS],
     sensors=[*SENSORS],
     schedules=[*CHECK_SCHEDULES, *REFRESH_SCHEDULES, *MIGRATION_SCHEDULES],
-    jobs=[*CHECK_JOBS, *REFRESH_JOBS, *MIGRATION_JOBS, *EXECUTION_JOBS],
+    jobs=[*CHECK_JOBS, *REFRESH_JOBS, *MIGRATION_JOBS, *EXECUTION_JOBS, *PREPARATION_JOBS],
     resources={"platform": platform},
-    executor=platform_executor(),  # multiprocess, or Celery when a broker is configured
+    executor=platform_executor(),  # one process per run, or Celery when a broker is configured
 )

@@ -152,13 +152,15 @@ class RetryConfig(KnownKeys):
 class RefreshConfig(NestedYaml):
     """How the platform keeps itself current (the `refresh:` section; see docs/refresh.md)."""
 
-    sensor_interval_seconds: PositiveInt = 30  # how often sources are compared with the store
+    sensor_interval_seconds: PositiveInt = 10      # how often sources are compared (listing, content hash)
+    automation_interval_seconds: PositiveInt = 10  # how often automation carries changes downstream
     freshness_warn_hours: NonNegativeFloat = 12.0  # not re-checked this long: WARN in the UI ...
     freshness_fail_hours: NonNegativeFloat = 24.0  # ... and FAIL; the sensor re-checks at warn
     sweep_cron: str = "0 3 * * *"  # the full consistency sweep over every (source, model)
 
     LAYOUT: ClassVar[dict[str, Any]] = {
         "sensor_interval_seconds": "sensor_interval_seconds", "sweep_cron": "sweep_cron",
+        "automation_interval_seconds": "automation_interval_seconds",
         "freshness": {"warn_hours": "freshness_warn_hours", "fail_hours": "freshness_fail_hours"},
     }
 

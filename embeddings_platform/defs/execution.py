@@ -1,4 +1,10 @@
-"""Where steps run: in local processes by default, on Celery workers when a broker is configured.
+"""Where steps run: in the run's own process by default, on Celery workers if a broker is set.
+
+Locally a run is ONE process: its steps run in it one after another, so a refresh pays one
+process start and one model load per run, not one per step (the multiprocess executor starts a
+process per step, each importing the code location and loading the model again). Runs of
+different partitions still run side by side (run queue, `max_concurrent_runs`), and the
+`embedding_model` pool still limits model-loading steps across them.
 
 The same definitions run both ways; only the environment differs. With
 EMBEDDINGS_PLATFORM_CELERY_BROKER set (e.g. redis://127.0.0.1:6379/0), every job the
@@ -10,7 +16,7 @@ the run config.
 
 import os
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from .assets import embeddings, serving_index
 from .partitions import source_model_partitions
@@ -30,9 +36,9 @@ embed_job = define_asset_job(
 
 
 def platform_executor():
-    """The Celery executor when a broker is configured, else None (Dagster's multiprocess default)."""
+    """The Celery executor when a broker is configured, else the in-process executor."""
     if not os.environ.get(CELERY_BROKER_ENV):
-        return None
+        return in_process_executor
     from dagster_celery import celery_executor
 
     config = {"broker": {"env": CELERY_BROKER_ENV}}

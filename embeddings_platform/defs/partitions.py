@@ -7,17 +7,24 @@ from dagster import (
 )
 
 from ..core.config import PlatformConfig
-from ..core.models import model_version
+from ..core.models import model_is_prepared, model_version
 
 source_partitions = DynamicPartitionsDefinition(name="source")
 model_partitions = DynamicPartitionsDefinition(name="model")
 source_model_partitions = MultiPartitionsDefinition({"model": model_partitions, "source": source_partitions})
 
 
-def registered_partition_keys(config: PlatformConfig) -> tuple[list[str], list[str]]:
-    """(source keys, model version keys) the config registers."""
+def registered_partition_keys(
+    config: PlatformConfig, prepared_only: bool = False
+) -> tuple[list[str], list[str]]:
+    """(source keys, model version keys) the config registers.
+
+    `prepared_only` leaves out models whose files are not prepared yet (a model2vec model not
+    distilled): sensors and schedules use it, since a version id of those would distil in the tick.
+    """
     sources = [key for s in config.sources for key in s.partition_keys]  # one per shard
-    return sources, [model_version(m).version_id for m in config.models]
+    models = [m for m in config.models if not prepared_only or model_is_prepared(m)]
+    return sources, [model_version(m).version_id for m in models]
 
 
 def grid_key(source: str, version_id: str) -> MultiPartitionKey:

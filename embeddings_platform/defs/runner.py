@@ -72,6 +72,10 @@ def run_sensor_requests(instance: DagsterInstance, sensor_result, resources: dic
     for request in sensor_result.run_requests or []:
         job = defs.resolve_job_def(request.job_name)
         selection = [key.to_user_string() for key in job.asset_layer.executable_asset_keys]
+        if not selection:  # an op job (model preparation)
+            results.append(job.execute_in_process(instance=instance, resources=resources,
+                                                  tags=dict(request.tags)))
+            continue
         results.append(materialize(
             [*defs.assets, *(defs.asset_checks or [])], selection=selection, partition_key=request.partition_key,
             instance=instance, resources=resources, tags=dict(request.tags),
@@ -79,13 +83,20 @@ def run_sensor_requests(instance: DagsterInstance, sensor_result, resources: dic
     return results
 
 
-def run_automation_until_quiet(instance: DagsterInstance, resources: dict, cursor=None, max_ticks: int = 10):
+def run_automation_until_quiet(instance: DagsterInstance, resources: dict, cursor=None,
+                               max_ticks: int = 10, launched: list | None = None):
     """Tick the automation conditions and run what they request until nothing is requested.
 
-    In-process stand-in for the daemon's `embeddings_automation` sensor (tests, benchmarks).
-    Returns (per tick {asset: sorted requested partition keys}, cursor for the next call).
+    In-process stand-in for the daemon's `embeddings_automation` sensor (tests, benchmarks): the
+    requests of a tick are grouped into runs by Dagster's own `build_run_requests`, as the daemon
+    groups them, and each run is one `materialize` of exactly its assets and checks. Returns (per
+    tick {asset: sorted requested partition keys}, cursor for the next call); `launched`, if
+    given, receives one {partition, assets, checks} per run.
     """
     from dagster import AssetKey, evaluate_automation_conditions
+    from dagster._core.definitions.automation_tick_evaluation_context import (
+        build_run_requests,
+    )
 
     from ..definitions import defs
 
@@ -97,10 +108,24 @@ def run_automation_until_quiet(instance: DagsterInstance, resources: dict, curso
         requested = {name: sorted(result.get_requested_partitions(AssetKey(name))) for name in GRAPH_ORDER}
         requested = {name: keys for name, keys in requested.items() if keys}
         ticks.append(requested)
-        if not requested:
+        subsets = result._requested_subsets  # noqa: SLF001 - what the daemon groups into runs
+        runs = build_run_requests(entity_subsets=subsets, asset_graph=defs.resolve_asset_graph(),
+                                  run_tags=None, emit_backfills=False)
+        if not runs:
             return ticks, cursor
-        for name in GRAPH_ORDER:
-            for key in requested.get(name, []):
-                materialize(assets, selection=[name], partition_key=key, instance=instance,
-                            resources=resources, tags={"dagster/from_automation_condition": "true"})
+        for run in runs:
+            keys, checks = list(run.asset_selection or []), list(run.asset_check_keys or [])
+            if launched is not None:
+                launched.append({
+                    "partition": run.partition_key,
+                    "assets": sorted(k.to_user_string() for k in keys),
+                    "checks": sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in checks),
+                })
+            selection = AssetSelection.assets(*keys).without_checks() | AssetSelection.checks(
+                *checks)
+            # a checks-only run takes its partition from the tags (see checks.partition_tags)
+            partition = run.partition_key if keys else None
+            materialize(assets, selection=selection, partition_key=partition,
+                        instance=instance, resources=resources,
+                        tags={**run.tags, "dagster/from_automation_condition": "true"})
     raise RuntimeError(f"automation still requesting work after {max_ticks} ticks: {ticks[-1]}")

@@ -1,11 +1,14 @@
 """What keeps the graph current with only `dagster dev` running.
 
 - `source_change_sensor` adds partitions for newly registered sources and model versions,
-  re-reads every source and requests a `source_snapshot` run for exactly the sources whose
-  content hash changed, and re-checks sources whose freshness window is running out;
-- `embeddings_automation` (running by default, unlike Dagster's own) carries a new snapshot
-  down through chunks, embeddings and serving_index by their automation conditions;
+  re-reads every source and requests ONE run of `source_snapshot` + `chunks` for exactly the
+  sources whose content hash changed, and re-checks partitions whose freshness window is running
+  out (only partitions built before: a first build is the automation's);
+- `embeddings_automation` (running by default, unlike Dagster's own) carries new chunks down:
+  embeddings, serving_index and their checks of one (source, model version) in ONE run;
 - `consistency_sweep_schedule` runs every asset check over every partition on a cron.
+
+Both intervals are `refresh:` settings (docs/refresh.md: what happens between save and served).
 """
 
 from datetime import datetime, timedelta, timezone
@@ -16,9 +19,11 @@ from dagster import (
     AssetRecordsFilter,
     AssetSelection,
     AutomationConditionSensorDefinition,
+    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
@@ -29,20 +34,29 @@ from dagster import (
 )
 
 from ..core.config import RefreshConfig, load_config
-from ..core.refresh import RefreshCursor, changed, recheck_due, source_fingerprint
+from ..core.refresh import (
+    RefreshCursor,
+    changed,
+    known_fingerprint,
+    listing_signature,
+    recheck_due,
+    source_fingerprint,
+)
 from .assets import chunks, embeddings, serving_index, source_snapshot
 from .checks import partition_tags  # checks-only jobs take their partition as run tags
+from .execution import embed_job
 from .partitions import (
     grid_key,
     registered_partition_keys,
     source_model_partitions,
     source_partitions,
 )
+from .preparation import TRIGGER, prepare_models_job, prepare_request, unprepared
 from .resources import PlatformResource
 
 snapshot_job = define_asset_job(
-    "snapshot_job", selection=[source_snapshot], partitions_def=source_partitions,
-    description="Snapshot one source; automation carries a changed snapshot downstream.",
+    "snapshot_job", selection=[source_snapshot, chunks], partitions_def=source_partitions,
+    description="Snapshot a changed source and cut its chunks in one run; automation goes on.",
 )
 recheck_source_job = define_asset_job(
     "recheck_source_job", selection=[source_snapshot, chunks], partitions_def=source_partitions,
@@ -58,6 +72,18 @@ sweep_job = define_asset_job(
     partitions_def=source_model_partitions,
     description="Every asset check of one (source, model version), without re-materializing anything.",
 )
+
+
+# The daemon looks at sensors every 5 s and starts a tick once `minimum_interval_seconds` have
+# passed since the last one began. Measured at the next look, a 10 s interval has passed by a
+# hair or not yet (the tick began a moment into its look): ticks came every 10 or 15 s. Asking
+# for 2 s less makes a configured interval the period users get (rounded up to the 5 s loop).
+LOOP_SLACK_SECONDS = 2
+
+
+def tick_interval(seconds: int) -> int:
+    """The minimum_interval_seconds that makes ticks come every `seconds` (see above)."""
+    return max(1, seconds - LOOP_SLACK_SECONDS)
 
 
 def _refresh_config() -> RefreshConfig:
@@ -77,19 +103,22 @@ def last_materialized(instance, asset: str, partition: str) -> datetime | None:
 
 @sensor(
     name="source_change_sensor",
-    minimum_interval_seconds=_refresh_config().sensor_interval_seconds,
+    minimum_interval_seconds=tick_interval(_refresh_config().sensor_interval_seconds),
     default_status=DefaultSensorStatus.RUNNING,
-    jobs=[snapshot_job, recheck_source_job, recheck_grid_job],
+    jobs=[snapshot_job, recheck_source_job, recheck_grid_job, embed_job, prepare_models_job],
     description=(
-        "Registers new sources and model versions as partitions, requests a snapshot of each "
-        "source whose content hash changed, and re-checks sources before their freshness fails."
+        "Registers new sources and model versions as partitions, requests a snapshot + chunks "
+        "run of each source whose content hash changed, and re-checks partitions before their "
+        "freshness fails."
     ),
 )
 def source_change_sensor(context: SensorEvaluationContext, platform: PlatformResource):
     config = platform.load()
     store = platform.store(config)
     instance = context.instance
-    sources, models = registered_partition_keys(config)
+    now = datetime.now(timezone.utc)
+    runs = _prepare(context, config, now)
+    sources, models = registered_partition_keys(config, prepared_only=True)
     partition_requests = []
     new_sources = [s for s in sources if not instance.has_dynamic_partition("source", s)]
     new_models = [m for m in models if not instance.has_dynamic_partition("model", m)]
@@ -99,28 +128,54 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
         partition_requests.append(AddDynamicPartitionsRequest("model", new_models))
 
     cursor = RefreshCursor.parse(context.cursor)
-    now = datetime.now(timezone.utc)
     window = timedelta(hours=config.refresh.freshness_warn_hours)
-    runs = []
+    unbuilt = set()
     for key in sources:  # a sharded source is compared shard by shard: a change runs one shard
-        try:
-            fingerprint = source_fingerprint(config.source(key), config.documents)
+        try:  # an unchanged file listing needs no read: an idle tick does not read the corpus
+            listing = listing_signature(config.source(key))
+            fingerprint = known_fingerprint(key, listing, cursor) or source_fingerprint(
+                config.source(key), config.documents)
         except Exception as exc:  # noqa: BLE001 - one unreadable source must not stop the others
             context.log.error(f"source {key!r} could not be read: {exc}")
             continue
+        if listing is not None:
+            cursor.listings[key] = [listing, fingerprint]
         latest = store.latest_snapshot(key)
         if changed(key, fingerprint, cursor, latest["snapshot_id"] if latest else None):
             cursor.fingerprints[key] = fingerprint
+            # The cursor keeps a change from being requested twice. A run key of the content
+            # alone would make the daemon drop an edit that returns to earlier content (edit,
+            # undo, redo): a run key is used once. The tick's time makes each change its own.
             runs.append(RunRequest(
                 job_name=snapshot_job.name, partition_key=key,
-                run_key=f"change:{key}:{fingerprint}", tags={"embeddings_platform/trigger": "content-change"},
+                run_key=f"change:{key}:{fingerprint}:{now.timestamp():.3f}",
+                tags={TRIGGER: "content-change"},
             ))
             continue
         runs.extend(_rechecks(instance, key, models, now, window))
+        runs.extend(_missed_first_builds(instance, key, models, cursor.unbuilt, unbuilt))
+    cursor.unbuilt = unbuilt
+    cursor.listings = {k: v for k, v in cursor.listings.items() if k in sources}  # registered
     context.update_cursor(cursor.serialize())
     if not runs and not partition_requests:
         return SkipReason("no source changed and every partition is within its freshness window")
     return SensorResult(run_requests=runs, dynamic_partitions_requests=partition_requests)
+
+
+def _prepare(context: SensorEvaluationContext, config, now: datetime) -> list[RunRequest]:
+    """A run that prepares models whose files do not exist yet; this tick skips them."""
+    models = unprepared(config)
+    if not models:
+        return []
+    names = ", ".join(m.name for m in models)
+    context.log.info(f"models not prepared yet, their partitions wait: {names}; "
+                     f"requesting {prepare_models_job.name}")
+    busy = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+            DagsterRunStatus.STARTED]
+    running = RunsFilter(job_name=prepare_models_job.name, statuses=busy)
+    if context.instance.get_run_records(running, limit=1):
+        return []
+    return [prepare_request(models, now)]
 
 
 def _rechecks(instance, source: str, models: list[str], now: datetime, window: timedelta) -> list[RunRequest]:
@@ -128,9 +183,10 @@ def _rechecks(instance, source: str, models: list[str], now: datetime, window: t
 
     Narrower than AutomationCondition.freshness_failed(), which would select every partition
     of the asset; these runs find nothing changed, call no model, and trigger nothing below.
+    A partition never built is no re-check: the automation builds it (`_missed_first_builds`).
     """
     bucket = int(now.timestamp() // window.total_seconds())
-    tags = {"embeddings_platform/trigger": "freshness-recheck"}
+    tags = {TRIGGER: "freshness-recheck"}
     requests = []
     if instance.has_dynamic_partition("source", source) and recheck_due(
         last_materialized(instance, "source_snapshot", source), now, window
@@ -147,13 +203,42 @@ def _rechecks(instance, source: str, models: list[str], now: datetime, window: t
     return requests
 
 
+def _missed_first_builds(instance, source: str, models: list[str], seen: set[str],
+                         unbuilt: set[str]) -> list[RunRequest]:
+    """First builds the automation did not start: it starts a partition that *becomes* missing,
+    but not one that already was at its very first evaluation (a fresh install's first ticks).
+
+    A grid partition whose chunks exist and that no run ever targeted is noted on one tick; still
+    so on the next (the automation ticked in between), it gets a run tagged `initial-build`.
+    """
+    if not instance.has_dynamic_partition("source", source):
+        return []
+    if last_materialized(instance, "chunks", source) is None:
+        return []
+    requests = []
+    for model in models:
+        key = str(grid_key(source, model))
+        if not instance.has_dynamic_partition("model", model):
+            continue
+        if last_materialized(instance, "serving_index", key):
+            continue
+        if instance.get_latest_planned_materialization_info(AssetKey("embeddings"), key):
+            continue  # a run took it (the automation's, or one still on its way)
+        unbuilt.add(key)
+        if key in seen:
+            requests.append(RunRequest(job_name=embed_job.name, partition_key=key,
+                                       run_key=f"initial:{key}", tags={TRIGGER: "initial-build"}))
+    return requests
+
+
 embeddings_automation = AutomationConditionSensorDefinition(
     "embeddings_automation",
     target=AssetSelection.all() | AssetSelection.all_asset_checks(),
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=tick_interval(_refresh_config().automation_interval_seconds),
     emit_backfills=False,  # one run per partition, each visible as automation-triggered
-    description="Evaluates the automation conditions of every asset and check (running by default).",
+    description="Evaluates the automation conditions of every asset and check (running by default; "
+                "refresh.automation_interval_seconds).",
 )
 
 
@@ -165,7 +250,7 @@ embeddings_automation = AutomationConditionSensorDefinition(
     description="Full consistency sweep: every check of every registered (source, model version) (refresh.sweep_cron).",
 )
 def consistency_sweep_schedule(context: ScheduleEvaluationContext, platform: PlatformResource):
-    sources, models = registered_partition_keys(platform.load())
+    sources, models = registered_partition_keys(platform.load(), prepared_only=True)
     keys = [
         str(grid_key(s, m)) for s in sources for m in models
         if context.instance.has_dynamic_partition("source", s) and context.instance.has_dynamic_partition("model", m)
