@@ -1,39 +1,54 @@
 """The Definitions object that workspace.yaml (and `dagster dev`) loads.
 
-Each defs/ module exports plain lists (ASSETS, CHECKS, SENSORS, ...); this file only
-collects them, so adding a capability means adding one module and one line here.
+One defs/ module per stage holds its asset, its checks and its jobs; sensors.py holds what
+keeps the graph current, maintenance.py the retention cleanup. This file only collects them
+and applies the freshness window read once from the registry (defs/settings.py).
 """
 
 import os
+from datetime import timedelta
 
-from dagster import Definitions, EnvVar
+from dagster import (
+    Definitions,
+    EnvVar,
+    FreshnessPolicy,
+    apply_freshness_policy,
+    map_asset_specs,
+)
 
 from .core.config import CONFIG_ENV
-from .defs.assets import ASSETS
-from .defs.checks import CHECKS
-from .defs.checks import JOBS as CHECK_JOBS
-from .defs.checks import SCHEDULES as CHECK_SCHEDULES
-from .defs.execution import JOBS as EXECUTION_JOBS
+from .defs import (
+    chunks,
+    embeddings,
+    maintenance,
+    preparation,
+    sensors,
+    serving_index,
+    snapshot,
+)
 from .defs.execution import platform_executor
-from .defs.migration import CHECKS as MIGRATION_CHECKS
-from .defs.migration import JOBS as MIGRATION_JOBS
-from .defs.migration import SCHEDULES as MIGRATION_SCHEDULES
-from .defs.preparation import JOBS as PREPARATION_JOBS
 from .defs.resources import PlatformResource
-from .defs.sensors import JOBS as REFRESH_JOBS
-from .defs.sensors import SCHEDULES as REFRESH_SCHEDULES
-from .defs.sensors import SENSORS
+from .defs.settings import REFRESH
+
+# Every asset must have been (re-)checked within the window: the refresh sensor re-checks a
+# partition at the warn window, so FAIL in the UI means the re-checks themselves are failing.
+FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=REFRESH.freshness_fail_hours),
+    warn_window=timedelta(hours=REFRESH.freshness_warn_hours),
+)
+ASSETS = [*snapshot.ASSETS, *chunks.ASSETS, *embeddings.ASSETS, *serving_index.ASSETS]
 
 # Where the registry lives differs per deployment: an EnvVar, so the UI shows the variable's
 # name rather than a path, and the value is read where the step runs.
 platform = PlatformResource(config_path=EnvVar(CONFIG_ENV)) if os.environ.get(CONFIG_ENV) else PlatformResource()
 
 defs = Definitions(
-    assets=[*ASSETS],
-    asset_checks=[*CHECKS, *MIGRATION_CHECKS],
-    sensors=[*SENSORS],
-    schedules=[*CHECK_SCHEDULES, *REFRESH_SCHEDULES, *MIGRATION_SCHEDULES],
-    jobs=[*CHECK_JOBS, *REFRESH_JOBS, *MIGRATION_JOBS, *EXECUTION_JOBS, *PREPARATION_JOBS],
+    assets=map_asset_specs(lambda spec: apply_freshness_policy(spec, FRESHNESS), ASSETS),
+    asset_checks=[*embeddings.CHECKS_DEFS, *serving_index.CHECKS_DEFS],
+    sensors=[*sensors.SENSORS],
+    schedules=[*serving_index.SCHEDULES, *sensors.SCHEDULES, *maintenance.SCHEDULES],
+    jobs=[*snapshot.JOBS, *embeddings.JOBS, *serving_index.JOBS, *sensors.JOBS, *maintenance.JOBS,
+          *preparation.JOBS],
     resources={"platform": platform},
     executor=platform_executor(),  # one process per run, or Celery when a broker is configured
 )

@@ -35,7 +35,7 @@ LAUNCH = """
 import sys
 from dagster import DagsterInstance, execute_job
 from dagster._core.definitions.reconstruct import ReconstructableRepository
-from embeddings_platform.defs.checks import partition_tags
+from embeddings_platform.defs.common import partition_tags
 
 job = ReconstructableRepository.for_module("embeddings_platform.definitions", "defs").get_reconstructable_job("embed_job")
 with execute_job(job, instance=DagsterInstance.get(), tags=partition_tags(sys.argv[1])) as result:

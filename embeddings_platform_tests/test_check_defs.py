@@ -25,13 +25,10 @@ from dagster import (
 
 from embeddings_platform.core.models import model_version
 from embeddings_platform.core.store import Store, vectors_table_name
-from embeddings_platform.definitions import defs
-from embeddings_platform.defs.assets import ASSETS
-from embeddings_platform.defs.checks import (
-    CHECKS,
-    partition_tags,
-    served_staleness_schedule,
-)
+from embeddings_platform.definitions import ASSETS, defs
+from embeddings_platform.defs import embeddings as embeddings_defs
+from embeddings_platform.defs import serving_index as serving_defs
+from embeddings_platform.defs.common import partition_tags
 from embeddings_platform.defs.partitions import (
     grid_key,
     source_model_partitions,
@@ -39,10 +36,13 @@ from embeddings_platform.defs.partitions import (
 )
 from embeddings_platform.defs.resources import PlatformResource
 from embeddings_platform.defs.runner import materialize_graph
+from embeddings_platform.defs.serving_index import served_staleness_schedule
 from embeddings_platform.testing import write_config
 
 from .test_checks import CANARY
 
+# the checks of the asset graph (the migration gate has its own tests)
+CHECKS = [c for c in [*embeddings_defs.CHECKS_DEFS, *serving_defs.CHECKS_DEFS] if c is not serving_defs.migration_gate]
 ALL = [*ASSETS, *CHECKS]
 EMBEDDINGS_CHECKS = {"consistency", "staleness"}
 SERVING_CHECKS = {"served_consistency", "served_staleness", "ann_recall", "retrieval_recall"}

@@ -7,8 +7,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from embeddings_platform import cli
 from embeddings_platform.core.models import model_version
 from embeddings_platform.core.store import Store, chunks_table_name
-from embeddings_platform.definitions import defs
-from embeddings_platform.defs.assets import ASSETS
+from embeddings_platform.definitions import ASSETS, defs
 from embeddings_platform.defs.partitions import grid_key
 from embeddings_platform.defs.resources import PlatformResource
 from embeddings_platform.defs.runner import materialize_graph
@@ -133,8 +132,8 @@ def test_definitions_validate_with_the_config_read_through_an_env_var(config_pat
 
 def test_snapshot_metadata_counts_lossy_documents_and_reads_the_documents_setting(tmp_path):
     from embeddings_platform.core.config import load_config
-    from embeddings_platform.defs.assets import source_snapshot
     from embeddings_platform.defs.partitions import source_partitions
+    from embeddings_platform.defs.snapshot import source_snapshot
     from embeddings_platform.testing import DOCS, write_config, write_corpus
 
     folder = tmp_path / "corpus"
@@ -150,3 +149,14 @@ def test_snapshot_metadata_counts_lossy_documents_and_reads_the_documents_settin
     meta = result.asset_materializations_for_node("source_snapshot")[0].metadata
     assert meta["lossy_documents"].value == 1 and meta["quarantined"].value == 0
     assert meta["documents"].value == len(DOCS) + 2  # the hidden file is read: include_hidden
+
+
+def test_the_resource_parses_the_registry_and_opens_the_store_once(config_path, monkeypatch):
+    from embeddings_platform.defs import resources
+
+    calls = []
+    real = resources.load_config
+    monkeypatch.setattr(resources, "load_config", lambda path=None: calls.append(path) or real(path))
+    platform = resources.PlatformResource(config_path=str(config_path))
+    assert platform.load() is platform.load() and platform.store() is platform.store()
+    assert calls == [str(config_path)]

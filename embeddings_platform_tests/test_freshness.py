@@ -298,7 +298,7 @@ def test_refresh_intervals_are_settings_unknown_keys_are_errors(tmp_path):
         refresh({"automation_interval": 5})
     with pytest.raises(ConfigError, match="refresh.automation_interval_seconds"):
         refresh({"automation_interval_seconds": 0})
-    configured = sensors._refresh_config()  # the daemon's 5 s loop: see sensors.tick_interval
+    configured = sensors.REFRESH  # the daemon's 5 s loop: see sensors.tick_interval
     assert sensors.embeddings_automation.minimum_interval_seconds == sensors.tick_interval(
         configured.automation_interval_seconds
     )

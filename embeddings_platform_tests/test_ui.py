@@ -46,7 +46,7 @@ from playwright.sync_api import expect, sync_playwright
 from embeddings_platform.core.config import load_config
 from embeddings_platform.core.models import model_version
 from embeddings_platform.core.store import Store, chunks_table_name
-from embeddings_platform.defs.checks import partition_tags
+from embeddings_platform.defs.common import partition_tags
 from embeddings_platform.defs.partitions import grid_key, sync_partitions
 from embeddings_platform.testing import DOCS, write_config, write_corpus
 

@@ -16,23 +16,11 @@ the run config.
 
 import os
 
-from dagster import AssetSelection, define_asset_job, in_process_executor
-
-from .assets import embeddings, serving_index
-from .partitions import source_model_partitions
+from dagster import in_process_executor
 
 CELERY_BROKER_ENV = "EMBEDDINGS_PLATFORM_CELERY_BROKER"
 CELERY_BACKEND_ENV = "EMBEDDINGS_PLATFORM_CELERY_BACKEND"
 
-embed_job = define_asset_job(
-    "embed_job",
-    selection=AssetSelection.assets(embeddings, serving_index),
-    partitions_def=source_model_partitions,
-    description=(
-        "Embed and index one (source or shard, model version) partition, with its checks. Backfill it over "
-        "the shard partitions of a source for a full embed or a migration: any number of workers take them."
-    ),
-)
 
 
 def platform_executor():
@@ -47,4 +35,3 @@ def platform_executor():
     return celery_executor.configured(config, name="celery")
 
 
-JOBS = [embed_job]

@@ -4,6 +4,7 @@
 from typing import Optional
 
 from dagster import ConfigurableResource
+from pydantic import PrivateAttr
 
 from ..core.config import ModelConfig, PlatformConfig, load_config
 from ..core.models import Embedder, load_embedder, model_version
@@ -32,12 +33,21 @@ class PlatformResource(ConfigurableResource):
     """
 
     config_path: Optional[str] = None
+    # Dagster builds the resource once per step: the registry is parsed and the store opened
+    # once per step, not once per call (an asset and its checks call both several times).
+    _config: Optional[PlatformConfig] = PrivateAttr(default=None)
+    _store: Optional[Store] = PrivateAttr(default=None)
 
     def load(self) -> PlatformConfig:
-        return load_config(self.config_path)
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
 
     def store(self, config: PlatformConfig | None = None) -> Store:
-        return Store((config or self.load()).storage_uri)
+        uri = (config or self.load()).storage_uri
+        if self._store is None or self._store.uri != uri:
+            self._store = Store(uri)
+        return self._store
 
     def embedder(self, model: ModelConfig) -> Embedder:
         return cached_embedder(model)

@@ -33,7 +33,6 @@ from dagster import (
     sensor,
 )
 
-from ..core.config import RefreshConfig, load_config
 from ..core.refresh import (
     RefreshCursor,
     changed,
@@ -42,9 +41,8 @@ from ..core.refresh import (
     recheck_due,
     source_fingerprint,
 )
-from .assets import chunks, embeddings, serving_index, source_snapshot
-from .checks import partition_tags  # checks-only jobs take their partition as run tags
-from .execution import embed_job
+from .common import partition_tags  # checks-only jobs take their partition as run tags
+from .embeddings import embed_job
 from .partitions import (
     grid_key,
     registered_partition_keys,
@@ -53,22 +51,23 @@ from .partitions import (
 )
 from .preparation import TRIGGER, prepare_models_job, prepare_request, unprepared
 from .resources import PlatformResource
+from .settings import REFRESH
 
 snapshot_job = define_asset_job(
-    "snapshot_job", selection=[source_snapshot, chunks], partitions_def=source_partitions,
+    "snapshot_job", selection=["source_snapshot", "chunks"], partitions_def=source_partitions,
     description="Snapshot a changed source and cut its chunks in one run; automation goes on.",
 )
 recheck_source_job = define_asset_job(
-    "recheck_source_job", selection=[source_snapshot, chunks], partitions_def=source_partitions,
+    "recheck_source_job", selection=["source_snapshot", "chunks"], partitions_def=source_partitions,
     description="Freshness re-check of one source: snapshot and chunks (no-ops when nothing changed).",
 )
 recheck_grid_job = define_asset_job(
-    "recheck_grid_job", selection=[embeddings, serving_index], partitions_def=source_model_partitions,
+    "recheck_grid_job", selection=["embeddings", "serving_index"], partitions_def=source_model_partitions,
     description="Freshness re-check of one (source, model version): zero model calls when nothing changed.",
 )
 sweep_job = define_asset_job(
     "consistency_sweep_job",
-    selection=AssetSelection.checks_for_assets(embeddings, serving_index),
+    selection=AssetSelection.checks_for_assets("embeddings", "serving_index"),
     partitions_def=source_model_partitions,
     description="Every asset check of one (source, model version), without re-materializing anything.",
 )
@@ -86,13 +85,6 @@ def tick_interval(seconds: int) -> int:
     return max(1, seconds - LOOP_SLACK_SECONDS)
 
 
-def _refresh_config() -> RefreshConfig:
-    try:
-        return load_config().refresh
-    except Exception:  # noqa: BLE001 - a broken registry is reported when the sensor runs
-        return RefreshConfig()
-
-
 def last_materialized(instance, asset: str, partition: str) -> datetime | None:
     """When a partition of an asset last materialized, from the instance's event log."""
     records = instance.fetch_materializations(
@@ -103,7 +95,7 @@ def last_materialized(instance, asset: str, partition: str) -> datetime | None:
 
 @sensor(
     name="source_change_sensor",
-    minimum_interval_seconds=tick_interval(_refresh_config().sensor_interval_seconds),
+    minimum_interval_seconds=tick_interval(REFRESH.sensor_interval_seconds),
     default_status=DefaultSensorStatus.RUNNING,
     jobs=[snapshot_job, recheck_source_job, recheck_grid_job, embed_job, prepare_models_job],
     description=(
@@ -235,7 +227,7 @@ embeddings_automation = AutomationConditionSensorDefinition(
     "embeddings_automation",
     target=AssetSelection.all() | AssetSelection.all_asset_checks(),
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=tick_interval(_refresh_config().automation_interval_seconds),
+    minimum_interval_seconds=tick_interval(REFRESH.automation_interval_seconds),
     emit_backfills=False,  # one run per partition, each visible as automation-triggered
     description="Evaluates the automation conditions of every asset and check (running by default; "
                 "refresh.automation_interval_seconds).",
@@ -245,7 +237,7 @@ embeddings_automation = AutomationConditionSensorDefinition(
 @schedule(
     name="consistency_sweep_schedule",
     job=sweep_job,
-    cron_schedule=_refresh_config().sweep_cron,
+    cron_schedule=REFRESH.sweep_cron,
     default_status=DefaultScheduleStatus.RUNNING,
     description="Full consistency sweep: every check of every registered (source, model version) (refresh.sweep_cron).",
 )

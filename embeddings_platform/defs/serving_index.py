@@ -1,0 +1,256 @@
+"""Stage 4 in Dagster: `serving_index`, the checks of what serves (consistency, staleness,
+ANN recall, retrieval recall), the migration gate, and the served-staleness schedule."""
+
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetSelection,
+    DataVersion,
+    DefaultScheduleStatus,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    asset,
+    asset_check,
+    define_asset_job,
+    schedule,
+)
+
+from ..core import checks as core
+from ..core.config import PlatformConfig
+from ..core.evaluation import labelled_queries
+from ..core.migration import evaluate_gate, query_embedders, swap
+from ..core.models import model_dimension
+from ..core.serving import (
+    model_for_version,
+    text_preview,
+)
+from ..core.stages.serving_index import build_serving_index
+from .common import (
+    GROUP,
+    OWNERS,
+    expected_dimension,
+    grid_of,
+    partition_tags,
+    served_grid_keys,
+)
+from .conditions import AFTER_DATA_CHANGE, ON_UPSTREAM_CHANGE
+from .embeddings import model_to_build
+from .partitions import source_model_partitions
+from .resources import PlatformResource
+from .results import to_result
+from .settings import CHECKS
+
+
+@asset(
+    partitions_def=source_model_partitions,
+    deps=["embeddings"],
+    group_name=GROUP,
+    automation_condition=ON_UPSTREAM_CHANGE,
+    kinds={"python", "lancedb"},
+    owners=OWNERS,
+    description=(
+        "Vector index (ANN above serving.ann_min_rows, exact below) and full-text index on a "
+        "model version's table, tagged at a pinned table version. Moves the source's serving "
+        "pointer when this version is what serves; otherwise it is a shadow candidate."
+    ),
+)
+def serving_index(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
+    config = platform.load()
+    source, version_id = grid_of(context)
+    model = model_to_build(context, config, platform.store(config), version_id)
+    if model is None:
+        return MaterializeResult(metadata={"retired": True, "model_version": version_id},
+                                 data_version=DataVersion(f"{version_id}@retired"))
+    report = build_serving_index(
+        platform.store(config), source, version_id, config.serving, context.run_id,
+        is_default_model=model.name == config.serving_model(source),
+        expected_dimension=model_dimension(model),  # the pointer only moves to a consistent table
+    )
+    preview = _sample_search(platform, config, source, report)
+    return MaterializeResult(
+        metadata={
+            **preview,
+            "rows": report.rows,
+            "index_type": report.index_type,
+            "table": report.table_name,
+            "table_version": report.table_version,
+            "pointer_moved": report.pointer_moved,
+            "serving_model_version": report.serving_model_version or "",
+            "rebuilt": report.rebuilt,
+            "refused_empty": report.refused_empty,
+            "index_seconds": round(report.seconds, 3),
+        },
+        data_version=DataVersion(report.data_version),
+    )
+
+
+def _sample_search(platform: PlatformResource, config: PlatformConfig, source: str, report) -> dict:
+    """A Markdown preview of what the index returns for the source's first labelled query."""
+    queries = labelled_queries(config.source(source))
+    if not queries or not report.rows:
+        return {}
+    query = queries[0].text
+    hits = text_preview(platform.store(config), report.table_name, report.table_version, query)
+    lines = [f"**{query}** (full-text, table `{report.table_name}` v{report.table_version})", "",
+             "| # | document | score | text |", "| ---: | --- | ---: | --- |",
+             *[f"| {i} | `{h['doc_id']}` | {h['score']:.2f} | {h['text'].replace('|', '/')} |"
+               for i, h in enumerate(hits, start=1)]]
+    return {"sample_search": MetadataValue.md("\n".join(lines))}
+
+
+@asset_check(
+    asset=serving_index,
+    name="served_consistency",
+    partitions_def=source_model_partitions,
+    automation_condition=AFTER_DATA_CHANGE,
+    description=(
+        "Consistency of the pinned serving version (the latest, for a shadow version), and the "
+        "serving pointer targets a table version that still exists."
+    ),
+)
+def served_consistency(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
+    config = platform.load()
+    source, version_id = grid_of(context)
+    report = core.consistency(platform.store(config), source, version_id, expected_dimension(config, platform.store(config), version_id),
+                              at="served")
+    return to_result(report, "served consistency")
+
+
+@asset_check(
+    asset=serving_index,
+    name="served_staleness",
+    partitions_def=source_model_partitions,
+    automation_condition=AFTER_DATA_CHANGE,
+    description=(
+        "Staleness of what is served: documents deleted or changed in the source still served, "
+        "and hours the served data is behind the newest snapshot. Also runs on a schedule."
+    ),
+)
+def served_staleness(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
+    config = platform.load()
+    source, version_id = grid_of(context)
+    report = core.staleness(platform.store(config), source, version_id, config.checks, at="served")
+    return to_result(report, "served staleness")
+
+
+@asset_check(
+    asset=serving_index,
+    name="ann_recall",
+    partitions_def=source_model_partitions,
+    automation_condition=AFTER_DATA_CHANGE,
+    description=(
+        "recall@k of the ANN index against exact search on the same table version, sampled stored "
+        "vectors as queries; ERROR below checks.ann_recall.floor. Exact search reports 1.0."
+    ),
+)
+def ann_recall(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
+    config = platform.load()
+    source, version_id = grid_of(context)
+    return to_result(core.ann_recall(platform.store(config), source, version_id, config.checks), "ann recall")
+
+
+@asset_check(
+    asset=serving_index,
+    name="retrieval_recall",
+    partitions_def=source_model_partitions,
+    automation_condition=AFTER_DATA_CHANGE,
+    description=(
+        "recall@k, nDCG@k and ragas ID-based context recall/precision of the source's labelled "
+        "queries through the served index, against the first passing result (baseline): WARN past "
+        "a 2-point drop, ERROR past checks.retrieval.drop_points.error."
+    ),
+)
+def retrieval_recall(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
+    config = platform.load()
+    source, version_id = grid_of(context)
+    queries = labelled_queries(config.source(source))
+    store = platform.store(config)
+    if not queries:
+        return to_result(core.retrieval_recall(store, source, version_id, [], lambda texts: None, config.checks),
+                         "retrieval recall")
+    try:
+        model = model_for_version(config, store, version_id)
+    except LookupError as exc:  # queries cannot be embedded without the model
+        report = core.RetrievalReport(source, version_id, "", 0, severity=core.WARN, problems=[str(exc)])
+        return to_result(report, "retrieval recall")
+    # loaded only if a query is not in the query-vector cache yet
+    report = core.retrieval_recall(store, source, version_id, queries, lambda texts: platform.embedder(model).embed(texts),
+                                   config.checks, run_id=context.run.run_id)
+    return to_result(report, "retrieval recall")
+
+
+@asset_check(
+    asset=serving_index,
+    name="migration_gate",
+    partitions_def=source_model_partitions,
+    automation_condition=AFTER_DATA_CHANGE,
+    description=(
+        "For a model version that does not serve its source: recall@k and nDCG@k of its index on the "
+        "source's labelled queries against the serving index. Fails (ERROR) when the candidate is worse "
+        "than migration.max_recall_drop / max_ndcg_drop allow; only a passing candidate may swap in."
+    ),
+)
+def migration_gate(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
+    config = platform.load()
+    source, version_id = grid_of(context)
+    store = platform.store(config)
+    pointer = store.pointer(source)
+    if pointer is not None and pointer["model_version"] == version_id:
+        return AssetCheckResult(passed=True, metadata={"serving": 1, "passed": 1},
+                                description="this model version serves the source; nothing to gate")
+    report = evaluate_gate(store, source, version_id, labelled_queries(config.source(source)),
+                           query_embedders(store, config, platform.embedder), config.migration)
+    if report.passed and config.migration.promote == "auto":  # the operator chose: a pass swaps
+        row = swap(store, report, run_id=context.run.run_id,
+                   expected_dimension=model_dimension(model_for_version(config, store, version_id)))
+        summary = f"gate passed: swapped in (migration.promote: auto) at {row['table_name']}@v{row['table_version']}"
+    elif report.passed:
+        summary = "gate passed: may swap in (embeddings-platform migrate --source S --model M)"
+    elif not report.evaluable:  # nothing to judge by is not a failure of the candidate
+        summary = "; ".join(report.reasons)
+    else:
+        summary = "gate failed: " + "; ".join(report.reasons)
+    return AssetCheckResult(
+        passed=report.passed,
+        severity=AssetCheckSeverity.ERROR if report.evaluable else AssetCheckSeverity.WARN,
+        metadata={**report.metadata, "serving": 0, "summary": MetadataValue.text(summary),
+                  "serving_model_version": MetadataValue.text(report.serving_version or ""),
+                  "serving_table_version": MetadataValue.text(str(report.serving_table_version)),
+                  "candidate_profile": MetadataValue.text(report.candidate_profile)},
+        description=summary[:1000],
+    )
+
+
+staleness_job = define_asset_job(
+    "served_staleness_job",
+    selection=AssetSelection.checks(served_staleness),
+    partitions_def=source_model_partitions,
+    description="The time-based staleness check of every served (source, model version).",
+)
+
+
+def _served_staleness(context: ScheduleEvaluationContext, platform: PlatformResource):
+    keys = served_grid_keys(platform, context.instance)
+    if not keys:
+        return SkipReason("no source is served yet")
+    stamp = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+    return [RunRequest(run_key=f"{key}:{stamp}", tags=partition_tags(key)) for key in keys]
+
+
+# Data ages without any run: served_staleness re-runs on `checks.staleness.schedule`.
+served_staleness_schedule = schedule(
+    name="served_staleness_schedule", job=staleness_job, cron_schedule=CHECKS.staleness_cron,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Re-runs served_staleness for every served partition (checks.staleness.schedule).",
+)(_served_staleness)
+
+ASSETS = [serving_index]
+CHECKS_DEFS = [served_consistency, served_staleness, ann_recall, retrieval_recall, migration_gate]
+JOBS = [staleness_job]
+SCHEDULES = [served_staleness_schedule]
