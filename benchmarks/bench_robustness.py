@@ -8,7 +8,10 @@ Real processes, the deterministic hashing embedder (what is measured is bookkeep
 2. a refresh killed with SIGKILL at random points mid-embedding, then resumed, N times: the
    result is compared with a clean run, chunk by chunk and vector by vector;
 3. W processes writing one LanceDB table at once (W shard partitions, then W runs of the same
-   partition): every row present once.
+   partition): every row present once;
+4. the edges of "never serve what was deleted" (benchmarks/_serving_edges.py): an emptied
+   source, empty shards, rollbacks after a refresh, an entry edited in place, a dropped table,
+   parser bombs: documents lost, duplicated and deleted-but-served.
 The baseline of each figure is the clean single-process run of the same corpus in the same run.
 """
 
@@ -25,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import OUT, ROOT, bench_main, machine, timed  # noqa: E402
+from _serving_edges import run_edges  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -141,7 +145,7 @@ def run(documents: int, kills: int, writers: int) -> dict:
     return {"command": ".venv/bin/python benchmarks/bench_robustness.py  (also in: make bench)", "machine": machine(),
             "documents": documents, "chunks": len(clean), "clean_seconds": clean_seconds,
             "bad_input": bad_input(), "kill": kill_and_resume(folder, clean, kills, seed=11),
-            "concurrent": concurrent(folder, clean, writers)}
+            "concurrent": concurrent(folder, clean, writers), "edges": run_edges(WORK / "edges")}
 
 
 def render(r: dict) -> str:
@@ -157,7 +161,11 @@ processes. Baseline: a clean single-process run of the same corpus in the same r
 | refresh killed with SIGKILL at a random point mid-embedding, then resumed | {k['runs']} runs (killed after {min(k['killed_after_rows'])}–{max(k['killed_after_rows'])} of {r['chunks']} rows) | {zero(k['lost'])} | {zero(k['duplicated'])} | vectors differing from the clean run: {k['wrong_vectors']}; rows of the dead run re-embedded: {k['reembedded_after_resume']}; foreign rows: {k['foreign']} |
 | {c['writers']} shard partitions written by {c['writers']} processes into one table at once | {c['writers']} writers | {zero(c['shards']['lost'])} | {zero(c['shards']['duplicated'])} | vectors differing from the clean run: {c['shards']['wrong_vectors']}; {c['shards']['seconds']:.1f} s |
 | the same partition refreshed by {c['writers']} processes at once | {c['writers']} writers | {zero(c['same_partition']['lost'])} | {zero(c['same_partition']['duplicated'])} | vectors differing from the clean run: {c['same_partition']['wrong_vectors']}; {c['same_partition']['seconds']:.1f} s |
-"""
+
+| never serve what was deleted | documents lost | documents duplicated | deleted but served |
+| --- | ---: | ---: | ---: |
+""" + "".join(f"| {name} | {zero(e['lost'])} | {zero(e['duplicated'])} | {zero(e['deleted_but_served'])} |\n"
+              for name, e in r["edges"].items())
 
 
 def main(argv: list[str] | None = None) -> int:

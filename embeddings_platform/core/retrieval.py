@@ -87,7 +87,7 @@ def _vector_lists(table, vectors: Sequence[np.ndarray], depth: int, columns: lis
     for start in range(0, len(vectors), 256):
         block = [np.asarray(v, dtype=np.float32) for v in vectors[start:start + 256]]
         query = (table.search(block if len(block) > 1 else block[0], vector_column_name="vector")
-                 .metric("cosine").select(columns).limit(depth))
+                 .metric("cosine").select([*columns, "_distance"]).limit(depth))
         result = tuned(query, plan).to_arrow()
         index = (result.column("query_index").to_pylist() if "query_index" in result.column_names
                  else [0] * result.num_rows)
@@ -104,7 +104,7 @@ def _text_list(table, text: str, depth: int, columns: list[str]) -> list[dict]:
     terms, never parsed as query syntax (a quoted phrase would need a positional index)."""
     if not text.strip():
         return []
-    result = table.search(MatchQuery(text, "text"), query_type="fts").select(columns).limit(depth).to_arrow()
+    result = table.search(MatchQuery(text, "text"), query_type="fts").select([*columns, "_score"]).limit(depth).to_arrow()
     rows = result.select(columns + ["_score"]).to_pylist()
     return sorted(rows, key=lambda r: -float(r["_score"]))
 

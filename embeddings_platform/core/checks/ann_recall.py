@@ -102,7 +102,7 @@ def ann_recall(
         # one batched exact scan for all queries: a flat scan per query costs ~1 s at 1M rows
         t0 = time.perf_counter()
         exact_all = (table.search(vectors if len(vectors) > 1 else vectors[0], vector_column_name="vector")
-                     .metric("cosine").bypass_vector_index().select(["chunk_id"]).limit(k + 1).to_arrow())
+                     .metric("cosine").bypass_vector_index().select(["chunk_id", "_distance"]).limit(k + 1).to_arrow())
         exact_seconds = time.perf_counter() - t0
         query_index = (exact_all.column("query_index").to_pylist() if "query_index" in exact_all.column_names
                        else [0] * exact_all.num_rows)
@@ -113,7 +113,7 @@ def ann_recall(
     plan = served_plan(table)  # the serving query settings, read once for the whole sample
     for qi, (chunk_id, query) in enumerate(zip(ids, vectors)):
         t1 = time.perf_counter()
-        ann_query = table.search(query, vector_column_name="vector").metric("cosine").select(["chunk_id"]).limit(k + 1)
+        ann_query = table.search(query, vector_column_name="vector").metric("cosine").select(["chunk_id", "_distance"]).limit(k + 1)
         approx = (configure(ann_query) if configure else tuned(ann_query, plan)).to_list()
         ann_seconds += time.perf_counter() - t1
         exact = sorted((h for h in exact_by_query.get(qi, []) if h[0] != chunk_id), key=lambda h: h[1])[:k]
