@@ -3,6 +3,7 @@
 
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckResult,
     MetadataValue,
 )
 
@@ -12,6 +13,7 @@ from ..core.serving import (
 )
 from .partitions import grid_key, source_model_partitions
 from .resources import PlatformResource
+from .results import to_result
 
 OWNERS = ["team:ml-platform"]
 
@@ -63,3 +65,11 @@ def served_grid_keys(platform: PlatformResource, instance) -> list[str]:
         ):
             keys.append(str(grid_key(pointer["source"], pointer["model_version"])))
     return sorted(keys)
+
+
+def grid_check(context, platform, label: str, run) -> AssetCheckResult:
+    """What every check of a (source, model version) partition does: take the registry and
+    store of this step and the partition, run one core check, turn its report into the result."""
+    config = platform.load()
+    source, version_id = grid_of(context)
+    return to_result(run(config, platform.store(config), source, version_id), label)

@@ -31,12 +31,18 @@ from ..core.serving import (
 from ..core.stages.chunks import sync_chunks
 from ..core.stages.embeddings import sync_embeddings
 from ..core.store import chunks_table_name, last_data_version
-from .common import GROUP, OWNERS, _markdown_table, expected_dimension, grid_of
+from .common import (
+    GROUP,
+    OWNERS,
+    _markdown_table,
+    expected_dimension,
+    grid_check,
+    grid_of,
+)
 from .conditions import AFTER_DATA_CHANGE, ON_UPSTREAM_CHANGE
 from .partitions import source_model_partitions
 from .progress import EmbedProgress
 from .resources import PlatformResource
-from .results import to_result
 
 
 def model_to_build(context: AssetExecutionContext, config: PlatformConfig, store, version_id: str):
@@ -163,11 +169,8 @@ def _data_version(store, report) -> int | None:
     ),
 )
 def embeddings_consistency(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
-    config = platform.load()
-    source, version_id = grid_of(context)
-    report = core.consistency(platform.store(config), source, version_id, expected_dimension(config, platform.store(config), version_id),
-                              check_pointer=False)
-    return to_result(report, "consistency")
+    return grid_check(context, platform, "consistency", lambda config, store, source, version: core.consistency(
+        store, source, version, expected_dimension(config, store, version), check_pointer=False))
 
 
 @asset_check(
@@ -181,9 +184,8 @@ def embeddings_consistency(context: AssetCheckExecutionContext, platform: Platfo
     ),
 )
 def embeddings_staleness(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
-    config = platform.load()
-    source, version_id = grid_of(context)
-    return to_result(core.staleness(platform.store(config), source, version_id, config.checks), "staleness")
+    return grid_check(context, platform, "staleness", lambda config, store, source, version: core.staleness(
+        store, source, version, config.checks))
 
 
 embed_job = define_asset_job(

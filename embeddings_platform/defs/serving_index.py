@@ -35,6 +35,7 @@ from .common import (
     GROUP,
     OWNERS,
     expected_dimension,
+    grid_check,
     grid_of,
     partition_tags,
     served_grid_keys,
@@ -115,11 +116,8 @@ def _sample_search(platform: PlatformResource, config: PlatformConfig, source: s
     ),
 )
 def served_consistency(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
-    config = platform.load()
-    source, version_id = grid_of(context)
-    report = core.consistency(platform.store(config), source, version_id, expected_dimension(config, platform.store(config), version_id),
-                              at="served")
-    return to_result(report, "served consistency")
+    return grid_check(context, platform, "served consistency", lambda config, store, source, version: core.consistency(
+        store, source, version, expected_dimension(config, store, version), at="served"))
 
 
 @asset_check(
@@ -133,10 +131,8 @@ def served_consistency(context: AssetCheckExecutionContext, platform: PlatformRe
     ),
 )
 def served_staleness(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
-    config = platform.load()
-    source, version_id = grid_of(context)
-    report = core.staleness(platform.store(config), source, version_id, config.checks, at="served")
-    return to_result(report, "served staleness")
+    return grid_check(context, platform, "served staleness", lambda config, store, source, version: core.staleness(
+        store, source, version, config.checks, at="served"))
 
 
 @asset_check(
@@ -150,9 +146,8 @@ def served_staleness(context: AssetCheckExecutionContext, platform: PlatformReso
     ),
 )
 def ann_recall(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
-    config = platform.load()
-    source, version_id = grid_of(context)
-    return to_result(core.ann_recall(platform.store(config), source, version_id, config.checks), "ann recall")
+    return grid_check(context, platform, "ann recall", lambda config, store, source, version: core.ann_recall(
+        store, source, version, config.checks))
 
 
 @asset_check(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -11,11 +11,11 @@ import numpy as np
 from ..config import ChecksConfig
 from ..indexing import served_plan, tuned, vector_index
 from ..store import Store, vectors_table_name
-from .common import ERROR, OK, numeric, resolve_version
+from .common import ERROR, OK, Report, resolve_version
 
 
 @dataclass
-class AnnRecallReport:
+class AnnRecallReport(Report):
     source: str
     version_id: str
     table_name: str
@@ -35,13 +35,6 @@ class AnnRecallReport:
     note: str = ""
     severity: str = OK
     problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.severity == OK
-
-    def metadata(self) -> dict[str, float | int]:
-        return numeric(asdict(self)) | {"problems": len(self.problems)}
 
 
 def ann_recall(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -94,3 +95,17 @@ def snapshots_of(store: Store, source: str) -> list[dict[str, Any]]:
     rows = Store.read(store.open_table("snapshots"), ["snapshot_id", "created_at"],
                       where=equal(source=source)).to_pylist()
     return sorted(rows, key=lambda r: r["created_at"])
+
+
+class Report:
+    """What every check report answers: ok or not, and its plottable numbers (for the UI)."""
+
+    severity: str
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.severity == OK
+
+    def metadata(self) -> dict[str, float | int]:
+        return numeric(asdict(self)) | {"problems": len(self.problems)}

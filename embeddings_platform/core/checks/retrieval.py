@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -16,7 +16,7 @@ from ..ids import digest
 from ..retrieval import RetrievalProfile
 from ..store import Store, utcnow, vectors_table_name
 from .baselines import get_baseline, record_baseline
-from .common import ERROR, OK, WARN, numeric, resolve_version, worst
+from .common import ERROR, OK, WARN, Report, resolve_version, worst
 from .query_cache import cached_query_embedder
 from .ragas_scores import ragas_id_scores
 
@@ -27,7 +27,7 @@ def labels_sha256(queries: Sequence[LabelledQuery]) -> str:
 
 
 @dataclass
-class RetrievalReport:
+class RetrievalReport(Report):
     source: str
     version_id: str
     table_name: str
@@ -50,13 +50,6 @@ class RetrievalReport:
     profile: str = ""               # the retrieval profile the queries were ranked under
     severity: str = OK
     problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.severity == OK
-
-    def metadata(self) -> dict[str, float | int]:
-        return numeric(asdict(self)) | {"problems": len(self.problems)}
 
 
 def retrieval_recall(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyarrow as pa
@@ -15,9 +15,9 @@ from .common import (
     ERROR,
     OK,
     WARN,
+    Report,
     as_utc,
     chunks_table,
-    numeric,
     resolve_version,
     served_version,
     shard_rows,
@@ -29,7 +29,7 @@ from .common import (
 
 
 @dataclass
-class StalenessReport:
+class StalenessReport(Report):
     source: str
     version_id: str
     table_name: str
@@ -50,13 +50,6 @@ class StalenessReport:
     seconds: float = 0.0
     severity: str = OK
     problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.severity == OK
-
-    def metadata(self) -> dict[str, float | int]:
-        return numeric(asdict(self)) | {"problems": len(self.problems)}
 
 
 def staleness(
