@@ -1,4 +1,5 @@
-"""LanceDB commits that race other writers: retried, or recognised as already done.
+"""LanceDB commits that race other writers: retried, or recognised as already done (part of
+the store layer: only core/store.py uses it).
 
 Several processes write one LanceDB database (shards, two runs of a partition, a refresh during a
 migration). A commit that loses a race is run again with jittered backoff (tenacity); a table

@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
-from lancedb.query import MatchQuery
 from pydantic.dataclasses import dataclass as settings
 
 from .indexing import served_plan, tuned
 from .registry import STRICT, KnownKeys, PositiveInt
+from .store import text_query
 
 Mode = Literal["vector", "fts", "hybrid"]
 MODES: tuple[str, ...] = ("vector", "fts", "hybrid")
@@ -104,7 +104,7 @@ def _text_list(table, text: str, depth: int, columns: list[str]) -> list[dict]:
     terms, never parsed as query syntax (a quoted phrase would need a positional index)."""
     if not text.strip():
         return []
-    result = table.search(MatchQuery(text, "text"), query_type="fts").select([*columns, "_score"]).limit(depth).to_arrow()
+    result = table.search(text_query(text), query_type="fts").select([*columns, "_score"]).limit(depth).to_arrow()
     rows = result.select(columns + ["_score"]).to_pylist()
     return sorted(rows, key=lambda r: -float(r["_score"]))
 

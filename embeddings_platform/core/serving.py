@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
-from lancedb.query import MatchQuery
 
 from .config import (
     ModelConfig,
@@ -29,6 +28,7 @@ from .store import (
     chunks_table_name,
     either,
     equal,
+    text_query,
     utcnow,
     vectors_table_name,
 )
@@ -305,6 +305,6 @@ def format_json(value: Any) -> str:
 def text_preview(store: Store, table_name: str, table_version: int, query: str, k: int = 3) -> list[dict[str, Any]]:
     """Top-k full-text hits of one table version: a look at what an index returns, no model needed."""
     table = store.open_table(table_name, table_version)
-    rows = table.search(MatchQuery(query, "text"), query_type="fts").select(["doc_id", "text", "_score"]).limit(k).to_list()
+    rows = table.search(text_query(query), query_type="fts").select(["doc_id", "text", "_score"]).limit(k).to_list()
     return [{"doc_id": r["doc_id"], "score": float(r["_score"]), "text": " ".join(r["text"].split())[:160]}
             for r in rows]

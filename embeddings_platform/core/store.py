@@ -11,6 +11,7 @@ from typing import Any, Iterable
 import lancedb
 import pyarrow as pa
 from lancedb.expr import col, lit
+from lancedb.query import MatchQuery
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -74,6 +75,12 @@ def equal(**values: Any):
 def one_of(column: str, values: Iterable[str]):
     """A filter: the column holds one of the values."""
     return col(column).isin(list(values))
+
+
+def text_query(text: str, column: str = "text"):
+    """A full-text query whose words are data: tokenised as terms, never parsed as query syntax
+    (a quoted phrase would otherwise need a positional index, and fail without one)."""
+    return MatchQuery(text, column)
 
 
 def either(*filters):
