@@ -9,7 +9,8 @@ from .base import RawDocument, SourceSettings
 from .beir import BeirSource
 from .folder import FOLDER_SUFFIXES, FolderSource
 from .jsonl import JsonlSource
+from .parquet import ParquetSource
 from .pydoc_topics import PydocTopicsSource
 
-__all__ = ["FOLDER_SUFFIXES", "BeirSource", "FolderSource", "JsonlSource", "PydocTopicsSource", "RawDocument",
-           "SourceSettings"]
+__all__ = ["FOLDER_SUFFIXES", "BeirSource", "FolderSource", "JsonlSource",
+           "ParquetSource", "PydocTopicsSource", "RawDocument", "SourceSettings"]

@@ -1,0 +1,162 @@
+"""The table source kinds (parquet, postgres, iceberg) through a real refresh.
+
+Each kind: a first build, then an edit, a delete and an insert, refreshed through
+`core.pipeline.refresh` with the hashing model; exactly the edited and inserted documents are
+embedded again, the deleted one is no longer found; bad rows reach quarantine with their
+reason; an unreadable source is a SourceError naming the setting; `signature()` moves only
+when the content may have.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from embeddings_platform.core.config import load_config
+from embeddings_platform.core.documents import read_source
+from embeddings_platform.core.models import HashingEmbedder, model_version
+from embeddings_platform.core.pipeline import refresh
+from embeddings_platform.core.registry import SourceError
+from embeddings_platform.core.serving import embedder_query_function, search
+from embeddings_platform.core.store import Store, vectors_table_name
+from embeddings_platform.defs.resources import cached_embedder
+from embeddings_platform.testing import write_config
+
+# one short text per document: one chunk each, so texts embedded == documents embedded
+ROWS = {
+    "a": "Cats purr and hunt mice at night.",
+    "b": "Dogs bark and fetch sticks.",
+    "c": "Owls glide silently over fields.",
+    "d": "Tea is brewed from leaves.",
+}
+EDITED = {**{k: v for k, v in ROWS.items() if k != "c"},
+          "b": "Dogs guard the house loudly.", "e": "Rust compiles to fast code."}
+
+
+class Cell:
+    """One registered source x the hashing model, refreshed without an orchestrator."""
+
+    def __init__(self, tmp_path: Path, source: dict):
+        self.config = load_config(write_config(tmp_path / "platform.yaml", [source]))
+        self.source = self.config.sources[0]
+        self.model = self.config.models[0]
+        self.store = Store(self.config.storage_uri)
+        self.runs = 0
+
+    def refresh(self) -> set[str]:
+        """Refresh once; the documents whose chunks this run embedded (model calls counted)."""
+        self.runs += 1
+        run_id = f"run-{self.runs}"
+        embedder = HashingEmbedder(self.model.dimension)
+        refresh(self.store, self.source, self.model, self.config.serving, lambda: embedder, run_id)
+        rows = self.vectors()
+        embedded = [r["doc_id"] for r in rows if r["run_id"] == run_id]
+        assert embedder.texts_embedded == len(embedded)
+        return set(embedded)
+
+    def vectors(self) -> list[dict]:
+        name = vectors_table_name(self.source.name, model_version(self.model).version_id)
+        return self.store.db.open_table(name).to_arrow().to_pylist()
+
+    def found(self, query: str) -> set[str]:
+        embed = embedder_query_function(self.config, self.store, cached_embedder, query)
+        return {hit.doc_id for hit in search(self.store, self.source.name, query, 10, embed)}
+
+
+def _check_edit_cycle(cell: Cell, write) -> None:
+    """First build, nothing-changed, then edit b, delete c, insert e."""
+    write(ROWS)
+    assert cell.refresh() == set(ROWS)
+    assert "c" in cell.found("owls glide silently")
+    assert cell.refresh() == set()
+    write(EDITED)
+    assert cell.refresh() == {"b", "e"}
+    assert "c" not in cell.found("owls glide silently over fields")
+    assert {r["doc_id"] for r in cell.vectors()} == set(EDITED)
+    assert "b" in cell.found("dogs guard the house")
+
+
+def _reasons(source) -> dict[str, str]:
+    return {r.doc_id: r.reason for r in read_source(source)[1]}
+
+
+# --- parquet -----------------------------------------------------------------------------------
+
+
+def _write_parquet(path: Path, rows: dict[str, str]) -> None:
+    table = pa.table({"key": list(rows), "title": [f"T{k}" for k in rows],
+                      "body": list(rows.values()), "lang": ["en"] * len(rows)})
+    pq.write_table(table, path, row_group_size=2)  # several row groups: read batch by batch
+
+
+def _parquet(tmp_path, **settings) -> dict:
+    return {"name": "books", "kind": "parquet", "path": str(tmp_path / "books.parquet"),
+            "id_column": "key", "text_columns": ["body"], **settings}
+
+
+def test_parquet_edit_delete_insert_embeds_exactly_the_changes(tmp_path):
+    cell = Cell(tmp_path, _parquet(tmp_path, metadata_columns=["lang"]))
+    _check_edit_cycle(cell, lambda rows: _write_parquet(tmp_path / "books.parquet", rows))
+    assert {r["doc_id"]: r["metadata_json"] for r in cell.vectors()}["a"] == '{"lang": "en"}'
+
+
+def test_parquet_folder_reads_every_file_in_batches(tmp_path):
+    (tmp_path / "parts").mkdir()
+    _write_parquet(tmp_path / "parts" / "1.parquet", {"a": ROWS["a"], "b": ROWS["b"]})
+    _write_parquet(tmp_path / "parts" / "2.parquet", {"c": ROWS["c"]})
+    source = Cell(tmp_path, _parquet(tmp_path, path=str(tmp_path / "parts"),
+                                     text_columns=["title", "body"])).source
+    docs = {d.doc_id: d.text for d in read_source(source)[0]}
+    assert docs == {"a": f"Ta\n\n{ROWS['a']}", "b": f"Tb\n\n{ROWS['b']}", "c": f"Tc\n\n{ROWS['c']}"}
+    glob = Cell(tmp_path, _parquet(tmp_path, path=str(tmp_path / "parts" / "*.parquet"))).source
+    assert {d.doc_id for d in read_source(glob)[0]} == {"a", "b", "c"}
+
+
+def test_parquet_bad_rows_are_quarantined_with_their_reason(tmp_path):
+    table = pa.table({
+        "key": ["ok", None, "nulltext", "emptytext", "ok", "binary", ""],
+        "body": ["Fine text here.", "orphan", None, "", "Second copy.", None, "no id"],
+        "raw": pa.array([None, None, None, None, None, b"\xff\xfe bad", None], pa.binary()),
+    })
+    pq.write_table(table, tmp_path / "books.parquet")
+    source = Cell(tmp_path, _parquet(tmp_path, text_columns=["body", "raw"])).source
+    docs, _ = read_source(source)
+    assert [d.doc_id for d in docs] == ["ok"]
+    assert _reasons(source) == {
+        "row-2": "missing id: column 'key' is NULL or empty",
+        "nulltext": "empty: text columns 'body', 'raw' NULL or empty",
+        "emptytext": "empty: text columns 'body', 'raw' NULL or empty",
+        "ok": "duplicate doc id: first occurrence kept",
+        "binary": "undecodable: column 'raw' is not UTF-8: invalid start byte at byte 0",
+        "row-7": "missing id: column 'key' is NULL or empty",
+    }
+
+
+def test_parquet_missing_file_or_column_is_a_source_error(tmp_path):
+    path = tmp_path / "books.parquet"
+    missing = Cell(tmp_path, _parquet(tmp_path)).source
+    with pytest.raises(SourceError) as error:
+        read_source(missing)
+    assert str(error.value) == f"sources[books].path: {path} does not exist; fix the path or create it"
+    _write_parquet(path, ROWS)
+    wrong = Cell(tmp_path, _parquet(tmp_path, id_column="x")).source
+    with pytest.raises(SourceError) as error:
+        read_source(wrong)
+    assert str(error.value) == (f"sources[books].id_column: column 'x' is not in {path} "
+                                "(columns: key, title, body, lang)")
+    wrong = Cell(tmp_path, _parquet(tmp_path, metadata_columns=["lang", "year"])).source
+    with pytest.raises(SourceError, match=r"^sources\[books\].metadata_columns: column 'year'"):
+        read_source(wrong)
+
+
+def test_parquet_signature_moves_only_with_the_files(tmp_path):
+    path = tmp_path / "books.parquet"
+    _write_parquet(path, ROWS)
+    source = Cell(tmp_path, _parquet(tmp_path)).source
+    first = source.signature()
+    assert first is not None and source.signature() == first
+    _write_parquet(path, EDITED)
+    assert source.signature() != first
