@@ -9,8 +9,15 @@ when the content may have.
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
 
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -20,6 +27,7 @@ from embeddings_platform.core.documents import read_source
 from embeddings_platform.core.models import HashingEmbedder, model_version
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.registry import SourceError
+from embeddings_platform.core.sources.postgres import redacted
 from embeddings_platform.core.serving import embedder_query_function, search
 from embeddings_platform.core.store import Store, vectors_table_name
 from embeddings_platform.defs.resources import cached_embedder
@@ -140,7 +148,8 @@ def test_parquet_missing_file_or_column_is_a_source_error(tmp_path):
     missing = Cell(tmp_path, _parquet(tmp_path)).source
     with pytest.raises(SourceError) as error:
         read_source(missing)
-    assert str(error.value) == f"sources[books].path: {path} does not exist; fix the path or create it"
+    assert str(error.value) == (f"sources[books].path: {path} does not exist; fix the path or "
+                                "create it")
     _write_parquet(path, ROWS)
     wrong = Cell(tmp_path, _parquet(tmp_path, id_column="x")).source
     with pytest.raises(SourceError) as error:
@@ -160,3 +169,177 @@ def test_parquet_signature_moves_only_with_the_files(tmp_path):
     assert first is not None and source.signature() == first
     _write_parquet(path, EDITED)
     assert source.signature() != first
+
+
+# --- postgres: a real server, started once for this module -----------------------------------
+
+
+def _pg_bin(name: str) -> str:
+    """initdb/pg_ctl on PATH, else Debian's /usr/lib/postgresql/*/bin (`apt-get install
+    postgresql`: make system-deps)."""
+    found = shutil.which(name) or next(iter(sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    assert found, f"{name} is missing: install Debian's postgresql (make system-deps does)"
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PgServer:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (socket in its folder). PostgreSQL refuses
+    to run as root: as root, it runs as the `postgres` user Debian's package creates."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="pgtest-"))
+        self.port = _free_port()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.dir, "postgres")
+        self.dsn = f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres password=s3cret"
+        self._run(_pg_bin("initdb"), "-D", str(self.dir / "data"), "-U", "postgres",
+                  "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self.as_user, *args], check=True, capture_output=True, cwd=self.dir)
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
+                   "-c full_page_writes=off")
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
+                  "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+    def execute(self, query: str, params=None) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(query, params)
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = PgServer()
+    server.start()
+    yield server
+    try:
+        server.stop()
+    finally:
+        shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_table(pg, monkeypatch, request):
+    """A fresh table per test (named after it), and the DSN in the default variable."""
+    table = "t_" + request.node.name.removeprefix("test_")[:40]
+    pg.execute(f"DROP TABLE IF EXISTS {table}")
+    pg.execute(f"CREATE TABLE {table} (key text, body text, raw bytea, lang text, "
+               "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())")
+    monkeypatch.setenv("EMBEDDINGS_PG_DSN", pg.dsn)
+    return table
+
+
+def _pg_write(pg, table: str, rows: dict[str, str]) -> None:
+    """Make the table hold exactly rows: delete the others, update changed ones, insert new."""
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        current = dict(conn.execute(f"SELECT key, body FROM {table}").fetchall())
+        for key in set(current) - set(rows):
+            conn.execute(f"DELETE FROM {table} WHERE key = %s", (key,))
+        for key, body in rows.items():
+            if key not in current:
+                conn.execute(f"INSERT INTO {table} (key, body, lang) VALUES (%s, %s, 'en')",
+                             (key, body))
+            elif current[key] != body:
+                conn.execute(f"UPDATE {table} SET body = %s, updated_at = clock_timestamp() "
+                             "WHERE key = %s", (body, key))
+
+
+def _postgres(table: str, **settings) -> dict:
+    return {"name": "crm", "kind": "postgres", "table": f"public.{table}", "id_column": "key",
+            "text_columns": ["body"], "updated_at_column": "updated_at", **settings}
+
+
+def test_postgres_edit_delete_insert_embeds_exactly_the_changes(tmp_path, pg, pg_table):
+    cell = Cell(tmp_path, _postgres(pg_table, metadata_columns=["lang"]))
+    _check_edit_cycle(cell, lambda rows: _pg_write(pg, pg_table, rows))
+
+
+def test_postgres_bad_rows_are_quarantined_with_their_reason(tmp_path, pg, pg_table):
+    pg.execute(f"INSERT INTO {pg_table} (key, body, raw) VALUES ('ok', 'Fine text.', NULL), "
+               "(NULL, 'orphan', NULL), ('nulltext', NULL, NULL), ('emptytext', '', NULL), "
+               "('ok', 'Second copy.', NULL), ('binary', NULL, '\\xfffe20626164')")
+    source = Cell(tmp_path, _postgres(pg_table, text_columns=["body", "raw"])).source
+    assert [d.doc_id for d in read_source(source)[0]] == ["ok"]
+    assert _reasons(source) == {
+        "row-6": "missing id: column 'key' is NULL or empty",  # NULLs sort last
+        "nulltext": "empty: text columns 'body', 'raw' NULL or empty",
+        "emptytext": "empty: text columns 'body', 'raw' NULL or empty",
+        "ok": "duplicate doc id: first occurrence kept",
+        "binary": "undecodable: column 'raw' is not UTF-8: invalid start byte at byte 0",
+    }
+
+
+def test_postgres_wrong_column_missing_table_unreachable_server(tmp_path, pg, pg_table,
+                                                                monkeypatch):
+    wrong = Cell(tmp_path, _postgres(pg_table, id_column="x")).source
+    with pytest.raises(SourceError) as error:
+        read_source(wrong)
+    assert str(error.value) == (f"sources[crm].id_column: column 'x' is not in table "
+                                f"'public.{pg_table}' (columns: key, body, raw, lang, updated_at)")
+    missing = Cell(tmp_path, _postgres("nowhere")).source
+    with pytest.raises(SourceError) as error:
+        read_source(missing)
+    shown = redacted(pg.dsn)
+    assert "s3cret" not in shown and "password=***" in shown and f"port={pg.port}" in shown
+    assert str(error.value) == (f"sources[crm].table: table 'public.nowhere' does not exist "
+                                f"({shown}): relation \"public.nowhere\" does not exist")
+    down = f"host=127.0.0.1 port={_free_port()} dbname=postgres user=postgres password=s3cret"
+    monkeypatch.setenv("EMBEDDINGS_PG_DSN", down)
+    source = Cell(tmp_path, _postgres(pg_table)).source
+    with pytest.raises(SourceError) as error:
+        read_source(source)
+    port = down.split()[1].removeprefix("port=")
+    assert str(error.value) == (
+        f"sources[crm].dsn_env: cannot connect to the server in $EMBEDDINGS_PG_DSN "
+        f"({redacted(down)}): connection failed: connection to server at \"127.0.0.1\", "
+        f"port {port} failed: Connection refused")
+    assert "s3cret" not in str(error.value)
+    monkeypatch.delenv("EMBEDDINGS_PG_DSN")
+    with pytest.raises(SourceError) as error:
+        read_source(source)
+    assert str(error.value) == ("sources[crm].dsn_env: the environment variable "
+                                "EMBEDDINGS_PG_DSN is not set; export the server's connection "
+                                "string in it")
+
+
+def test_postgres_signature_is_the_watermark_and_the_count(tmp_path, pg, pg_table):
+    _pg_write(pg, pg_table, ROWS)
+    source = Cell(tmp_path, _postgres(pg_table)).source
+    first = source.signature()
+    assert first is not None and first.endswith("|4") and source.signature() == first
+    _pg_write(pg, pg_table, {**ROWS, "b": "Dogs guard the house."})
+    edited = source.signature()
+    assert edited != first and edited.endswith("|4")
+    _pg_write(pg, pg_table, {k: v for k, v in ROWS.items() if k != "c"})
+    assert source.signature().endswith("|3")
+    assert Cell(tmp_path, _postgres(pg_table, updated_at_column=None)).source.signature() is None
+
+
+def test_postgres_refresh_while_the_server_restarts_loses_nothing(tmp_path, pg, pg_table):
+    cell = Cell(tmp_path, _postgres(pg_table))
+    _pg_write(pg, pg_table, ROWS)
+    assert cell.refresh() == set(ROWS)
+    _pg_write(pg, pg_table, EDITED)
+    pg.stop()
+    try:
+        with pytest.raises(SourceError, match=r"^sources\[crm\]\.dsn_env: cannot connect"):
+            cell.refresh()
+        assert {r["doc_id"] for r in cell.vectors()} == set(ROWS)  # nothing unserved
+    finally:
+        pg.start()
+    assert cell.refresh() == {"b", "e"}
+    assert {r["doc_id"] for r in cell.vectors()} == set(EDITED)
+    assert "c" not in cell.found("owls glide silently over fields")

@@ -10,7 +10,8 @@ from .beir import BeirSource
 from .folder import FOLDER_SUFFIXES, FolderSource
 from .jsonl import JsonlSource
 from .parquet import ParquetSource
+from .postgres import PostgresSource
 from .pydoc_topics import PydocTopicsSource
 
 __all__ = ["FOLDER_SUFFIXES", "BeirSource", "FolderSource", "JsonlSource",
-           "ParquetSource", "PydocTopicsSource", "RawDocument", "SourceSettings"]
+           "ParquetSource", "PostgresSource", "PydocTopicsSource", "RawDocument", "SourceSettings"]
