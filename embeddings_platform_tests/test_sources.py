@@ -343,3 +343,102 @@ def test_postgres_refresh_while_the_server_restarts_loses_nothing(tmp_path, pg, 
     assert cell.refresh() == {"b", "e"}
     assert {r["doc_id"] for r in cell.vectors()} == set(EDITED)
     assert "c" not in cell.found("owls glide silently over fields")
+
+
+# --- iceberg: pyiceberg's SQL catalog on SQLite, a local warehouse ------------------------------
+
+ICEBERG_SCHEMA = pa.schema([("key", pa.string()), ("body", pa.string()), ("raw", pa.binary()),
+                            ("lang", pa.string())])
+
+
+def _catalog(tmp_path) -> dict:
+    (tmp_path / "warehouse").mkdir(exist_ok=True)
+    return {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db",
+            "warehouse": f"file://{tmp_path}/warehouse"}
+
+
+def _iceberg_table(tmp_path):
+    from pyiceberg.catalog import load_catalog
+
+    catalog = load_catalog("lake", **_catalog(tmp_path))
+    catalog.create_namespace("docs")
+    return catalog.create_table("docs.notes", schema=ICEBERG_SCHEMA)
+
+
+def _iceberg_rows(rows: dict[str, str]) -> pa.Table:
+    return pa.table({"key": list(rows), "body": list(rows.values()),
+                     "raw": pa.array([None] * len(rows), pa.binary()),
+                     "lang": ["en"] * len(rows)}, schema=ICEBERG_SCHEMA)
+
+
+def _iceberg(tmp_path, **settings) -> dict:
+    return {"name": "lake", "kind": "iceberg", "catalog": _catalog(tmp_path),
+            "catalog_name": "lake", "table": "docs.notes", "id_column": "key",
+            "text_columns": ["body"], **settings}
+
+
+@pytest.mark.filterwarnings("ignore:Delete operation did not match any records")
+def test_iceberg_edit_delete_insert_embeds_exactly_the_changes(tmp_path):
+    table = _iceberg_table(tmp_path)
+    cell = Cell(tmp_path, _iceberg(tmp_path, metadata_columns=["lang"]))
+    _check_edit_cycle(cell, lambda rows: table.overwrite(_iceberg_rows(rows)))
+
+
+def test_iceberg_vectors_name_the_snapshot_they_came_from(tmp_path):
+    table = _iceberg_table(tmp_path)
+    cell = Cell(tmp_path, _iceberg(tmp_path))
+    table.append(_iceberg_rows(ROWS))
+    first = table.current_snapshot().snapshot_id
+    assert cell.refresh() == set(ROWS)
+    assert {r["metadata_json"] for r in cell.vectors()} == {f'{{"iceberg_snapshot_id": {first}}}'}
+    table.overwrite(_iceberg_rows(EDITED))
+    second = table.refresh().current_snapshot().snapshot_id
+    assert second != first
+    assert cell.refresh() == {"b", "e"}
+    written = {r["doc_id"]: r["metadata_json"] for r in cell.vectors()}
+    assert written["b"] == written["e"] == f'{{"iceberg_snapshot_id": {second}}}'
+    assert set(written) == set(EDITED)
+
+
+def test_iceberg_bad_rows_are_quarantined_with_their_reason(tmp_path):
+    table = _iceberg_table(tmp_path)
+    table.append(pa.table({
+        "key": ["ok", None, "nulltext", "emptytext", "ok", "binary"],
+        "body": ["Fine text here.", "orphan", None, "", "Second copy.", None],
+        "raw": pa.array([None, None, None, None, None, b"\xff\xfe bad"], pa.binary()),
+        "lang": ["en"] * 6}, schema=ICEBERG_SCHEMA))
+    source = Cell(tmp_path, _iceberg(tmp_path, text_columns=["body", "raw"])).source
+    assert [d.doc_id for d in read_source(source)[0]] == ["ok"]
+    assert _reasons(source) == {
+        "row-2": "missing id: column 'key' is NULL or empty",
+        "nulltext": "empty: text columns 'body', 'raw' NULL or empty",
+        "emptytext": "empty: text columns 'body', 'raw' NULL or empty",
+        "ok": "duplicate doc id: first occurrence kept",
+        "binary": "undecodable: column 'raw' is not UTF-8: invalid start byte at byte 0",
+    }
+
+
+def test_iceberg_missing_table_or_column_is_a_source_error(tmp_path):
+    missing = Cell(tmp_path, _iceberg(tmp_path)).source
+    with pytest.raises(SourceError) as error:
+        read_source(missing)
+    assert str(error.value) == ("sources[lake].table: table 'docs.notes' does not exist in the "
+                                "catalog")
+    _iceberg_table(tmp_path)
+    wrong = Cell(tmp_path, _iceberg(tmp_path, text_columns=["text"])).source
+    with pytest.raises(SourceError) as error:
+        read_source(wrong)
+    assert str(error.value) == ("sources[lake].text_columns: column 'text' is not in table "
+                                "'docs.notes' (columns: key, body, raw, lang)")
+    assert read_source(Cell(tmp_path, _iceberg(tmp_path)).source) == ([], [])  # empty: valid
+
+
+def test_iceberg_signature_is_the_current_snapshot_id(tmp_path):
+    table = _iceberg_table(tmp_path)
+    source = Cell(tmp_path, _iceberg(tmp_path)).source
+    assert source.signature() == "empty"
+    table.append(_iceberg_rows(ROWS))
+    first = source.signature()
+    assert first == str(table.current_snapshot().snapshot_id) and source.signature() == first
+    table.overwrite(_iceberg_rows(EDITED))
+    assert source.signature() == str(table.refresh().current_snapshot().snapshot_id) != first
