@@ -26,6 +26,7 @@ from embeddings_platform.core.config import load_config
 from embeddings_platform.core.documents import read_source
 from embeddings_platform.core.models import HashingEmbedder, model_version
 from embeddings_platform.core.pipeline import refresh
+from embeddings_platform.core.refresh import listing_signature
 from embeddings_platform.core.registry import SourceError
 from embeddings_platform.core.sources.postgres import redacted
 from embeddings_platform.core.serving import embedder_query_function, search
@@ -167,6 +168,7 @@ def test_parquet_signature_moves_only_with_the_files(tmp_path):
     source = Cell(tmp_path, _parquet(tmp_path)).source
     first = source.signature()
     assert first is not None and source.signature() == first
+    assert listing_signature(source) == first  # what the refresh sensor compares
     _write_parquet(path, EDITED)
     assert source.signature() != first
 
@@ -320,6 +322,7 @@ def test_postgres_signature_is_the_watermark_and_the_count(tmp_path, pg, pg_tabl
     source = Cell(tmp_path, _postgres(pg_table)).source
     first = source.signature()
     assert first is not None and first.endswith("|4") and source.signature() == first
+    assert listing_signature(source) == first
     _pg_write(pg, pg_table, {**ROWS, "b": "Dogs guard the house."})
     edited = source.signature()
     assert edited != first and edited.endswith("|4")
@@ -343,6 +346,40 @@ def test_postgres_refresh_while_the_server_restarts_loses_nothing(tmp_path, pg, 
     assert cell.refresh() == {"b", "e"}
     assert {r["doc_id"] for r in cell.vectors()} == set(EDITED)
     assert "c" not in cell.found("owls glide silently over fields")
+
+
+def test_postgres_server_stopped_in_the_middle_of_a_read_loses_nothing(tmp_path, pg, pg_table,
+                                                                       monkeypatch):
+    """The server goes away after the first batch: the read raises instead of returning the
+    rows it got (which would unserve the others), and the next refresh embeds only changes."""
+    from embeddings_platform.core.sources import postgres, rows as row_module
+
+    cell = Cell(tmp_path, _postgres(pg_table))
+    _pg_write(pg, pg_table, ROWS)
+    assert cell.refresh() == set(ROWS)
+    _pg_write(pg, pg_table, EDITED)
+    monkeypatch.setattr(postgres, "BATCH_ROWS", 2)
+    read = []
+
+    def stop_after_first_batch(*args, **kwargs):
+        read.append(args[2])
+        if len(read) == 2:
+            pg.stop()
+        return row_module.row_document(*args, **kwargs)
+
+    monkeypatch.setattr(postgres, "row_document", stop_after_first_batch)
+    try:
+        with pytest.raises(SourceError, match=r"^sources\[crm\]\.dsn_env: lost the server in "
+                           r"\$EMBEDDINGS_PG_DSN while reading 'public\.t_"):
+            cell.refresh()
+    finally:
+        pg.start()
+    assert read == ["row-1", "row-2"]
+    assert {r["doc_id"] for r in cell.vectors()} == set(ROWS)  # nothing unserved
+    monkeypatch.undo()
+    monkeypatch.setenv("EMBEDDINGS_PG_DSN", pg.dsn)
+    assert cell.refresh() == {"b", "e"}
+    assert {r["doc_id"] for r in cell.vectors()} == set(EDITED)
 
 
 # --- iceberg: pyiceberg's SQL catalog on SQLite, a local warehouse ------------------------------
@@ -440,5 +477,6 @@ def test_iceberg_signature_is_the_current_snapshot_id(tmp_path):
     table.append(_iceberg_rows(ROWS))
     first = source.signature()
     assert first == str(table.current_snapshot().snapshot_id) and source.signature() == first
+    assert listing_signature(source) == first
     table.overwrite(_iceberg_rows(EDITED))
     assert source.signature() == str(table.refresh().current_snapshot().snapshot_id) != first
