@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embeddings_platform.core.config import load_config
-from embeddings_platform.core.documents import read_source
+from embeddings_platform.core.config import DocumentsConfig, load_config
+from embeddings_platform.core.documents import Rejected, read_source
 from embeddings_platform.core.models import HashingEmbedder, model_version
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.refresh import listing_signature
@@ -134,6 +134,8 @@ def test_parquet_bad_rows_are_quarantined_with_their_reason(tmp_path):
     source = Cell(tmp_path, _parquet(tmp_path, text_columns=["body", "raw"])).source
     docs, _ = read_source(source)
     assert [d.doc_id for d in docs] == ["ok"]
+    small = DocumentsConfig(max_document_bytes=10)  # "Fine text here." is 15 bytes
+    assert read_source(source, small)[1][0] == Rejected("ok", "too large: 15 bytes > limit 10")
     assert _reasons(source) == {
         "row-2": "missing id: column 'key' is NULL or empty",
         "nulltext": "empty: text columns 'body', 'raw' NULL or empty",

@@ -84,6 +84,8 @@ class PostgresSource(SourceSettings):
         except psycopg.OperationalError as exc:
             raise self._failure("dsn_env", f"lost the server in ${self.dsn_env} while reading "
                                 f"{self.table!r}", exc, dsn) from exc
+        except psycopg.Error as exc:  # e.g. a column dropped between check and read
+            raise self._failure("table", f"cannot read table {self.table!r}", exc, dsn) from exc
 
     def _columns(self, conn: psycopg.Connection) -> list[str]:
         with conn.cursor() as cur:
@@ -92,11 +94,11 @@ class PostgresSource(SourceSettings):
 
     def check(self) -> None:
         with self._connect() as conn:
-            check_columns(self, self._columns(conn), f"table {self.table!r}")
-            if self.updated_at_column and self.updated_at_column not in self._columns(conn):
-                raise source_error(self, "updated_at_column", f"column "
-                                   f"{self.updated_at_column!r} is not in table {self.table!r} "
-                                   f"(columns: {', '.join(self._columns(conn))})")
+            columns = self._columns(conn)
+        check_columns(self, columns, f"table {self.table!r}")
+        if self.updated_at_column and self.updated_at_column not in columns:
+            raise source_error(self, "updated_at_column", f"column {self.updated_at_column!r} "
+                               f"is not in table {self.table!r} (columns: {', '.join(columns)})")
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
         columns = needed_columns(self.id_column, self.text_columns, self.metadata_columns)
