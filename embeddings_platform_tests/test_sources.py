@@ -482,3 +482,13 @@ def test_iceberg_signature_is_the_current_snapshot_id(tmp_path):
     assert listing_signature(source) == first
     table.overwrite(_iceberg_rows(EDITED))
     assert source.signature() == str(table.refresh().current_snapshot().snapshot_id) != first
+
+
+def test_a_password_in_the_registry_is_an_unknown_key(tmp_path):
+    from embeddings_platform.core.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        Cell(tmp_path, _postgres("notes", password="s3cret"))
+    assert str(error.value) == (
+        "sources[0]: unknown key 'password'; use name, kind, canary, shards, serve_model, table, "
+        "dsn_env, id_column, text_columns, metadata_columns, updated_at_column")
