@@ -13,12 +13,14 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 setup: $(STAMP)
 
 # The test suite also starts Debian's redis-server (Celery broker) and drives Debian's
-# chromium (UI tests); installed from Debian's registry when missing (root or sudo).
+# chromium (UI tests) and runs initdb/pg_ctl of Debian's postgresql (postgres source tests);
+# installed from Debian's registry when missing (root or sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@command -v redis-server >/dev/null && test -x /usr/bin/chromium || { \
+	@command -v redis-server >/dev/null && test -x /usr/bin/chromium && \
+	  { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server chromium; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server chromium postgresql; }
 
 # torch is installed first and pinned: its CPU wheel is on local disk; unpinned, pip would
 # pull a multi-gigabyte CUDA build.

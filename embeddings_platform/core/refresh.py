@@ -9,12 +9,9 @@ Dagster and survive restarts through the cursor.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from .config import DocumentsConfig, SourceConfig
 from .documents import read_source
@@ -27,48 +24,12 @@ def source_fingerprint(source: SourceConfig, documents: DocumentsConfig = Docume
     return snapshot_id_of(docs)
 
 
-FILE_KINDS = ("folder", "jsonl", "beir")
-
-
 def listing_signature(source: SourceConfig) -> str | None:
-    """A hash of the name, size, inode and change times of every file below a file source,
-    read without opening one. Any write changes a file's ctime (which no tool can set back), so
-    an unchanged signature means unchanged content: an idle tick lists files instead of reading
-    and hashing the corpus. None for sources without files (their content is read every tick).
+    """The source kind's cheap change signature (`signature()`: a file listing, a table's
+    snapshot id, a watermark), read without document contents: an unchanged signature lets an
+    idle tick reuse the fingerprint it read before. None: the source is read every tick.
     """
-    if source.kind not in FILE_KINDS or source.path is None:
-        return None
-    digest = hashlib.sha256()
-    for rel, st in _walk(Path(source.path)):
-        seen = "gone" if st is None else "\0".join(
-            str(v) for v in (st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
-        digest.update(f"{rel}\0{seen}\n".encode())
-    return digest.hexdigest()
-
-
-def _stat(path) -> os.stat_result | None:
-    try:
-        return os.stat(path)
-    except OSError:  # a dangling link, or deleted meanwhile: the read reports it
-        return None
-
-
-def _walk(root: Path):
-    """(relative path, stat or None) of every file below root, following links, each folder once."""
-    if not root.is_dir():
-        yield ".", _stat(root)
-        return
-    seen = set()
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        st = os.stat(folder)
-        if (st.st_dev, st.st_ino) in seen:  # a link back up the tree
-            dirs.clear()
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            yield os.path.relpath(path, root), _stat(path)
+    return source.signature()
 
 
 @dataclass

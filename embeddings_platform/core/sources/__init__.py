@@ -8,8 +8,11 @@ queries), then one import line here (docs/architecture.md).
 from .base import RawDocument, SourceSettings
 from .beir import BeirSource
 from .folder import FOLDER_SUFFIXES, FolderSource
+from .iceberg import IcebergSource
 from .jsonl import JsonlSource
+from .parquet import ParquetSource
+from .postgres import PostgresSource
 from .pydoc_topics import PydocTopicsSource
 
-__all__ = ["FOLDER_SUFFIXES", "BeirSource", "FolderSource", "JsonlSource", "PydocTopicsSource", "RawDocument",
-           "SourceSettings"]
+__all__ = ["FOLDER_SUFFIXES", "BeirSource", "FolderSource", "IcebergSource", "JsonlSource",
+           "ParquetSource", "PostgresSource", "PydocTopicsSource", "RawDocument", "SourceSettings"]

@@ -21,6 +21,7 @@ from pydantic.dataclasses import dataclass as settings
 from ..registry import STRICT, KnownKeys, PositiveInt, SourceError, resolve_path
 from ..settings import DocumentsConfig
 from ..sharding import owner, shard_keys
+from .listing import listing_digest, walk
 
 # O_NONBLOCK: opening a FIFO that replaced a file after it was listed must not hang the read.
 OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -52,6 +53,13 @@ class SourceSettings(KnownKeys):
     def read(self, documents: DocumentsConfig) -> Iterator["RawDocument"]:
         """Every document of the source, unvalidated, in a stable order."""
         raise NotImplementedError
+
+    def signature(self) -> str | None:
+        """A value that changes whenever the content may have, computed without reading any
+        document; None when there is no such shortcut (the sensor then reads the source).
+        This default lists the files below a kind's `path`."""
+        path = getattr(self, "path", None)
+        return listing_digest(walk(Path(path))) if path is not None else None
 
     def labelled_queries(self) -> list:
         """The source's labelled queries: its canary file, else what the kind ships, else none."""
