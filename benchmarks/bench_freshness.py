@@ -263,8 +263,11 @@ def _commit() -> str:
     """The commit the working tree is at, `+changes` if it differs from it."""
     git = ["git", "-C", str(ROOT)]
     head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run([*git, "status", "--porcelain", "embeddings_platform", "deploy"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "embeddings_platform", "deploy"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return head.stdout.strip() + ("+changes" if dirty else "")
 
 

@@ -44,8 +44,14 @@ from embeddings_platform.testing import (  # noqa: E402
 )
 
 WORK = OUT / "robustness"
-MODEL = {"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16, "batch_size": 4,
-         "chunking": {"max_tokens": 12, "overlap": 3}}
+MODEL = {
+    "name": "hash",
+    "kind": "hashing",
+    "dimension": 256,
+    "max_seq_length": 16,
+    "batch_size": 4,
+    "chunking": {"max_tokens": 12, "overlap": 3},
+}
 
 
 def _config(folder: Path, name: str, shards: int | None = None) -> Path:
@@ -59,36 +65,71 @@ def _config(folder: Path, name: str, shards: int | None = None) -> Path:
 def _rows(config_path: Path) -> list[dict]:
     config = load_config(config_path)
     name = vectors_table_name("bulk", model_version(config.models[0]).version_id)
-    return Store(config.storage_uri).table(name).to_arrow().select(["chunk_id", "vector"]).to_pylist()
+    return (
+        Store(config.storage_uri).table(name).to_arrow().select(["chunk_id", "vector"]).to_pylist()
+    )
 
 
 def _compare(rows: list[dict], clean: dict[str, list[float]]) -> dict:
     ids = [r["chunk_id"] for r in rows]
-    return {"rows": len(ids), "lost": len(set(clean) - set(ids)), "duplicated": len(ids) - len(set(ids)),
-            "foreign": len(set(ids) - set(clean)),
-            "wrong_vectors": sum(1 for r in rows if r["chunk_id"] in clean and r["vector"] != clean[r["chunk_id"]])}
+    return {
+        "rows": len(ids),
+        "lost": len(set(clean) - set(ids)),
+        "duplicated": len(ids) - len(set(ids)),
+        "foreign": len(set(ids) - set(clean)),
+        "wrong_vectors": sum(
+            1 for r in rows if r["chunk_id"] in clean and r["vector"] != clean[r["chunk_id"]]
+        ),
+    }
 
 
 def bad_input() -> dict:
     folder = WORK / "dirty"
     expected = bad_corpus(folder, WORK / "outside.txt")
-    path = write_config(WORK / "dirty.yaml", [{"name": "dirty", "kind": "folder", "path": str(folder)}], [MODEL])
+    path = write_config(
+        WORK / "dirty.yaml", [{"name": "dirty", "kind": "folder", "path": str(folder)}], [MODEL]
+    )
     config = load_config(path)
     store = Store(config.storage_uri)
-    report = refresh(store, config.sources[0], config.models[0], config.serving, lambda: HashingEmbedder(256), "b")
+    report = refresh(
+        store,
+        config.sources[0],
+        config.models[0],
+        config.serving,
+        lambda: HashingEmbedder(256),
+        "b",
+    )
     reasons = {r.doc_id: r.reason for r in report.snapshot.quarantined}
     good = {p.name for p in folder.iterdir()} - set(expected)
-    embedded = set(store.table(vectors_table_name("dirty", model_version(config.models[0]).version_id))
-                   .to_arrow().column("doc_id").to_pylist())
-    return {"kinds": len(expected), "quarantined_as_expected": sum(reasons.get(d, "").startswith(r) for d, r in expected.items()),
-            "good_documents": len(good), "good_embedded": len(good & embedded),
-            "lost": len(good - embedded), "wrongly_embedded": len(embedded - good)}
+    embedded = set(
+        store.table(vectors_table_name("dirty", model_version(config.models[0]).version_id))
+        .to_arrow()
+        .column("doc_id")
+        .to_pylist()
+    )
+    return {
+        "kinds": len(expected),
+        "quarantined_as_expected": sum(
+            reasons.get(d, "").startswith(r) for d, r in expected.items()
+        ),
+        "good_documents": len(good),
+        "good_embedded": len(good & embedded),
+        "lost": len(good - embedded),
+        "wrongly_embedded": len(embedded - good),
+    }
 
 
 def kill_and_resume(folder: Path, clean: dict, runs: int, seed: int) -> dict:
     rng = random.Random(seed)
-    totals = {"runs": runs, "killed_after_rows": [], "lost": 0, "duplicated": 0, "foreign": 0, "wrong_vectors": 0,
-              "reembedded_after_resume": 0}
+    totals = {
+        "runs": runs,
+        "killed_after_rows": [],
+        "lost": 0,
+        "duplicated": 0,
+        "foreign": 0,
+        "wrong_vectors": 0,
+        "reembedded_after_resume": 0,
+    }
     for i in range(runs):
         path = _config(folder, f"killed-{i}")
         config = load_config(path)
@@ -110,27 +151,48 @@ def kill_and_resume(folder: Path, clean: dict, runs: int, seed: int) -> dict:
         result = _compare(_rows(path), clean)
         for key in ("lost", "duplicated", "foreign", "wrong_vectors"):
             totals[key] += result[key]
-        rows = Store(config.storage_uri).table(name).to_arrow().select(["chunk_id", "run_id"]).to_pylist()
-        totals["reembedded_after_resume"] += sum(1 for r in rows if r["run_id"] == "resume" and r["chunk_id"] in survived)
+        rows = (
+            Store(config.storage_uri)
+            .table(name)
+            .to_arrow()
+            .select(["chunk_id", "run_id"])
+            .to_pylist()
+        )
+        totals["reembedded_after_resume"] += sum(
+            1 for r in rows if r["run_id"] == "resume" and r["chunk_id"] in survived
+        )
     return totals
 
 
 def _refresh(config_path: str, key: str, run_id: str) -> None:
     config = load_config(config_path)
-    refresh(Store(config.storage_uri), config.source(key), config.models[0], config.serving,
-            lambda: HashingEmbedder(256), run_id)
+    refresh(
+        Store(config.storage_uri),
+        config.source(key),
+        config.models[0],
+        config.serving,
+        lambda: HashingEmbedder(256),
+        run_id,
+    )
 
 
 def concurrent(folder: Path, clean: dict, writers: int) -> dict:
     shards = _config(folder, "shards", shards=writers)
     keys = load_config(shards).sources[0].partition_keys
     with get_context("spawn").Pool(writers) as pool:
-        _, shard_seconds = timed(pool.starmap, _refresh, [(str(shards), k, f"w{i}") for i, k in enumerate(keys)])
+        _, shard_seconds = timed(
+            pool.starmap, _refresh, [(str(shards), k, f"w{i}") for i, k in enumerate(keys)]
+        )
     same = _config(folder, "same")
     with get_context("spawn").Pool(writers) as pool:
-        _, same_seconds = timed(pool.starmap, _refresh, [(str(same), "bulk", f"w{i}") for i in range(writers)])
-    return {"writers": writers, "shards": {**_compare(_rows(shards), clean), "seconds": shard_seconds},
-            "same_partition": {**_compare(_rows(same), clean), "seconds": same_seconds}}
+        _, same_seconds = timed(
+            pool.starmap, _refresh, [(str(same), "bulk", f"w{i}") for i in range(writers)]
+        )
+    return {
+        "writers": writers,
+        "shards": {**_compare(_rows(shards), clean), "seconds": shard_seconds},
+        "same_partition": {**_compare(_rows(same), clean), "seconds": same_seconds},
+    }
 
 
 def run(documents: int, kills: int, writers: int) -> dict:
@@ -142,30 +204,54 @@ def run(documents: int, kills: int, writers: int) -> dict:
     clean_path = _config(folder, "clean")
     _, clean_seconds = timed(_refresh, str(clean_path), "bulk", "clean")
     clean = {r["chunk_id"]: r["vector"] for r in _rows(clean_path)}
-    return {"command": ".venv/bin/python benchmarks/bench_robustness.py  (also in: make bench)", "machine": machine(),
-            "documents": documents, "chunks": len(clean), "clean_seconds": clean_seconds,
-            "bad_input": bad_input(), "kill": kill_and_resume(folder, clean, kills, seed=11),
-            "concurrent": concurrent(folder, clean, writers), "edges": run_edges(WORK / "edges")}
+    return {
+        "command": ".venv/bin/python benchmarks/bench_robustness.py  (also in: make bench)",
+        "machine": machine(),
+        "documents": documents,
+        "chunks": len(clean),
+        "clean_seconds": clean_seconds,
+        "bad_input": bad_input(),
+        "kill": kill_and_resume(folder, clean, kills, seed=11),
+        "concurrent": concurrent(folder, clean, writers),
+        "edges": run_edges(WORK / "edges"),
+    }
 
 
 def render(r: dict) -> str:
     b, k, c = r["bad_input"], r["kill"], r["concurrent"]
     zero = lambda *values: "0 ✓" if not any(values) else f"{sum(values)} ✗"  # noqa: E731
-    return f"""Command: `{r['command']}`. Machine: {r['machine']}. Data: generated folder corpus of {r['documents']}
-documents ({r['chunks']} chunks) and the tests' bad-input corpus; hashing embedder; real
-processes. Baseline: a clean single-process run of the same corpus in the same run ({r['clean_seconds']:.1f} s).
+    return f"""Command: `{r["command"]}`. Machine: {r["machine"]}. Data: generated folder corpus \
+of {r["documents"]}
+documents ({r["chunks"]} chunks) and the tests' bad-input corpus; hashing embedder; real
+processes. Baseline: a clean single-process run of the same corpus in the same run \
+({r["clean_seconds"]:.1f} s).
 
 | scenario | tried | rows lost | rows duplicated | other |
 | --- | ---: | ---: | ---: | --- |
-| bad input: {b['kinds']} kinds of bad document next to {b['good_documents']} good ones | {b['kinds']} kinds | {zero(b['lost'])} | 0 ✓ | {b['quarantined_as_expected']}/{b['kinds']} quarantined with the expected reason; {b['good_embedded']}/{b['good_documents']} good documents embedded; {b['wrongly_embedded']} bad ones embedded |
-| refresh killed with SIGKILL at a random point mid-embedding, then resumed | {k['runs']} runs (killed after {min(k['killed_after_rows'])}–{max(k['killed_after_rows'])} of {r['chunks']} rows) | {zero(k['lost'])} | {zero(k['duplicated'])} | vectors differing from the clean run: {k['wrong_vectors']}; rows of the dead run re-embedded: {k['reembedded_after_resume']}; foreign rows: {k['foreign']} |
-| {c['writers']} shard partitions written by {c['writers']} processes into one table at once | {c['writers']} writers | {zero(c['shards']['lost'])} | {zero(c['shards']['duplicated'])} | vectors differing from the clean run: {c['shards']['wrong_vectors']}; {c['shards']['seconds']:.1f} s |
-| the same partition refreshed by {c['writers']} processes at once | {c['writers']} writers | {zero(c['same_partition']['lost'])} | {zero(c['same_partition']['duplicated'])} | vectors differing from the clean run: {c['same_partition']['wrong_vectors']}; {c['same_partition']['seconds']:.1f} s |
+| bad input: {b["kinds"]} kinds of bad document next to {b["good_documents"]} good ones | \
+{b["kinds"]} kinds | {zero(b["lost"])} | 0 ✓ | {b["quarantined_as_expected"]}/{b["kinds"]} \
+quarantined with the expected reason; {b["good_embedded"]}/{b["good_documents"]} good documents \
+embedded; {b["wrongly_embedded"]} bad ones embedded |
+| refresh killed with SIGKILL at a random point mid-embedding, then resumed | {k["runs"]} runs \
+(killed after {min(k["killed_after_rows"])}–{max(k["killed_after_rows"])} of {r["chunks"]} rows) | \
+{zero(k["lost"])} | {zero(k["duplicated"])} | vectors differing from the clean run: \
+{k["wrong_vectors"]}; rows of the dead run re-embedded: {k["reembedded_after_resume"]}; foreign \
+rows: {k["foreign"]} |
+| {c["writers"]} shard partitions written by {c["writers"]} processes into one table at once | \
+{c["writers"]} writers | {zero(c["shards"]["lost"])} | {zero(c["shards"]["duplicated"])} | vectors \
+differing from the clean run: {c["shards"]["wrong_vectors"]}; {c["shards"]["seconds"]:.1f} s |
+| the same partition refreshed by {c["writers"]} processes at once | {c["writers"]} writers | \
+{zero(c["same_partition"]["lost"])} | {zero(c["same_partition"]["duplicated"])} | vectors \
+differing from the clean run: {c["same_partition"]["wrong_vectors"]}; \
+{c["same_partition"]["seconds"]:.1f} s |
 
 | never serve what was deleted | documents lost | documents duplicated | deleted but served |
 | --- | ---: | ---: | ---: |
-""" + "".join(f"| {name} | {zero(e['lost'])} | {zero(e['duplicated'])} | {zero(e['deleted_but_served'])} |\n"
-              for name, e in r["edges"].items())
+""" + "".join(
+        f"| {name} | {zero(e['lost'])} | {zero(e['duplicated'])} | "
+        f"{zero(e['deleted_but_served'])} |\n"
+        for name, e in r["edges"].items()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,8 +260,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--kills", type=int, default=10)
         parser.add_argument("--writers", type=int, default=4)
 
-    return bench_main(argv, __doc__, "robustness", "Robustness: bad input, killed runs, concurrent writers (issue 6)",
-                      lambda args: run(args.documents, args.kills, args.writers), render, arguments)
+    return bench_main(
+        argv,
+        __doc__,
+        "robustness",
+        "Robustness: bad input, killed runs, concurrent writers (issue 6)",
+        lambda args: run(args.documents, args.kills, args.writers),
+        render,
+        arguments,
+    )
 
 
 if __name__ == "__main__":

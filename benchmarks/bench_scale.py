@@ -70,8 +70,9 @@ def minilm_base() -> tuple[pa.Table, np.ndarray]:
     rows = db.open_table(MINILM_TABLE).to_arrow()
     version = rows.column("model_version")[0].as_py()
     cached = db.open_table("check_query_vectors").to_arrow().to_pylist()
-    queries = np.asarray([r["vector"] for r in cached if r["model_version"] == version],
-                         dtype=np.float32)
+    queries = np.asarray(
+        [r["vector"] for r in cached if r["model_version"] == version], dtype=np.float32
+    )
     return rows, queries[:QUERIES]
 
 
@@ -82,12 +83,26 @@ def synthetic_base(dim: int = 384, n: int = 2000, queries: int = 20) -> tuple[pa
     vectors = centers[rng.integers(0, 40, n)] + rng.normal(scale=0.3, size=(n, dim))
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
     now = utcnow()
-    rows = [{"chunk_id": f"s{i}", "doc_id": f"d{i // 3}", "source": SOURCE, "chunk_index": i % 3,
-             "text": f"synthetic chunk {i} of document {i // 3}", "chunk_sha256": f"c{i}",
-             "doc_sha256": f"d{i // 3}", "model_name": "synthetic",
-             "model_version": "synthetic-384", "chunking_strategy": "synthetic",
-             "source_snapshot": "synthetic", "created_at": now, "run_id": "bench",
-             "metadata_json": "{}", "vector": v.tolist()} for i, v in enumerate(vectors)]
+    rows = [
+        {
+            "chunk_id": f"s{i}",
+            "doc_id": f"d{i // 3}",
+            "source": SOURCE,
+            "chunk_index": i % 3,
+            "text": f"synthetic chunk {i} of document {i // 3}",
+            "chunk_sha256": f"c{i}",
+            "doc_sha256": f"d{i // 3}",
+            "model_name": "synthetic",
+            "model_version": "synthetic-384",
+            "chunking_strategy": "synthetic",
+            "source_snapshot": "synthetic",
+            "created_at": now,
+            "run_id": "bench",
+            "metadata_json": "{}",
+            "vector": v.tolist(),
+        }
+        for i, v in enumerate(vectors)
+    ]
     picks = vectors[rng.choice(n, queries, replace=False)]
     picks = picks + rng.normal(scale=0.05, size=(queries, dim))
     picks /= np.linalg.norm(picks, axis=1, keepdims=True)
@@ -114,8 +129,11 @@ def write_table(store: Store, base: pa.Table, rows: int, rng: np.random.Generato
             block /= np.linalg.norm(block, axis=1, keepdims=True)
         part = base.slice(0, n)
         block = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), dim)
-        for name, column in (("chunk_id", pa.array([f"c{copy}-{i}" for i in range(n)])),
-                             ("source", pa.array([SOURCE] * n)), ("vector", block)):
+        for name, column in (
+            ("chunk_id", pa.array([f"c{copy}-{i}" for i in range(n)])),
+            ("source", pa.array([SOURCE] * n)),
+            ("vector", block),
+        ):
             part = part.set_column(schema.get_field_index(name), schema.field(name), column)
         table.add(part)
         chunks.add(part.select(CHUNKS.names).cast(CHUNKS))
@@ -158,15 +176,27 @@ def build(rows: int, base_kind: str) -> tuple[Store, dict]:
     (_, version), write_seconds = timed(write_table, store, base, rows, rng)
     rss_before = peak_rss_mb()
     dim = base.schema.field("vector").type.list_size
-    index, build_seconds = timed(build_serving_index, store, SOURCE, version, ServingConfig(),
-                                 "bench", True, expected_dimension=dim)
+    index, build_seconds = timed(
+        build_serving_index,
+        store,
+        SOURCE,
+        version,
+        ServingConfig(),
+        "bench",
+        True,
+        expected_dimension=dim,
+    )
     assert index.pointer_moved and index.rows == rows, index
     return store, {
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": rows,
-        "model_version": version, "index_type": index.index_type,
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rows": rows,
+        "model_version": version,
+        "index_type": index.index_type,
         "table_version": index.table_version,
-        "write_seconds": write_seconds, "build_seconds": build_seconds,
-        "peak_rss_mb_before_build": rss_before, "peak_rss_mb_after_build": peak_rss_mb(),
+        "write_seconds": write_seconds,
+        "build_seconds": build_seconds,
+        "peak_rss_mb_before_build": rss_before,
+        "peak_rss_mb_after_build": peak_rss_mb(),
     }
 
 
@@ -178,8 +208,11 @@ def run(rows: int, base_kind: str, reuse: bool = False) -> dict:
         built = json.loads((OUT / "scale.json").read_text())["build"]
         store = Store(str(WORK))
         assert store.pointer(SOURCE) and built["rows"] == rows, "nothing to reuse: build first"
-        print(f"reusing the table and index built at {built['built_at']} "
-              f"({built['build_seconds']:.0f} s to build)", flush=True)
+        print(
+            f"reusing the table and index built at {built['built_at']} "
+            f"({built['build_seconds']:.0f} s to build)",
+            flush=True,
+        )
     else:
         store, built = build(rows, base_kind)
     exact_ids, exact_ms = table_search(store, queries, lambda q: q.bypass_vector_index())
@@ -193,13 +226,21 @@ def run(rows: int, base_kind: str, reuse: bool = False) -> dict:
     _, served = open_served_table(store, SOURCE)
     return {
         "command": ".venv/bin/python benchmarks/bench_scale.py  (also in: make bench)",
-        "machine": machine(), "rows": rows, "base": base_kind, "dimension": int(queries.shape[1]),
+        "machine": machine(),
+        "rows": rows,
+        "base": base_kind,
+        "dimension": int(queries.shape[1]),
         "queries": int(len(queries)),
-        "plan": served_plan(served).__dict__, "build": built, "index_reused": reuse,
-        "exact_p50_ms": pct(exact_ms, 50), "exact_p99_ms": pct(exact_ms, 99),
-        "ann_p50_ms": pct(ann_ms, 50), "ann_p99_ms": pct(ann_ms, 99),
+        "plan": served_plan(served).__dict__,
+        "build": built,
+        "index_reused": reuse,
+        "exact_p50_ms": pct(exact_ms, 50),
+        "exact_p99_ms": pct(exact_ms, 99),
+        "ann_p50_ms": pct(ann_ms, 50),
+        "ann_p99_ms": pct(ann_ms, 99),
         "recall_at_10": recall(ann_ids),
-        "default_query_p50_ms": pct(raw_ms, 50), "default_query_p99_ms": pct(raw_ms, 99),
+        "default_query_p50_ms": pct(raw_ms, 50),
+        "default_query_p99_ms": pct(raw_ms, 99),
         "default_query_recall_at_10": recall(raw_ids),
     }
 
@@ -210,22 +251,36 @@ def render(r: dict) -> str:
     target = "meets" if r["recall_at_10"] >= 0.95 else "MISSES"
     rows = [
         ("exact (flat scan, baseline)", r["exact_p50_ms"], r["exact_p99_ms"], "1.000"),
-        ("`search` (ANN, serving settings)", r["ann_p50_ms"], r["ann_p99_ms"],
-         f"**{r['recall_at_10']:.3f}** (target >= 0.95: {target})"),
-        ("ANN, LanceDB default query settings", r["default_query_p50_ms"],
-         r["default_query_p99_ms"], f"{r['default_query_recall_at_10']:.3f}"),
+        (
+            "`search` (ANN, serving settings)",
+            r["ann_p50_ms"],
+            r["ann_p99_ms"],
+            f"**{r['recall_at_10']:.3f}** (target >= 0.95: {target})",
+        ),
+        (
+            "ANN, LanceDB default query settings",
+            r["default_query_p50_ms"],
+            r["default_query_p99_ms"],
+            f"{r['default_query_recall_at_10']:.3f}",
+        ),
     ]
-    table = "\n".join(f"| {name} | {p50:.1f} | {p99:.1f} | {recall} | {p50 / exact:.3f} |"
-                      for name, p50, p99, recall in rows)
-    reused = (f" Index reused from the run of {b['built_at']} (--reuse-index): this run measured "
-              "the searches only." if r.get("index_reused") else "")
-    return f"""Command: `{r['command']}`. Machine: {r['machine']}. Data: {r['rows']:,} rows of
-dimension {r['dimension']} in the product's vectors schema: the all-MiniLM-L6-v2 vectors of
+    table = "\n".join(
+        f"| {name} | {p50:.1f} | {p99:.1f} | {recall} | {p50 / exact:.3f} |"
+        for name, p50, p99, recall in rows
+    )
+    reused = (
+        f" Index reused from the run of {b['built_at']} (--reuse-index): this run measured "
+        "the searches only."
+        if r.get("index_reused")
+        else ""
+    )
+    return f"""Command: `{r["command"]}`. Machine: {r["machine"]}. Data: {r["rows"]:,} rows of
+dimension {r["dimension"]} in the product's vectors schema: the all-MiniLM-L6-v2 vectors of
 SciFact's chunks (with their text and lineage), repeated with Gaussian noise (sigma 0.01 per
-dimension, renormalised); {r['queries']} SciFact test queries embedded by MiniLM. Index:
-`{p['index_type']}`, {p['num_partitions']} partitions (core/indexing.ann_plan), built by
-build_serving_index at {b['built_at']}; queries probe {p['nprobes']} partitions and re-rank
-{p['refine_factor']} x k on full vectors. Searches: core/serving.search through the serving
+dimension, renormalised); {r["queries"]} SciFact test queries embedded by MiniLM. Index:
+`{p["index_type"]}`, {p["num_partitions"]} partitions (core/indexing.ann_plan), built by
+build_serving_index at {b["built_at"]}; queries probe {p["nprobes"]} partitions and re-rank
+{p["refine_factor"]} x k on full vectors. Searches: core/serving.search through the serving
 pointer, every column of each hit. Baseline: exact search of the same pinned version, same
 columns, same run.
 
@@ -234,24 +289,38 @@ columns, same run.
 {table}
 
 build_serving_index (vector and full-text index, consistency check, pointer move):
-{b['build_seconds']:.1f} s (writing the {b['rows']:,} rows: {b['write_seconds']:.1f} s).{reused}
-Peak RSS of the process: {b['peak_rss_mb_before_build']:.0f} MB before the build,
-{b['peak_rss_mb_after_build']:.0f} MB after it.
+{b["build_seconds"]:.1f} s (writing the {b["rows"]:,} rows: {b["write_seconds"]:.1f} s).{reused}
+Peak RSS of the process: {b["peak_rss_mb_before_build"]:.0f} MB before the build,
+{b["peak_rss_mb_after_build"]:.0f} MB after it.
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     def arguments(parser):
         parser.add_argument("--rows", type=int, default=1_000_000)
-        parser.add_argument("--base", choices=["minilm", "synthetic"], default="minilm",
-                            help="synthetic: random vectors, to check the script (never a result)")
-        parser.add_argument("--reuse-index", action="store_true",
-                            help="keep the last run's table and index; measure the searches")
+        parser.add_argument(
+            "--base",
+            choices=["minilm", "synthetic"],
+            default="minilm",
+            help="synthetic: random vectors, to check the script (never a result)",
+        )
+        parser.add_argument(
+            "--reuse-index",
+            action="store_true",
+            help="keep the last run's table and index; measure the searches",
+        )
 
     title = "Scale: one million vectors, ANN against exact search (issue 8)"
-    return bench_main(argv, __doc__, "scale", title,
-                      lambda args: run(args.rows, args.base, args.reuse_index), render, arguments,
-                      smoke=lambda args: args.rows != 1_000_000 or args.base != "minilm")
+    return bench_main(
+        argv,
+        __doc__,
+        "scale",
+        title,
+        lambda args: run(args.rows, args.base, args.reuse_index),
+        render,
+        arguments,
+        smoke=lambda args: args.rows != 1_000_000 or args.base != "minilm",
+    )
 
 
 if __name__ == "__main__":

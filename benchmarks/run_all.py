@@ -46,7 +46,9 @@ def main(argv: list[str]) -> int:
         print(f"== {name}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
         if code:
             failed.append(name)
-    print("== results: benchmarks/RESULTS.md" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(
+        "== results: benchmarks/RESULTS.md" + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -75,8 +75,10 @@ def _registered(chosen: list[str] | None, known: list[str], what: str, config) -
         raise UsageError(f"no {what}s registered in {config.config_path}; add one under {what}s:")
     unknown = [name for name in chosen or [] if name not in known]
     if unknown:
-        raise UsageError(f"materialize --{what}: no {what} named {unknown[0]!r} is registered; "
-                         f"registered {what}s: {', '.join(known)}")
+        raise UsageError(
+            f"materialize --{what}: no {what} named {unknown[0]!r} is registered; "
+            f"registered {what}s: {', '.join(known)}"
+        )
     return list(dict.fromkeys(chosen)) if chosen else known
 
 
@@ -86,8 +88,7 @@ def cmd_materialize(args, config) -> int:
 
     sources = _registered(args.source, [s.name for s in config.sources], "source", config)
     models = _registered(args.model, [m.name for m in config.models], "model", config)
-    failed = {name: problem for name in sources
-              if (problem := source_problem(config.source(name)))}
+    failed = {name: problem for name in sources if (problem := source_problem(config.source(name)))}
     with _instance(config) as instance:  # disposed on exit, as the CLI leaves it
         for name in (n for n in sources if n not in failed):
             results = materialize_graph(instance, config, [name], models, raise_on_error=False)
@@ -101,8 +102,10 @@ def cmd_materialize(args, config) -> int:
     if built and not args.no_sample:
         print(f'\nSample search on {built[0]!r}: "{clean(args.sample_query)}"')
         print_hits(_search(config, built[0], args.sample_query, 3, None))
-    print(f"\nRuns are recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}; "
-          "see them with: make ui  (dagster dev -w workspace.yaml -h 127.0.0.1)")
+    print(
+        f"\nRuns are recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}; "
+        "see them with: make ui  (dagster dev -w workspace.yaml -h 127.0.0.1)"
+    )
     for name in (n for n in sources if n in failed):
         print(f"failed: source {clean(name)}: {clean(failed[name])}", file=sys.stderr)
     return 1 if failed else 0
@@ -159,12 +162,14 @@ def cmd_lineage(args, config) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embeddings-platform", description=__doc__)
-    parser.add_argument("--config", help="registry YAML (default: $EMBEDDINGS_PLATFORM_CONFIG "
-                                         "or the bundled one)")
+    parser.add_argument(
+        "--config", help="registry YAML (default: $EMBEDDINGS_PLATFORM_CONFIG or the bundled one)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    m = sub.add_parser("materialize",
-                       help="run the asset graph (the main job) and print what it built")
+    m = sub.add_parser(
+        "materialize", help="run the asset graph (the main job) and print what it built"
+    )
     m.add_argument("--source", action="append", help="only this source (repeatable)")
     m.add_argument("--model", action="append", help="only this model name (repeatable)")
     m.add_argument("--sample-query", default="how do I catch an exception and re-raise it")
@@ -178,52 +183,76 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("--source", required=True)
     s.add_argument("-k", type=int, default=10, help=f"number of hits, 1 to {MAX_K}")
-    s.add_argument("--mode", choices=["vector", "fts", "hybrid"], default=None,
-                   help="override the served retrieval profile's mode for this query")
+    s.add_argument(
+        "--mode",
+        choices=["vector", "fts", "hybrid"],
+        default=None,
+        help="override the served retrieval profile's mode for this query",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_search)
 
-    st = sub.add_parser("status", help="documents, chunks, vectors, what serves and whether it "
-                                       "can be read, per source x model")
+    st = sub.add_parser(
+        "status",
+        help="documents, chunks, vectors, what serves and whether it "
+        "can be read, per source x model",
+    )
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
-    li = sub.add_parser("lineage", help="which snapshot, chunker, model and run made each vector "
-                                        "of a doc or chunk")
+    li = sub.add_parser(
+        "lineage", help="which snapshot, chunker, model and run made each vector of a doc or chunk"
+    )
     li.add_argument("id", help="a doc_id or chunk_id")
     li.set_defaults(func=cmd_lineage)
 
-    mg = sub.add_parser("migrate", help="gate a model version's shadow index against what "
-                                        "serves, then swap")
+    mg = sub.add_parser(
+        "migrate", help="gate a model version's shadow index against what serves, then swap"
+    )
     mg.add_argument("--source", required=True)
     mg.add_argument("--model", help="model name from the config (default: the serving one)")
-    mg.add_argument("--mode", choices=["vector", "fts", "hybrid"],
-                    help="retrieval mode to serve with (default: the serving profile's)")
+    mg.add_argument(
+        "--mode",
+        choices=["vector", "fts", "hybrid"],
+        help="retrieval mode to serve with (default: the serving profile's)",
+    )
     mg.add_argument("--rrf-k", type=int, help="reciprocal-rank fusion constant of a hybrid profile")
-    mg.add_argument("--depth", type=int, help="chunks fetched per list before folding into documents")
-    mg.add_argument("--force", action="store_true",
-                    help="swap even if the gate fails (a deliberate decision)")
+    mg.add_argument(
+        "--depth", type=int, help="chunks fetched per list before folding into documents"
+    )
+    mg.add_argument(
+        "--force", action="store_true", help="swap even if the gate fails (a deliberate decision)"
+    )
     mg.set_defaults(func=cmd_migrate)
 
-    ev = sub.add_parser("evaluate", help="score BEIR-format queries and qrels against what serves "
-                                         "(or a shadow version); write a TREC run file")
+    ev = sub.add_parser(
+        "evaluate",
+        help="score BEIR-format queries and qrels against what serves "
+        "(or a shadow version); write a TREC run file",
+    )
     ev.add_argument("--source", required=True)
-    ev.add_argument("--queries", required=True, help="queries.jsonl: {\"_id\": ..., \"text\": ...} per line")
+    ev.add_argument(
+        "--queries", required=True, help='queries.jsonl: {"_id": ..., "text": ...} per line'
+    )
     ev.add_argument("--qrels", required=True, help="qrels TSV: query-id, corpus-id, score")
-    ev.add_argument("--mode", choices=["vector", "fts", "hybrid"], help="override the served profile's mode")
+    ev.add_argument(
+        "--mode", choices=["vector", "fts", "hybrid"], help="override the served profile's mode"
+    )
     ev.add_argument("--model", help="score this model's shadow index instead of what serves")
     ev.add_argument("-k", type=int, default=10, help="cut-off of recall@k and nDCG@k")
     ev.add_argument("--depth", type=int, default=100, help="documents per query in the run file")
     ev.add_argument("--run", help="write the ranking here as a TREC run file")
     ev.set_defaults(func=cmd_evaluate)
 
-    rb = sub.add_parser("rollback",
-                        help="serve the previous target again (within serving.retention_hours)")
+    rb = sub.add_parser(
+        "rollback", help="serve the previous target again (within serving.retention_hours)"
+    )
     rb.add_argument("--source", required=True)
     rb.set_defaults(func=cmd_rollback)
 
-    cl = sub.add_parser("cleanup", help="retention expiry: drop what stopped serving longer ago "
-                                        "than the window")
+    cl = sub.add_parser(
+        "cleanup", help="retention expiry: drop what stopped serving longer ago than the window"
+    )
     cl.set_defaults(func=cmd_cleanup)
     return parser
 
@@ -235,8 +264,10 @@ def _config_path(given: str | None):
         return given
     found = find_config()
     if found is None:
-        raise ConfigError(f"config: no {CONFIG_NAME} in {Path.cwd()} or its parents and "
-                          f"${CONFIG_ENV} is not set; run where it is, or pass --config")
+        raise ConfigError(
+            f"config: no {CONFIG_NAME} in {Path.cwd()} or its parents and "
+            f"${CONFIG_ENV} is not set; run where it is, or pass --config"
+        )
     return found
 
 

@@ -34,12 +34,24 @@ def _print_gates(config, sources: list[str]) -> None:
             version = model_version(model).version_id
             if pointer is None or pointer["model_version"] == version:
                 continue
-            gate = evaluate_gate(store, name, version, labelled_queries(config.source(name)), embed_for,
-                                 config.migration)
-            scores = (f"nDCG@{gate.k} {gate.candidate_ndcg:.3f} vs {gate.serving_ndcg:.3f} serving, "
-                      f"recall@{gate.k} {gate.candidate_recall:.3f} vs {gate.serving_recall:.3f}")
-            verdict = (f"passes ({scores}); swap it in: embeddings-platform migrate --source {name} "
-                       f"--model {model.name}" if gate.passed else f"fails: {'; '.join(gate.reasons)}")
+            gate = evaluate_gate(
+                store,
+                name,
+                version,
+                labelled_queries(config.source(name)),
+                embed_for,
+                config.migration,
+            )
+            scores = (
+                f"nDCG@{gate.k} {gate.candidate_ndcg:.3f} vs {gate.serving_ndcg:.3f} serving, "
+                f"recall@{gate.k} {gate.candidate_recall:.3f} vs {gate.serving_recall:.3f}"
+            )
+            verdict = (
+                f"passes ({scores}); swap it in: embeddings-platform migrate --source {name} "
+                f"--model {model.name}"
+                if gate.passed
+                else f"fails: {'; '.join(gate.reasons)}"
+            )
             lines.append(f"  {clean(name)} <- {clean(model.name)}: {clean(verdict)}")
     if lines:
         print("\nMigration gates (shadow versions against what serves):")
@@ -60,29 +72,59 @@ def cmd_migrate(args, config) -> int:
     source = config.source(args.source)
     pointer = store.pointer(source.name)
     if args.model is None and (pointer is None or args.mode is None):
-        raise UsageError("migrate: name a --model to migrate to, or a --mode to change how the "
-                         "serving model answers (a profile migration)")
-    version = (model_version(config.model(args.model)).version_id if args.model
-               else pointer["model_version"])
+        raise UsageError(
+            "migrate: name a --model to migrate to, or a --mode to change how the "
+            "serving model answers (a profile migration)"
+        )
+    version = (
+        model_version(config.model(args.model)).version_id
+        if args.model
+        else pointer["model_version"]
+    )
     profile = None
     if args.mode or args.rrf_k or args.depth:
         base = RetrievalProfile.from_json(pointer.get("profile")) if pointer else RetrievalProfile()
-        profile = RetrievalProfile(mode=args.mode or base.mode, rrf_k=args.rrf_k or base.rrf_k,
-                                   depth=args.depth or base.depth)
-    gate = evaluate_gate(store, source.name, version, labelled_queries(source),
-                         query_embedders(store, config, cached_embedder), config.migration, profile)
-    print_json({"gate": {**gate.metadata, "reasons": gate.reasons, "candidate": gate.candidate_version,
-                         "candidate_profile": gate.candidate_profile, "serving": gate.serving_version,
-                         "serving_profile": gate.serving_profile}})
+        profile = RetrievalProfile(
+            mode=args.mode or base.mode,
+            rrf_k=args.rrf_k or base.rrf_k,
+            depth=args.depth or base.depth,
+        )
+    gate = evaluate_gate(
+        store,
+        source.name,
+        version,
+        labelled_queries(source),
+        query_embedders(store, config, cached_embedder),
+        config.migration,
+        profile,
+    )
+    print_json(
+        {
+            "gate": {
+                **gate.metadata,
+                "reasons": gate.reasons,
+                "candidate": gate.candidate_version,
+                "candidate_profile": gate.candidate_profile,
+                "serving": gate.serving_version,
+                "serving_profile": gate.serving_profile,
+            }
+        }
+    )
     try:
-        row = swap(store, gate, run_id=f"cli-migrate-{os.getpid()}",
-                   expected_dimension=model_dimension(model_for_version(config, store, version)),
-                   force=args.force)
+        row = swap(
+            store,
+            gate,
+            run_id=f"cli-migrate-{os.getpid()}",
+            expected_dimension=model_dimension(model_for_version(config, store, version)),
+            force=args.force,
+        )
     except MigrationError as exc:
         print(f"not swapped: {clean(exc)}", file=sys.stderr)
         return 1
-    print(f"swapped: {args.source} now serves {row['model_version']} "
-          f"({row['table_name']}@v{row['table_version']}, {gate.candidate_profile})")
+    print(
+        f"swapped: {args.source} now serves {row['model_version']} "
+        f"({row['table_name']}@v{row['table_version']}, {gate.candidate_profile})"
+    )
     return 0
 
 
@@ -106,8 +148,16 @@ def cmd_evaluate(args, config) -> int:
         raise UsageError(f"evaluate: {exc}") from exc
     store = Store(config.storage_uri)
     version = model_version(config.model(args.model)).version_id if args.model else None
-    scored = score_labelled_set(store, source.name, queries, query_embedders(store, config, cached_embedder),
-                                args.k, max(args.k, args.depth), version, args.mode)
+    scored = score_labelled_set(
+        store,
+        source.name,
+        queries,
+        query_embedders(store, config, cached_embedder),
+        args.k,
+        max(args.k, args.depth),
+        version,
+        args.mode,
+    )
     if args.run:
         write_trec_run(Path(args.run), scored.rankings, f"embeddings_platform-{scored.profile}")
     print_json({**scored.summary(), "run_file": args.run})
@@ -118,13 +168,20 @@ def cmd_rollback(args, config) -> int:
     from .core.migration import MigrationError, rollback
 
     try:
-        row = rollback(Store(config.storage_uri), args.source, f"cli-rollback-{os.getpid()}",
-                       config.serving.retention_hours, partition_keys=config.source(args.source).partition_keys)
+        row = rollback(
+            Store(config.storage_uri),
+            args.source,
+            f"cli-rollback-{os.getpid()}",
+            config.serving.retention_hours,
+            partition_keys=config.source(args.source).partition_keys,
+        )
     except MigrationError as exc:
         error(exc)
         return 1
-    print(f"rolled back: {args.source} serves {row['model_version']} "
-          f"({row['table_name']}@v{row['table_version']}) again")
+    print(
+        f"rolled back: {args.source} serves {row['model_version']} "
+        f"({row['table_name']}@v{row['table_version']}) again"
+    )
     return 0
 
 
@@ -134,5 +191,3 @@ def cmd_cleanup(args, config) -> int:
     report = cleanup(Store(config.storage_uri), config)
     print_json(report.__dict__)
     return 0
-
-

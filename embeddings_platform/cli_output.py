@@ -17,10 +17,10 @@ from .core.serving import TableReadError, format_json, one_line, source_problem
 # ESC and C1 sequences (CSI, OSC, DCS/PM/APC/SOS, two-byte ESC) are dropped whole, so no
 # "[31m" stays behind; any other C0/C1 control or DEL is dropped, tabs and newlines become spaces.
 _SEQUENCES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]?"                                   # CSI
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"  # CSI
     r"|(?:\x1b[]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"  # OSC, DCS..
-    r"|\x1b[ -/]*[0-~]?"                                          # other ESC, lone ESC
-    r"|\x9b[0-?]*[ -/]*[@-~]?"                                     # C1 CSI
+    r"|\x1b[ -/]*[0-~]?"  # other ESC, lone ESC
+    r"|\x9b[0-?]*[ -/]*[@-~]?"  # C1 CSI
 )
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _JSON_UNESCAPED = re.compile(r"[\x7f-\x9f]")  # json.dumps(ensure_ascii=False) leaves these raw
@@ -59,12 +59,16 @@ def table_error(exc: TableReadError, config) -> str:
     uri = config.storage_uri
     where = f"{exc.table} in {uri}" if "://" in uri else str(Path(uri) / f"{exc.table}.lance")
     scope = f" --source {exc.source}" if exc.source else ""
-    return f"{exc}; to rebuild it, move {where} aside and run `embeddings-platform materialize{scope}`"
+    return (
+        f"{exc}; to rebuild it, move {where} aside and run `embeddings-platform materialize{scope}`"
+    )
 
 
 def storage_error(exc: BaseException, storage_uri: str) -> str:
-    return (f"the LanceDB storage at {storage_uri} cannot be read: {one_line(exc)}; "
-            "check the storage or rebuild it with `embeddings-platform materialize`")
+    return (
+        f"the LanceDB storage at {storage_uri} cannot be read: {one_line(exc)}; "
+        "check the storage or rebuild it with `embeddings-platform materialize`"
+    )
 
 
 def failure_reason(result) -> str:
@@ -87,9 +91,11 @@ def print_hits(hits) -> None:
         print(f"{rank:>2}. {hit.score:.3f}  {clean(hit.doc_id)}  [{clean(hit.chunk_id)}]")
         print(f"    {snippet}")
         lin = {k: clean(v) for k, v in hit.lineage.items()}
-        print(f"    model={lin['model_version']} snapshot={lin['source_snapshot']} "
-              f"doc_sha256={lin['doc_sha256'][:12]} strategy={lin['chunking_strategy']} "
-              f"run={lin['run_id']} profile={lin['retrieval_profile']}")
+        print(
+            f"    model={lin['model_version']} snapshot={lin['source_snapshot']} "
+            f"doc_sha256={lin['doc_sha256'][:12]} strategy={lin['chunking_strategy']} "
+            f"run={lin['run_id']} profile={lin['retrieval_profile']}"
+        )
 
 
 def _count(value: int | None) -> str:
@@ -98,8 +104,10 @@ def _count(value: int | None) -> str:
 
 def print_status(rows: list[dict[str, Any]], config) -> None:
     """The status table, then one line per source that cannot be read (it may have no rows)."""
-    print(f"{'source':<16}{'model version':<24}{'docs':>7}{'quar.':>6}{'chunks':>8}{'vectors':>9}"
-          f"{'tbl v':>7}  {'serving':<36}health")
+    print(
+        f"{'source':<16}{'model version':<24}{'docs':>7}{'quar.':>6}{'chunks':>8}{'vectors':>9}"
+        f"{'tbl v':>7}  {'serving':<36}health"
+    )
     for r in rows:
         if r["serving"]:
             serving = f"yes (v{r['served_table_version']} since {r['serving_since'][:19]})"
@@ -107,9 +115,11 @@ def print_status(rows: list[dict[str, Any]], config) -> None:
             serving = "no (shadow)" if r["table_version"] is not None else "no"
         if not r["registered"]:  # an edited or removed entry's version, kept while it serves
             serving += " [unregistered]"
-        print(f"{clean(r['source']):<16}{clean(r['model_version']):<24}{r['documents']:>7}"
-              f"{r['quarantined']:>6}{_count(r['chunks']):>8}{_count(r['vectors']):>9}"
-              f"{str(r['table_version'] or '-'):>7}  {serving:<36}{clean(r['health'] or '-')}")
+        print(
+            f"{clean(r['source']):<16}{clean(r['model_version']):<24}{r['documents']:>7}"
+            f"{r['quarantined']:>6}{_count(r['chunks']):>8}{_count(r['vectors']):>9}"
+            f"{str(r['table_version'] or '-'):>7}  {serving:<36}{clean(r['health'] or '-')}"
+        )
     if not config.sources:
         print(f"(no sources registered in {clean(config.config_path)}; add one under sources:)")
     for source in config.sources:

@@ -40,15 +40,25 @@ ASSETS = [*snapshot.ASSETS, *chunks.ASSETS, *embeddings.ASSETS, *serving_index.A
 
 # Where the registry lives differs per deployment: an EnvVar, so the UI shows the variable's
 # name rather than a path, and the value is read where the step runs.
-platform = PlatformResource(config_path=EnvVar(CONFIG_ENV)) if os.environ.get(CONFIG_ENV) else PlatformResource()
+platform = (
+    PlatformResource(config_path=EnvVar(CONFIG_ENV))
+    if os.environ.get(CONFIG_ENV)
+    else PlatformResource()
+)
 
 defs = Definitions(
     assets=map_asset_specs(lambda spec: apply_freshness_policy(spec, FRESHNESS), ASSETS),
     asset_checks=[*embeddings.CHECKS_DEFS, *serving_index.CHECKS_DEFS],
     sensors=[*sensors.SENSORS],
     schedules=[*serving_index.SCHEDULES, *sensors.SCHEDULES, *maintenance.SCHEDULES],
-    jobs=[*snapshot.JOBS, *embeddings.JOBS, *serving_index.JOBS, *sensors.JOBS, *maintenance.JOBS,
-          *preparation.JOBS],
+    jobs=[
+        *snapshot.JOBS,
+        *embeddings.JOBS,
+        *serving_index.JOBS,
+        *sensors.JOBS,
+        *maintenance.JOBS,
+        *preparation.JOBS,
+    ],
     resources={"platform": platform},
     executor=platform_executor(),  # one process per run, or Celery when a broker is configured
 )

@@ -16,17 +16,22 @@ import yaml
 
 DOCS = {
     "cats.md": "Cats are small domesticated carnivorous mammals. A cat purrs and hunts mice at "
-               "night.",
+    "night.",
     "dogs.txt": "Dogs are loyal companions. A dog barks, fetches sticks and guards the house.",
     "rust.rst": "Rust is a systems programming language focused on memory safety without garbage "
-                "collection.",
+    "collection.",
     "python.md": "Python is a programming language with dynamic typing and garbage collection.",
     "tea.html": "<html><body><h1>Tea</h1><p>Green tea &amp; black tea are brewed from leaves.</p>"
-                "</body></html>",
+    "</body></html>",
 }
 
-HASHING_MODEL = {"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16,
-                 "chunking": {"max_tokens": 12, "overlap": 3}}
+HASHING_MODEL = {
+    "name": "hash",
+    "kind": "hashing",
+    "dimension": 256,
+    "max_seq_length": 16,
+    "chunking": {"max_tokens": 12, "overlap": 3},
+}
 
 
 def write_corpus(folder: Path, docs: dict[str, str]) -> None:
@@ -36,8 +41,9 @@ def write_corpus(folder: Path, docs: dict[str, str]) -> None:
         (folder / name).write_text(text, encoding="utf-8")
 
 
-def write_config(path: Path, sources: list[dict], models: list[dict] | None = None,
-                 **extra) -> Path:
+def write_config(
+    path: Path, sources: list[dict], models: list[dict] | None = None, **extra
+) -> Path:
     """A registry file storing next to itself (`lancedb/`), by default with the hashing model."""
     config = {
         "storage": {"uri": str(path.parent / "lancedb")},
@@ -51,8 +57,13 @@ def write_config(path: Path, sources: list[dict], models: list[dict] | None = No
 
 def many_docs(folder: Path, n: int) -> None:
     """`n` short documents of varied length, a few topics: enough chunks for many batches."""
-    write_corpus(folder, {f"doc{i:03d}.txt": f"document {i} about topic {i % 7} "
-                          + "word " * (i % 23 + 5) for i in range(n)})
+    write_corpus(
+        folder,
+        {
+            f"doc{i:03d}.txt": f"document {i} about topic {i % 7} " + "word " * (i % 23 + 5)
+            for i in range(n)
+        },
+    )
 
 
 def bad_corpus(folder: Path, outside: Path) -> dict[str, str]:
@@ -109,6 +120,10 @@ print("done", flush=True)
 def start_refresh_process(config: Path, delay: float, run_id: str) -> subprocess.Popen:
     """A refresh of the registry's first source x model in its own process (session), the
     hashing model sleeping `delay` s per batch: something to kill mid-embedding."""
-    return subprocess.Popen([sys.executable, "-c", _SLOW_REFRESH, str(config), str(delay), run_id],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _SLOW_REFRESH, str(config), str(delay), run_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )

@@ -32,7 +32,9 @@ def corpus(tmp_path) -> Path:
 
 @pytest.fixture
 def config_path(tmp_path, corpus) -> Path:
-    return write_config(tmp_path / "platform.yaml", [{"name": "notes", "kind": "folder", "path": str(corpus)}])
+    return write_config(
+        tmp_path / "platform.yaml", [{"name": "notes", "kind": "folder", "path": str(corpus)}]
+    )
 
 
 @pytest.fixture
@@ -49,4 +51,3 @@ def store(config) -> Store:
 def embedder(config) -> HashingEmbedder:
     """The embedder the Dagster layer will use for the first model (shared via the cache)."""
     return resources.cached_embedder(config.models[0])
-

@@ -37,7 +37,9 @@ from dagster import DagsterInstance, execute_job
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 from embeddings_platform.defs.common import partition_tags
 
-job = ReconstructableRepository.for_module("embeddings_platform.definitions", "defs").get_reconstructable_job("embed_job")
+job = ReconstructableRepository.for_module(
+    "embeddings_platform.definitions", "defs"
+).get_reconstructable_job("embed_job")
 with execute_job(job, instance=DagsterInstance.get(), tags=partition_tags(sys.argv[1])) as result:
     print(sys.argv[1], result.success, result.run_id, flush=True)
 """
@@ -73,8 +75,23 @@ def redis_url(tmp_path):
     server = shutil.which("redis-server")
     assert server, "redis-server is missing: install Debian's redis-server (make test does)"
     port = _free_port()
-    proc = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     _wait_for_port(port)
     yield f"redis://127.0.0.1:{port}"
     _stop(proc)
@@ -83,21 +100,36 @@ def redis_url(tmp_path):
 def test_sharded_embed_on_two_celery_workers_matches_a_single_process_run(tmp_path, redis_url):
     folder = tmp_path / "corpus"
     many_docs(folder, 120)
-    model = {"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16,
-             "chunking": {"max_tokens": 12, "overlap": 3}}
+    model = {
+        "name": "hash",
+        "kind": "hashing",
+        "dimension": 256,
+        "max_seq_length": 16,
+        "chunking": {"max_tokens": 12, "overlap": 3},
+    }
     (tmp_path / "celery").mkdir()
-    sharded = write_config(tmp_path / "celery" / "c.yaml",
-                           [{"name": "bulk", "kind": "folder", "path": str(folder), "shards": SHARDS}], [model])
+    sharded = write_config(
+        tmp_path / "celery" / "c.yaml",
+        [{"name": "bulk", "kind": "folder", "path": str(folder), "shards": SHARDS}],
+        [model],
+    )
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     worker_config = tmp_path / "celery.yaml"
-    worker_config.write_text(yaml.safe_dump({"execution": {"config": {"broker": f"{redis_url}/0",
-                                                                      "backend": f"{redis_url}/1"}}}))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # dagster-celery runs `celery`
-           "DAGSTER_HOME": str(home), "EMBEDDINGS_PLATFORM_CONFIG": str(sharded),
-           "EMBEDDINGS_PLATFORM_CELERY_BROKER": f"{redis_url}/0",
-           "EMBEDDINGS_PLATFORM_CELERY_BACKEND": f"{redis_url}/1"}
+    worker_config.write_text(
+        yaml.safe_dump(
+            {"execution": {"config": {"broker": f"{redis_url}/0", "backend": f"{redis_url}/1"}}}
+        )
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # dagster-celery runs `celery`
+        "DAGSTER_HOME": str(home),
+        "EMBEDDINGS_PLATFORM_CONFIG": str(sharded),
+        "EMBEDDINGS_PLATFORM_CELERY_BROKER": f"{redis_url}/0",
+        "EMBEDDINGS_PLATFORM_CELERY_BACKEND": f"{redis_url}/1",
+    }
 
     # the snapshot and chunks of every shard first (in this process), then the embed on Celery
     config = load_config(sharded)
@@ -108,8 +140,14 @@ def test_sharded_embed_on_two_celery_workers_matches_a_single_process_run(tmp_pa
     version = model_version(config.models[0])
     for key in config.sources[0].partition_keys:
         snap = take_snapshot(store, config.source(key), "prep")
-        sync_chunks(store, key, snap.snapshot_id, config.models[0], version.chunking_strategy,
-                    load_tokenizer(config.models[0]))
+        sync_chunks(
+            store,
+            key,
+            snap.snapshot_id,
+            config.models[0],
+            version.chunking_strategy,
+            load_tokenizer(config.models[0]),
+        )
 
     # create the instance's storage once, before several processes open it
     from dagster import DagsterInstance
@@ -119,24 +157,53 @@ def test_sharded_embed_on_two_celery_workers_matches_a_single_process_run(tmp_pa
 
     instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     sync_partitions(instance, config)
-    workers = [subprocess.Popen([str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-                                 "-y", str(worker_config), "-n", name, "--", "--concurrency=1"],
-                                env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=(tmp_path / f"{name}.log").open("w"),  # a pipe nobody reads would block it
-                                start_new_session=True)
-               for name in ("worker-a", "worker-b")]
+    workers = [
+        subprocess.Popen(
+            [
+                str(BIN / "dagster-celery"),
+                "worker",
+                "start",
+                "-A",
+                "dagster_celery.app",
+                "-y",
+                str(worker_config),
+                "-n",
+                name,
+                "--",
+                "--concurrency=1",
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / f"{name}.log").open("w"),  # a pipe nobody reads would block it
+            start_new_session=True,
+        )
+        for name in ("worker-a", "worker-b")
+    ]
     time.sleep(2)
-    assert all(w.poll() is None for w in workers), [(tmp_path / f"{n}.log").read_text()[-2000:]
-                                                    for n in ("worker-a", "worker-b")]
+    assert all(w.poll() is None for w in workers), [
+        (tmp_path / f"{n}.log").read_text()[-2000:] for n in ("worker-a", "worker-b")
+    ]
     keys = [str(grid_key(key, version.version_id)) for key in config.sources[0].partition_keys]
     try:  # one run per shard, all launched at once, as a backfill would
-        launchers = [subprocess.Popen([sys.executable, "-c", LAUNCH, key], env=env, cwd=tmp_path, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for key in keys]
+        launchers = [
+            subprocess.Popen(
+                [sys.executable, "-c", LAUNCH, key],
+                env=env,
+                cwd=tmp_path,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for key in keys
+        ]
         outputs = [launcher.communicate(timeout=300) for launcher in launchers]
     finally:
         for worker in workers:
             _stop(worker)
-    assert all(launcher.returncode == 0 for launcher in launchers), [err[-2000:] for _, err in outputs]
+    assert all(launcher.returncode == 0 for launcher in launchers), [
+        err[-2000:] for _, err in outputs
+    ]
     runs = [out.split() for out, _ in outputs]
     assert len(runs) == SHARDS and all(ok == "True" for _, ok, _ in runs), outputs
 
@@ -151,14 +218,36 @@ def test_sharded_embed_on_two_celery_workers_matches_a_single_process_run(tmp_pa
     assert hosts == {"worker-a", "worker-b"}
 
     # exactly the vectors one process makes
-    rows = store.table(vectors_table_name("bulk", version.version_id)).to_arrow().select(["chunk_id", "vector"]).to_pylist()
+    rows = (
+        store.table(vectors_table_name("bulk", version.version_id))
+        .to_arrow()
+        .select(["chunk_id", "vector"])
+        .to_pylist()
+    )
     (tmp_path / "single").mkdir()
-    single = load_config(write_config(tmp_path / "single" / "c.yaml",
-                                      [{"name": "bulk", "kind": "folder", "path": str(folder)}], [model]))
-    refresh(Store(single.storage_uri), single.sources[0], single.models[0], single.serving,
-            lambda: HashingEmbedder(256), "single")
-    expected = {r["chunk_id"]: r["vector"] for r in Store(single.storage_uri).table(
-        vectors_table_name("bulk", version.version_id)).to_arrow().select(["chunk_id", "vector"]).to_pylist()}
+    single = load_config(
+        write_config(
+            tmp_path / "single" / "c.yaml",
+            [{"name": "bulk", "kind": "folder", "path": str(folder)}],
+            [model],
+        )
+    )
+    refresh(
+        Store(single.storage_uri),
+        single.sources[0],
+        single.models[0],
+        single.serving,
+        lambda: HashingEmbedder(256),
+        "single",
+    )
+    expected = {
+        r["chunk_id"]: r["vector"]
+        for r in Store(single.storage_uri)
+        .table(vectors_table_name("bulk", version.version_id))
+        .to_arrow()
+        .select(["chunk_id", "vector"])
+        .to_pylist()
+    }
     ids = [r["chunk_id"] for r in rows]
     assert len(ids) == len(set(ids)) == len(expected) and set(ids) == set(expected)
     assert all(r["vector"] == expected[r["chunk_id"]] for r in rows)

@@ -42,24 +42,35 @@ from embeddings_platform.testing import write_config
 from .test_checks import CANARY
 
 # the checks of the asset graph (the migration gate has its own tests)
-CHECKS = [c for c in [*embeddings_defs.CHECKS_DEFS, *serving_defs.CHECKS_DEFS] if c is not serving_defs.migration_gate]
+CHECKS = [
+    c
+    for c in [*embeddings_defs.CHECKS_DEFS, *serving_defs.CHECKS_DEFS]
+    if c is not serving_defs.migration_gate
+]
 ALL = [*ASSETS, *CHECKS]
 EMBEDDINGS_CHECKS = {"consistency", "staleness"}
 SERVING_CHECKS = {"served_consistency", "served_staleness", "ann_recall", "retrieval_recall"}
-GRID_CHECK_KEYS = ({("embeddings", n) for n in EMBEDDINGS_CHECKS} | {("serving_index", n) for n in SERVING_CHECKS}
-                   | {("serving_index", "migration_gate")})
+GRID_CHECK_KEYS = (
+    {("embeddings", n) for n in EMBEDDINGS_CHECKS}
+    | {("serving_index", n) for n in SERVING_CHECKS}
+    | {("serving_index", "migration_gate")}
+)
 SOURCE_CHECK_KEYS = {("source_snapshot", "quarantine")}
 # the quarantine check is part of the snapshot step itself, so it is selected with it
-SNAPSHOT_AND_CHUNKS = (AssetSelection.assets("source_snapshot", "chunks").without_checks()
-                       | AssetSelection.checks_for_assets("source_snapshot"))
+SNAPSHOT_AND_CHUNKS = AssetSelection.assets(
+    "source_snapshot", "chunks"
+).without_checks() | AssetSelection.checks_for_assets("source_snapshot")
 
 
 def _setup(tmp_path, corpus, **checks_section):
     canary = tmp_path / "canary.jsonl"
     canary.write_text("\n".join(json.dumps(c) for c in CANARY) + "\n")
     extra = {"checks": {"retrieval": {"k": 1}, **checks_section}}
-    path = write_config(tmp_path / "checked.yaml",
-                        [{"name": "notes", "kind": "folder", "path": str(corpus), "canary": str(canary)}], **extra)
+    path = write_config(
+        tmp_path / "checked.yaml",
+        [{"name": "notes", "kind": "folder", "path": str(corpus), "canary": str(canary)}],
+        **extra,
+    )
     from embeddings_platform.core.config import load_config
 
     config = load_config(path)
@@ -68,11 +79,16 @@ def _setup(tmp_path, corpus, **checks_section):
 
 def run_checks(selection, partition_key, instance, resources):
     """A checks-only run (dagster.materialize needs a selected asset to infer partitions)."""
-    selection = selection - AssetSelection.checks_for_assets("source_snapshot")  # runs inside the snapshot step
-    job = define_asset_job("checks_only", selection=selection, partitions_def=source_model_partitions)
+    selection = selection - AssetSelection.checks_for_assets(
+        "source_snapshot"
+    )  # runs inside the snapshot step
+    job = define_asset_job(
+        "checks_only", selection=selection, partitions_def=source_model_partitions
+    )
     definitions = Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[job], resources=resources)
     return definitions.resolve_job_def("checks_only").execute_in_process(
-        instance=instance, tags=partition_tags(str(partition_key)), raise_on_error=False)
+        instance=instance, tags=partition_tags(str(partition_key)), raise_on_error=False
+    )
 
 
 def _evaluations(results):
@@ -89,7 +105,11 @@ def test_checks_are_registered_partitioned_like_their_assets():
     assert keys == GRID_CHECK_KEYS | SOURCE_CHECK_KEYS
     for check_def in CHECKS:
         for spec in check_def.check_specs:
-            expected = source_partitions if spec.asset_key.to_user_string() == "source_snapshot" else source_model_partitions
+            expected = (
+                source_partitions
+                if spec.asset_key.to_user_string() == "source_snapshot"
+                else source_model_partitions
+            )
             assert spec.partitions_def == expected == graph.get(spec.asset_key).partitions_def
             assert graph.get(spec.key).automation_condition is not None
     blocking = {spec.key.name for c in CHECKS for spec in c.check_specs if spec.blocking}
@@ -104,22 +124,35 @@ def test_checks_run_with_the_graph_and_pass_with_numeric_metadata(tmp_path, corp
     evaluations = _evaluations(results)
     assert set(evaluations) == GRID_CHECK_KEYS | SOURCE_CHECK_KEYS
     quarantine = evaluations.pop(("source_snapshot", "quarantine"))
-    assert quarantine.passed and quarantine.partition == "notes" and quarantine.metadata["quarantined"].value == 0
+    assert (
+        quarantine.passed
+        and quarantine.partition == "notes"
+        and quarantine.metadata["quarantined"].value == 0
+    )
     gate = evaluations[("serving_index", "migration_gate")]
-    assert gate.passed and gate.metadata["serving"].value == 1  # the only model serves: nothing to gate
+    assert (
+        gate.passed and gate.metadata["serving"].value == 1
+    )  # the only model serves: nothing to gate
     key = grid_key("notes", model_version(config.models[0]).version_id)
     for (asset, name), evaluation in evaluations.items():
         assert evaluation.passed, (asset, name, evaluation.description)
         assert evaluation.partition == key
         numeric = {k: v for k, v in evaluation.metadata.items() if k not in ("summary", "table")}
-        assert numeric and all(isinstance(v, (IntMetadataValue, FloatMetadataValue)) for v in numeric.values()), name
+        assert numeric and all(
+            isinstance(v, (IntMetadataValue, FloatMetadataValue)) for v in numeric.values()
+        ), name
     recall = evaluations[("serving_index", "retrieval_recall")].metadata
-    assert recall["recall"].value == 1.0 and recall["baseline_recorded"].value == 1 and recall["queries"].value == 5
+    assert (
+        recall["recall"].value == 1.0
+        and recall["baseline_recorded"].value == 1
+        and recall["queries"].value == 5
+    )
     assert recall["context_recall"].value == 1.0
     assert evaluations[("serving_index", "ann_recall")].metadata["recall"].value == 1.0
     # results are stored per partition, so the UI plots them over runs
     record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [AssetCheckKey(AssetKey("serving_index"), "retrieval_recall")])
+        [AssetCheckKey(AssetKey("serving_index"), "retrieval_recall")]
+    )
     assert list(record.values())[0].status.value == "SUCCEEDED"
     # the second run compares with the stored baseline instead of recording a new one
     again = run_checks(AssetSelection.checks_for_assets("serving_index"), key, instance, resources)
@@ -139,10 +172,17 @@ def test_failed_consistency_blocks_serving_index_and_keeps_the_pointer(tmp_path,
     row = Store.read(table).to_pylist()[0]
     row["vector"] = [math.nan] * len(row["vector"])
     table.to_lance().merge_insert("chunk_id").when_matched_update_all().execute(
-        pa.Table.from_pylist([row], schema=table.schema))
+        pa.Table.from_pylist([row], schema=table.schema)
+    )
     key = grid_key("notes", version_id)
-    result = materialize(ALL, selection=AssetSelection.assets("embeddings", "serving_index"), partition_key=key,
-                         instance=instance, resources=resources, raise_on_error=False)
+    result = materialize(
+        ALL,
+        selection=AssetSelection.assets("embeddings", "serving_index"),
+        partition_key=key,
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
     evaluation = _evaluations([result])[("embeddings", "consistency")]
     assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
     assert evaluation.metadata["nan_or_inf"].value == 1
@@ -152,19 +192,33 @@ def test_failed_consistency_blocks_serving_index_and_keeps_the_pointer(tmp_path,
 
 
 def test_stale_vectors_warn_or_error_by_configured_threshold(tmp_path, corpus, embedder):
-    config, resources = _setup(tmp_path, corpus, staleness={"stale_fraction": {"warn": 0.0, "error": 0.9}})
+    config, resources = _setup(
+        tmp_path, corpus, staleness={"stale_fraction": {"warn": 0.0, "error": 0.9}}
+    )
     instance = DagsterInstance.ephemeral()
     materialize_graph(instance, config, resources=resources)
     (corpus / "cats.md").unlink()
-    materialize(ALL, selection=SNAPSHOT_AND_CHUNKS,
-                partition_key="notes", instance=instance, resources=resources)
+    materialize(
+        ALL,
+        selection=SNAPSHOT_AND_CHUNKS,
+        partition_key="notes",
+        instance=instance,
+        resources=resources,
+    )
     key = grid_key("notes", model_version(config.models[0]).version_id)
-    result = run_checks(AssetSelection.checks_for_assets("embeddings", "serving_index"), key, instance, resources)
+    result = run_checks(
+        AssetSelection.checks_for_assets("embeddings", "serving_index"), key, instance, resources
+    )
     evaluations = _evaluations([result])
     stale = evaluations[("embeddings", "staleness")]
     assert not stale.passed and stale.severity == AssetCheckSeverity.WARN
-    assert stale.metadata["deleted_docs_present"].value == 1 and stale.metadata["stale_vanished"].value > 0
-    assert not evaluations[("serving_index", "served_staleness")].passed  # the deleted doc is still served
+    assert (
+        stale.metadata["deleted_docs_present"].value == 1
+        and stale.metadata["stale_vanished"].value > 0
+    )
+    assert not evaluations[
+        ("serving_index", "served_staleness")
+    ].passed  # the deleted doc is still served
     # chunks moved ahead of the vectors: pending work, reported by staleness, not an inconsistency
     consistency = evaluations[("embeddings", "consistency")]
     assert consistency.passed and consistency.metadata["counts_compared"].value == 0
@@ -172,7 +226,8 @@ def test_stale_vectors_warn_or_error_by_configured_threshold(tmp_path, corpus, e
 
 
 def requested_checks(result) -> dict[str, int]:
-    """check name -> partitions requested (sizes of dynamic-partition subsets need the tick's context)."""
+    """check name -> partitions requested (sizes of dynamic-partition subsets
+    need the tick's context)."""
     from dagster._core.definitions.partitions.context import partition_loading_context
 
     with partition_loading_context(new_ctx=result._partition_loading_context):
@@ -185,41 +240,75 @@ def test_checks_are_requested_after_their_asset_materializes(tmp_path, corpus, e
     from embeddings_platform.defs.partitions import sync_partitions
 
     sync_partitions(instance, config)
-    materialize(ALL, selection=SNAPSHOT_AND_CHUNKS,
-                partition_key="notes", instance=instance, resources=resources)
+    materialize(
+        ALL,
+        selection=SNAPSHOT_AND_CHUNKS,
+        partition_key="notes",
+        instance=instance,
+        resources=resources,
+    )
     key = grid_key("notes", model_version(config.models[0]).version_id)
     selection = AssetSelection.all_asset_checks()
     first = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
     assert first.total_requested == 0  # the first tick only starts the cursor
-    materialize(ALL, selection=AssetSelection.assets("embeddings", "serving_index").without_checks(),
-                partition_key=key, instance=instance, resources=resources)
-    second = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                            cursor=first.cursor)
-    assert requested_checks(second) == {name: 1 for name in EMBEDDINGS_CHECKS | SERVING_CHECKS | {"migration_gate"}}
+    materialize(
+        ALL,
+        selection=AssetSelection.assets("embeddings", "serving_index").without_checks(),
+        partition_key=key,
+        instance=instance,
+        resources=resources,
+    )
+    second = evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor
+    )
+    assert requested_checks(second) == {
+        name: 1 for name in EMBEDDINGS_CHECKS | SERVING_CHECKS | {"migration_gate"}
+    }
     run_checks(AssetSelection.all_asset_checks(), key, instance, resources)  # the requested run
     settled = evaluate_automation_conditions(  # the daemon's next tick
-        defs=defs, instance=instance, asset_selection=selection, cursor=second.cursor)
+        defs=defs, instance=instance, asset_selection=selection, cursor=second.cursor
+    )
     assert settled.total_requested == 0
     # a rerun that changes nothing keeps the data versions: no new check run (plain eager()
     # would request every check again here: its assets were materialized since the last tick)
-    materialize(ALL, selection=AssetSelection.assets("embeddings", "serving_index").without_checks(),
-                partition_key=key, instance=instance, resources=resources)
-    third = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                           cursor=settled.cursor)
+    materialize(
+        ALL,
+        selection=AssetSelection.assets("embeddings", "serving_index").without_checks(),
+        partition_key=key,
+        instance=instance,
+        resources=resources,
+    )
+    third = evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection, cursor=settled.cursor
+    )
     assert third.total_requested == 0
     # a real change (a new document) changes the data versions: the checks run again
     (corpus / "owls.md").write_text("Owls are nocturnal birds of prey with silent flight.")
-    materialize(ALL, selection=SNAPSHOT_AND_CHUNKS,
-                partition_key="notes", instance=instance, resources=resources)
-    materialize(ALL, selection=AssetSelection.assets("embeddings", "serving_index").without_checks(),
-                partition_key=key, instance=instance, resources=resources)
-    fourth = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                            cursor=third.cursor)
+    materialize(
+        ALL,
+        selection=SNAPSHOT_AND_CHUNKS,
+        partition_key="notes",
+        instance=instance,
+        resources=resources,
+    )
+    materialize(
+        ALL,
+        selection=AssetSelection.assets("embeddings", "serving_index").without_checks(),
+        partition_key=key,
+        instance=instance,
+        resources=resources,
+    )
+    fourth = evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection, cursor=third.cursor
+    )
     assert set(requested_checks(fourth)) == (
-        EMBEDDINGS_CHECKS | SERVING_CHECKS | {"migration_gate"})
+        EMBEDDINGS_CHECKS | SERVING_CHECKS | {"migration_gate"}
+    )
 
 
-def test_schedule_requests_the_staleness_check_of_every_served_partition(tmp_path, corpus, embedder):
+def test_schedule_requests_the_staleness_check_of_every_served_partition(
+    tmp_path, corpus, embedder
+):
     config, resources = _setup(tmp_path, corpus)
     from embeddings_platform.defs.partitions import sync_partitions
 
@@ -228,9 +317,11 @@ def test_schedule_requests_the_staleness_check_of_every_served_partition(tmp_pat
         tick = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
 
         def evaluate():
-            # as a context manager: the context opens its own instance from the ref and must close it
-            with build_schedule_context(instance=instance, resources=resources,
-                                        scheduled_execution_time=tick) as context:
+            # as a context manager: the context opens its own instance from the ref and must
+            # close it
+            with build_schedule_context(
+                instance=instance, resources=resources, scheduled_execution_time=tick
+            ) as context:
                 return served_staleness_schedule(context)
 
         assert isinstance(evaluate(), SkipReason)  # nothing is served yet

@@ -15,7 +15,10 @@ def test_windows_overlap_and_slice_original_text():
     chunks = chunk_document("d", text, WordTokenizer(), window=10, overlap=2, strategy_id="s")
     # windows of 10 tokens start every 8 (2 overlap); the last one ends with the text
     assert [(c.doc_id, c.chunk_index, c.text) for c in chunks] == [
-        ("d", 0, _words(0, 9)), ("d", 1, _words(8, 17)), ("d", 2, _words(16, 24))]
+        ("d", 0, _words(0, 9)),
+        ("d", 1, _words(8, 17)),
+        ("d", 2, _words(16, 24)),
+    ]
     assert [c.chunk_id for c in chunks] == [make_chunk_id("d", "s", c.text) for c in chunks]
 
 
@@ -27,12 +30,17 @@ def test_chunk_ids_are_deterministic_and_depend_on_doc_strategy_and_text():
     assert [c.chunk_id for c in a] == ["1fbb3584c85b5f6fe8c17466b4956b1a"]
     assert a[0].chunk_sha256 == "6899ee404683a14e8c2a03149860df25d67d34d9cd4dae7350cbe91e4b3976be"
     ids = [make_chunk_id(*p) for p in [("d", "s1", "x"), ("d", "s2", "x"), ("e", "s1", "x")]]
-    assert ids == ["5fcb652602eaba4b87b3f5a6c3c0944c", "2a18e3715e3b2d390e23db91dc7aa538",
-                   "8ba8bf73790c465224fe3a43ada9719f"]
+    assert ids == [
+        "5fcb652602eaba4b87b3f5a6c3c0944c",
+        "2a18e3715e3b2d390e23db91dc7aa538",
+        "8ba8bf73790c465224fe3a43ada9719f",
+    ]
 
 
 def test_repeated_windows_in_one_document_are_kept_once():
-    chunks = chunk_document("d", "a b a b a b a b", WordTokenizer(), window=2, overlap=0, strategy_id="s")
+    chunks = chunk_document(
+        "d", "a b a b a b a b", WordTokenizer(), window=2, overlap=0, strategy_id="s"
+    )
     assert [c.text for c in chunks] == ["a b"]
 
 
@@ -55,6 +63,8 @@ def test_a_window_wholly_inside_an_overlong_run_is_not_a_chunk():
     text = "alpha beta " + "x+" * 600 + " gamma delta"  # a 1,200-character whitespace-free run
     chunks = chunk_document("d", text, WordTokenizer(), window=4, overlap=0, strategy_id="s")
     assert [(c.chunk_index, c.text) for c in chunks] == [
-        (0, "alpha beta x+"), (1, "x+ gamma delta")]
+        (0, "alpha beta x+"),
+        (1, "x+ gamma delta"),
+    ]
     short = "alpha beta " + "x+" * 400 + " gamma delta"  # 800 characters: still words
     assert len(chunk_document("d", short, WordTokenizer(), 4, 0, "s")) == 3

@@ -37,8 +37,14 @@ def build(config_path: Path) -> None:
     config = load_config(config_path)
     store, model = Store(config.storage_uri), config.models[0]
     for source in config.sources:
-        refresh(store, source, model, config.serving, lambda: resources.cached_embedder(model),
-                run_id=f"test-{source.name}")
+        refresh(
+            store,
+            source,
+            model,
+            config.serving,
+            lambda: resources.cached_embedder(model),
+            run_id=f"test-{source.name}",
+        )
 
 
 @pytest.fixture
@@ -61,13 +67,17 @@ def test_search_rejects_an_empty_query(built, capsys, query):
     assert err == "error: search: the query is empty; give the words to search for\n"
 
 
-@pytest.mark.parametrize("source, reason", [
-    ("nosuch", "no source named 'nosuch' is registered"),
-    ("notes.shard-5-of-2", "shard index 5 out of range in partition key 'notes.shard-5-of-2'"),
-    ("notes.shard-0-of-2", "no source named 'notes.shard-0-of-2' is registered"),  # not sharded
-])
-def test_search_on_an_unregistered_source_says_so_and_lists_the_registered(built, capsys, source,
-                                                                            reason):
+@pytest.mark.parametrize(
+    "source, reason",
+    [
+        ("nosuch", "no source named 'nosuch' is registered"),
+        ("notes.shard-5-of-2", "shard index 5 out of range in partition key 'notes.shard-5-of-2'"),
+        ("notes.shard-0-of-2", "no source named 'notes.shard-0-of-2' is registered"),  # not sharded
+    ],
+)
+def test_search_on_an_unregistered_source_says_so_and_lists_the_registered(
+    built, capsys, source, reason
+):
     code, out, err = run(capsys, built, "search", "cats", "--source", source)
     assert code == 2 and not out
     assert err == f"error: sources: {reason}; registered sources: notes\n"
@@ -78,15 +88,20 @@ def test_search_works(built, capsys):
     assert code == 0 and "cats.md" in out
 
 
-@pytest.mark.parametrize("option, name, registered", [("--source", "nosuch", "sources: notes"),
-                                                      ("--model", "nosuch", "models: hash")])
-def test_materialize_with_an_unknown_name_builds_nothing_and_fails(config_path, capsys, option,
-                                                                   name, registered):
+@pytest.mark.parametrize(
+    "option, name, registered",
+    [("--source", "nosuch", "sources: notes"), ("--model", "nosuch", "models: hash")],
+)
+def test_materialize_with_an_unknown_name_builds_nothing_and_fails(
+    config_path, capsys, option, name, registered
+):
     code, out, err = run(capsys, config_path, "materialize", option, name, "--no-sample")
     assert code == 2 and not out
     what = option.removeprefix("--")
-    assert err == (f"error: materialize {option}: no {what} named 'nosuch' is registered; "
-                   f"registered {registered}\n")
+    assert err == (
+        f"error: materialize {option}: no {what} named 'nosuch' is registered; "
+        f"registered {registered}\n"
+    )
 
 
 def test_no_sources_registered_is_said_plainly(tmp_path, capsys):
@@ -107,9 +122,11 @@ def test_a_broken_source_affects_only_itself(tmp_path, corpus, capsys, monkeypat
     from embeddings_platform.core.stages import snapshot
 
     write_corpus(tmp_path / "flaky", {"a.md": "Flaky source text about kites."})
-    sources = [{"name": "notes", "kind": "folder", "path": str(corpus)},
-               {"name": "gone", "kind": "folder", "path": str(tmp_path / "nowhere")},
-               {"name": "flaky", "kind": "folder", "path": str(tmp_path / "flaky")}]
+    sources = [
+        {"name": "notes", "kind": "folder", "path": str(corpus)},
+        {"name": "gone", "kind": "folder", "path": str(tmp_path / "nowhere")},
+        {"name": "flaky", "kind": "folder", "path": str(tmp_path / "flaky")},
+    ]
     path = write_config(tmp_path / "platform.yaml", sources)
     read = snapshot.read_source
 
@@ -135,8 +152,10 @@ def test_a_broken_source_affects_only_itself(tmp_path, corpus, capsys, monkeypat
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert rows["notes"].endswith("  ok") and "yes (v" in rows["notes"]
     assert rows["gone"].split()[-2:] == ["no", "-"]
-    assert rows["source"] == (f"source gone cannot be read: sources[gone].path: "
-                              f"{tmp_path / 'nowhere'} does not exist; fix the path or create it")
+    assert rows["source"] == (
+        f"source gone cannot be read: sources[gone].path: "
+        f"{tmp_path / 'nowhere'} does not exist; fix the path or create it"
+    )
     code, out, _ = run(capsys, path, "status", "--json")
     by_source = {r["source"]: r for r in json.loads(out)}
     assert by_source["gone"]["source_error"].startswith("sources[gone].path: ")
@@ -148,23 +167,29 @@ def test_a_broken_source_affects_only_itself(tmp_path, corpus, capsys, monkeypat
 
 
 def _escape_corpus(folder: Path) -> None:
-    write_corpus(folder, {
-        "cats.md": DOCS["cats.md"],
-        "evil\x1b[2J.md": "Kites \x1b[31mred\x1b[0m title \x1b]0;pwned\x07 bell \x07 c1 \x9b2J "
-                          "del \x7f kites fly high above the hills",
-    })
+    write_corpus(
+        folder,
+        {
+            "cats.md": DOCS["cats.md"],
+            "evil\x1b[2J.md": "Kites \x1b[31mred\x1b[0m title \x1b]0;pwned\x07 bell \x07 c1 \x9b2J "
+            "del \x7f kites fly high above the hills",
+        },
+    )
 
 
 def test_terminal_escapes_from_documents_never_reach_the_terminal(tmp_path, capsys):
     _escape_corpus(tmp_path / "corpus")
-    path = write_config(tmp_path / "platform.yaml",
-                        [{"name": "notes", "kind": "folder", "path": str(tmp_path / "corpus")}])
+    path = write_config(
+        tmp_path / "platform.yaml",
+        [{"name": "notes", "kind": "folder", "path": str(tmp_path / "corpus")}],
+    )
     build(path)
     code, out, _ = run(capsys, path, "search", "kites", "--source", "notes", "--mode", "fts")
     assert code == 0 and "evil.md" in out and "Kites red title" in out
     assert not CONTROL.search(out), repr(out)
-    code, out, _ = run(capsys, path, "search", "kites", "--source", "notes", "--mode", "fts",
-                       "--json")
+    code, out, _ = run(
+        capsys, path, "search", "kites", "--source", "notes", "--mode", "fts", "--json"
+    )
     assert code == 0 and not CONTROL.search(out), repr(out)  # escaped as \u001b, \u009b ...
     hits = json.loads(out)  # ... and still the document's exact text
     assert hits[0]["doc_id"] == "evil\x1b[2J.md" and "\x1b[31mred\x1b[0m" in hits[0]["text"]
@@ -174,8 +199,10 @@ def test_terminal_escapes_from_documents_never_reach_the_terminal(tmp_path, caps
 
 
 def test_error_messages_do_not_echo_terminal_escapes(tmp_path, capsys):
-    path = write_config(tmp_path / "platform.yaml",
-                        [{"name": "notes", "kind": "folder", "path": str(tmp_path / "x\x1b[2Jy")}])
+    path = write_config(
+        tmp_path / "platform.yaml",
+        [{"name": "notes", "kind": "folder", "path": str(tmp_path / "x\x1b[2Jy")}],
+    )
     code, out, err = run(capsys, path, "status")
     assert code == 0 and not CONTROL.search(out + err)
     assert f"source notes cannot be read: sources[notes].path: {tmp_path}/x" in out
@@ -208,8 +235,9 @@ def test_a_damaged_table_is_reported_by_status_and_one_line_by_search(built, cap
         code, out, err = run(capsys, built, "search", "cats", "--source", "notes", "--mode", mode)
         assert code == 1 and not out and len(err.splitlines()) == 1
         assert err.startswith(f"error: table {name}@v")
-        assert err.rstrip().endswith(f"{name}.lance aside and run `embeddings-platform materialize "
-                                     "--source notes`")
+        assert err.rstrip().endswith(
+            f"{name}.lance aside and run `embeddings-platform materialize --source notes`"
+        )
     code, out, err = run(capsys, built, "lineage", "cats.md")
     assert code == 1 and not out and len(err.splitlines()) == 1
     assert err.startswith(f"error: table {name} cannot be read: ") and "materialize" in err
@@ -221,11 +249,14 @@ def test_a_damaged_table_is_reported_by_status_and_one_line_by_search(built, cap
     assert code == 0 and "cats.md" in out
 
 
-def test_lineage_lists_each_vector_once_when_one_source_name_prefixes_another(tmp_path, corpus,
-                                                                             capsys):
+def test_lineage_lists_each_vector_once_when_one_source_name_prefixes_another(
+    tmp_path, corpus, capsys
+):
     """`vectors__a__...` also prefixes the tables of source `a__b`; both are legal names."""
-    sources = [{"name": "a", "kind": "folder", "path": str(corpus)},
-               {"name": "a__b", "kind": "folder", "path": str(corpus)}]
+    sources = [
+        {"name": "a", "kind": "folder", "path": str(corpus)},
+        {"name": "a__b", "kind": "folder", "path": str(corpus)},
+    ]
     path = write_config(tmp_path / "platform.yaml", sources)
     build(path)
     code, out, _ = run(capsys, path, "lineage", "cats.md")
@@ -257,8 +288,9 @@ def test_the_local_instance_fails_a_run_whose_process_was_killed():
         limit = instance.run_monitoring_max_runtime_seconds
         assert 0 < limit <= 24 * 3600
         run = create_run_for_test(instance, job_name="embed_job", status=DagsterRunStatus.STARTING)
-        instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_START.value,
-                                                   job_name="embed_job"), run_id=run.run_id)
+        instance.report_dagster_event(
+            DagsterEvent(DagsterEventType.RUN_START.value, job_name="embed_job"), run_id=run.run_id
+        )
         record = instance.get_run_record_by_id(run.run_id)
         assert record.dagster_run.status == DagsterRunStatus.STARTED
         with pytest.MonkeyPatch.context() as mp:
@@ -267,12 +299,15 @@ def test_the_local_instance_fails_a_run_whose_process_was_killed():
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
 
 
-def test_the_cli_reads_the_registry_of_the_folder_it_runs_in_and_says_which(tmp_path, corpus, capsys,
-                                                                            monkeypatch):
+def test_the_cli_reads_the_registry_of_the_folder_it_runs_in_and_says_which(
+    tmp_path, corpus, capsys, monkeypatch
+):
     project = tmp_path / "project"
     (project / "deep" / "er").mkdir(parents=True)
-    path = write_config(project / "embeddings_platform.yaml",
-                        [{"name": "notes", "kind": "folder", "path": str(corpus)}])
+    path = write_config(
+        project / "embeddings_platform.yaml",
+        [{"name": "notes", "kind": "folder", "path": str(corpus)}],
+    )
     monkeypatch.delenv("EMBEDDINGS_PLATFORM_CONFIG", raising=False)
     monkeypatch.chdir(project / "deep" / "er")  # found in a parent, as git finds its repository
     assert cli.main(["status"]) == 0
@@ -281,6 +316,8 @@ def test_the_cli_reads_the_registry_of_the_folder_it_runs_in_and_says_which(tmp_
     monkeypatch.chdir(tmp_path)  # none here or above, and no variable: an error, not a guess
     assert cli.main(["status"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: config: no embeddings_platform.yaml in {tmp_path} or its parents")
+    assert err.startswith(
+        f"error: config: no embeddings_platform.yaml in {tmp_path} or its parents"
+    )
     monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(path))
     assert cli.main(["status"]) == 0

@@ -15,6 +15,7 @@ from embeddings_platform.testing import write_config
 
 CHUNKS_OF_DOCS = 8  # the test corpus in 12-token windows, 3 overlapping: a first run embeds all
 
+
 def test_definitions_load_and_describe_themselves():
     repo = defs.get_repository_def()
     graph = repo.asset_graph
@@ -38,29 +39,60 @@ def test_full_materialization_with_ephemeral_instance(config_path, config, embed
     assert events.metadata["model_version"].value == version_id
     calls = embedder.calls
     # second run of the embeddings cell: nothing to embed, no model call
-    again = materialize(ASSETS, selection=["embeddings", "serving_index"], partition_key=key,
-                        instance=instance, resources=resources)
+    again = materialize(
+        ASSETS,
+        selection=["embeddings", "serving_index"],
+        partition_key=key,
+        instance=instance,
+        resources=resources,
+    )
     meta = again.asset_materializations_for_node("embeddings")[0].metadata
     assert meta["embedded"].value == 0 and meta["model_calls"].value == 0
     assert embedder.calls == calls
 
 
-def test_cli_status_search_and_lineage(config_path, config, embedder, capsys, tmp_path, monkeypatch):
+def test_cli_status_search_and_lineage(
+    config_path, config, embedder, capsys, tmp_path, monkeypatch
+):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
-    assert cli.main(["--config", str(config_path), "materialize", "--sample-query", "dog barks"]) == 0
+    assert (
+        cli.main(["--config", str(config_path), "materialize", "--sample-query", "dog barks"]) == 0
+    )
     out = capsys.readouterr().out.splitlines()
     version_id = model_version(config.models[0]).version_id
     [row] = [line.split() for line in out if line.startswith("notes ")]
     assert row[:7] == ["notes", version_id, "5", "0", str(CHUNKS_OF_DOCS), str(CHUNKS_OF_DOCS), "4"]
-    sample = out.index('Sample search on \'notes\': "dog barks"')
+    sample = out.index("Sample search on 'notes': \"dog barks\"")
     assert out[sample + 1].split()[2] == "dogs.txt"  # " 1. <score>  dogs.txt  [chunk id]"
-    assert cli.main(["--config", str(config_path), "search", "memory safety systems language", "--source", "notes", "-k", "2", "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "--config",
+                str(config_path),
+                "search",
+                "memory safety systems language",
+                "--source",
+                "notes",
+                "-k",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     hits = json.loads(capsys.readouterr().out)
     assert hits[0]["doc_id"] == "rust.rst" and hits[0]["lineage"]["model_name"] == "hash"
     assert cli.main(["--config", str(config_path), "status", "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
-    expected = {"source": "notes", "model_version": version_id, "documents": 5, "quarantined": 0,
-                "chunks": CHUNKS_OF_DOCS, "vectors": CHUNKS_OF_DOCS, "serving": True}
+    expected = {
+        "source": "notes",
+        "model_version": version_id,
+        "documents": 5,
+        "quarantined": 0,
+        "chunks": CHUNKS_OF_DOCS,
+        "vectors": CHUNKS_OF_DOCS,
+        "serving": True,
+    }
     assert {k: row[k] for k in expected} == expected
     assert cli.main(["--config", str(config_path), "lineage", "cats.md"]) == 0
     traced = json.loads(capsys.readouterr().out)
@@ -83,24 +115,34 @@ def test_cli_reports_missing_serving_index(config_path, capsys):
 
 
 def test_runs_show_progress_tables_and_a_sample_search(tmp_path, corpus, embedder):
-    """What an operator sees: progress log lines, a Markdown summary, a preview of search results."""
+    """What an operator sees: progress log lines, a Markdown summary,
+    a preview of search results."""
     from embeddings_platform.core.config import load_config
 
     canary = tmp_path / "canary.jsonl"
     canary.write_text(json.dumps({"query": "cat purrs hunts mice", "relevant": ["cats.md"]}) + "\n")
-    path = write_config(tmp_path / "ops.yaml", [{"name": "notes", "kind": "folder", "path": str(corpus),
-                                                  "canary": str(canary)}])
+    path = write_config(
+        tmp_path / "ops.yaml",
+        [{"name": "notes", "kind": "folder", "path": str(corpus), "canary": str(canary)}],
+    )
     config = load_config(path)
     instance = DagsterInstance.ephemeral()
-    results = materialize_graph(instance, config, resources={"platform": PlatformResource(config_path=str(path))})
+    results = materialize_graph(
+        instance, config, resources={"platform": PlatformResource(config_path=str(path))}
+    )
     grid_run = next(r for r in results if r.asset_materializations_for_node("embeddings"))
     logs = [e.message for e in instance.all_logs(grid_run.run_id) if e.message]
     assert any("embedded 8/8 chunks (100%)" in line and "chunks/s" in line for line in logs)
     embedded = grid_run.asset_materializations_for_node("embeddings")[0].metadata
-    assert "| embedded | 8 |" in embedded["summary"].value and "| dead_lettered | 0 |" in embedded["summary"].value
+    assert (
+        "| embedded | 8 |" in embedded["summary"].value
+        and "| dead_lettered | 0 |" in embedded["summary"].value
+    )
     served = grid_run.asset_materializations_for_node("serving_index")[0].metadata
     preview = served["sample_search"].value
-    assert "**cat purrs hunts mice**" in preview and preview.index("`cats.md`") < preview.index("| 2 |")
+    assert "**cat purrs hunts mice**" in preview and preview.index("`cats.md`") < preview.index(
+        "| 2 |"
+    )
 
 
 def test_progress_logs_at_intervals_and_draws_a_bar_on_a_terminal(capsys):
@@ -123,9 +165,13 @@ def test_definitions_validate_with_the_config_read_through_an_env_var(config_pat
     from pathlib import Path
 
     dagster = Path(sys.executable).parent / "dagster"
-    done = subprocess.run([str(dagster), "definitions", "validate", "-m", "embeddings_platform.definitions"],
-                          env={**os.environ, "EMBEDDINGS_PLATFORM_CONFIG": str(config_path)},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-m", "embeddings_platform.definitions"],
+        env={**os.environ, "EMBEDDINGS_PLATFORM_CONFIG": str(config_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "All code locations passed validation" in done.stderr + done.stdout
 
@@ -137,15 +183,25 @@ def test_snapshot_metadata_counts_lossy_documents_and_reads_the_documents_settin
     from embeddings_platform.testing import DOCS, write_config, write_corpus
 
     folder = tmp_path / "corpus"
-    write_corpus(folder, {**DOCS, "lossy.md": "One stray caf\ufffd byte. " + "word " * 40,
-                          ".hidden.md": "hidden words"})
+    write_corpus(
+        folder,
+        {
+            **DOCS,
+            "lossy.md": "One stray caf\ufffd byte. " + "word " * 40,
+            ".hidden.md": "hidden words",
+        },
+    )
     source = {"name": "notes", "kind": "folder", "path": str(folder)}
     path = write_config(tmp_path / "c.yaml", [source], documents={"include_hidden": True})
     assert load_config(path).documents.include_hidden
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(source_partitions.name, ["notes"])
-    result = materialize([source_snapshot], partition_key="notes", instance=instance,
-                         resources={"platform": PlatformResource(config_path=str(path))})
+    result = materialize(
+        [source_snapshot],
+        partition_key="notes",
+        instance=instance,
+        resources={"platform": PlatformResource(config_path=str(path))},
+    )
     meta = result.asset_materializations_for_node("source_snapshot")[0].metadata
     assert meta["lossy_documents"].value == 1 and meta["quarantined"].value == 0
     assert meta["documents"].value == len(DOCS) + 2  # the hidden file is read: include_hidden
@@ -156,7 +212,9 @@ def test_the_resource_parses_the_registry_and_opens_the_store_once(config_path, 
 
     calls = []
     real = resources.load_config
-    monkeypatch.setattr(resources, "load_config", lambda path=None: calls.append(path) or real(path))
+    monkeypatch.setattr(
+        resources, "load_config", lambda path=None: calls.append(path) or real(path)
+    )
     platform = resources.PlatformResource(config_path=str(config_path))
     assert platform.load() is platform.load() and platform.store() is platform.store()
     assert calls == [str(config_path)]

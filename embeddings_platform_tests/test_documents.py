@@ -21,7 +21,9 @@ from embeddings_platform.core.documents import (
 
 
 def test_html_is_stripped_and_entities_unescaped():
-    doc = validate(RawDocument("t.html", b"<p>Fish &amp; chips</p><script>x=1</script>", is_html=True))
+    doc = validate(
+        RawDocument("t.html", b"<p>Fish &amp; chips</p><script>x=1</script>", is_html=True)
+    )
     assert isinstance(doc, Document)
     assert doc.text.strip() == "Fish & chips"
 
@@ -73,13 +75,20 @@ def test_jsonl_and_beir_sources(tmp_path):
     path = tmp_path / "docs.jsonl"
     path.write_text("\n".join(lines))
     docs, rejected = read_source(source_from(name="j", kind="jsonl", path=path))
-    assert [(d.doc_id, d.text, d.metadata) for d in docs] == [("a", "T\n\nalpha text", {"lang": "en"})]
+    assert [(d.doc_id, d.text, d.metadata) for d in docs] == [
+        ("a", "T\n\nalpha text", {"lang": "en"})
+    ]
     assert sorted(r.reason.split(":")[0] for r in rejected) == [
-        "duplicate doc id", "line 2 is not valid JSON", "missing 'id'"]
+        "duplicate doc id",
+        "line 2 is not valid JSON",
+        "missing 'id'",
+    ]
 
     beir = tmp_path / "beir"
     beir.mkdir()
-    (beir / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "title": "", "text": "beir body"}) + "\n")
+    (beir / "corpus.jsonl").write_text(
+        json.dumps({"_id": "d1", "title": "", "text": "beir body"}) + "\n"
+    )
     docs, _ = read_source(source_from(name="b", kind="beir", path=beir))
     assert [(d.doc_id, d.text) for d in docs] == [("d1", "beir body")]
 
@@ -111,37 +120,51 @@ def test_html_parser_error_quarantines_only_that_page(tmp_path):
     root = _folder(tmp_path, {"bad.html": "<p>intro</p><![foo[ x ]]> more"})
     docs, rejected = read_source(source_from(name="s", kind="folder", path=root))
     assert sorted(d.doc_id for d in docs) == ["a.md", "b.txt"]
-    assert _reasons(rejected) == {"bad.html": "parser error: HTML line 1, column 12: "
-                                  "AssertionError: unknown status keyword 'foo' in marked section"}
+    assert _reasons(rejected) == {
+        "bad.html": "parser error: HTML line 1, column 12: "
+        "AssertionError: unknown status keyword 'foo' in marked section"
+    }
 
 
 def test_jsonl_recursion_and_huge_numbers_quarantine_only_their_line(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text("\n".join([
-        json.dumps({"id": "a", "text": "alpha"}),
-        '{"id": "deep", "text": ' + "[" * 100_000 + "]" * 100_000 + "}",
-        '{"id": ' + "9" * 5000 + ', "text": "x"}',
-        json.dumps({"id": "b", "text": "beta"}),
-    ]))
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "a", "text": "alpha"}),
+                '{"id": "deep", "text": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                '{"id": ' + "9" * 5000 + ', "text": "x"}',
+                json.dumps({"id": "b", "text": "beta"}),
+            ]
+        )
+    )
     docs, rejected = read_source(source_from(name="j", kind="jsonl", path=path))
     assert [d.doc_id for d in docs] == ["a", "b"]
     assert _reasons(rejected) == {
         "line-2": "too deeply nested: line 2 nests JSON deeper than the parser can follow",
         "line-3": "line 3 is not valid JSON: Exceeds the limit (4300 digits) for integer string "
-                  "conversion: value has 5000 digits",
+        "conversion: value has 5000 digits",
     }
 
 
 def test_jsonl_odd_ids_and_values_quarantine_their_line(tmp_path):
     path = tmp_path / "d.jsonl"
-    records = [{"id": ["x"]}, {"id": {"k": 1}}, {"id": True}, {"id": 1.5}, {"id": 7},
-               {"id": "big", "n": 10**4000}]
+    records = [
+        {"id": ["x"]},
+        {"id": {"k": 1}},
+        {"id": True},
+        {"id": 1.5},
+        {"id": 7},
+        {"id": "big", "n": 10**4000},
+    ]
     lines = [json.dumps({**r, "text": "words"}) for r in records]
-    lines += ['{"id": "nan", "text": "words", "score": NaN}',
-              '{"id": "inf", "text": "words", "score": -Infinity}',
-              '{"id": "\\ud800", "text": "words"}',
-              '{"id": "s", "text": "a\\ud800b"}',
-              '{"id": "m", "text": "words", "\\udfff": "v"}']
+    lines += [
+        '{"id": "nan", "text": "words", "score": NaN}',
+        '{"id": "inf", "text": "words", "score": -Infinity}',
+        '{"id": "\\ud800", "text": "words"}',
+        '{"id": "s", "text": "a\\ud800b"}',
+        '{"id": "m", "text": "words", "\\udfff": "v"}',
+    ]
     path.write_text("\n".join(lines))
     docs, rejected = read_source(source_from(name="j", kind="jsonl", path=path))
     assert [(d.doc_id, d.metadata) for d in docs] == [("7", {}), ("big", {"n": 10**4000})]
@@ -179,14 +202,22 @@ def test_a_source_that_cannot_be_read_is_a_clear_error_naming_it(tmp_path, monke
     (tmp_path / "file.jsonl").write_text("{}")
     (tmp_path / "folder").mkdir()
     cases = [
-        (source_from(name="gone", kind="folder", path=tmp_path / "missing"),
-         r"sources\[gone\]\.path: .*missing does not exist; fix the path or create it"),
-        (source_from(name="notdir", kind="folder", path=tmp_path / "file.jsonl"),
-         r"sources\[notdir\]\.path: .*file\.jsonl is a file; a folder source needs a folder"),
-        (source_from(name="isdir", kind="jsonl", path=tmp_path / "folder"),
-         r"sources\[isdir\]\.path: .*folder is a folder; a jsonl source needs a \.jsonl file"),
-        (source_from(name="nobeir", kind="beir", path=tmp_path / "folder"),
-         r"sources\[nobeir\]\.path: .*folder has no corpus\.jsonl"),
+        (
+            source_from(name="gone", kind="folder", path=tmp_path / "missing"),
+            r"sources\[gone\]\.path: .*missing does not exist; fix the path or create it",
+        ),
+        (
+            source_from(name="notdir", kind="folder", path=tmp_path / "file.jsonl"),
+            r"sources\[notdir\]\.path: .*file\.jsonl is a file; a folder source needs a folder",
+        ),
+        (
+            source_from(name="isdir", kind="jsonl", path=tmp_path / "folder"),
+            r"sources\[isdir\]\.path: .*folder is a folder; a jsonl source needs a \.jsonl file",
+        ),
+        (
+            source_from(name="nobeir", kind="beir", path=tmp_path / "folder"),
+            r"sources\[nobeir\]\.path: .*folder has no corpus\.jsonl",
+        ),
     ]
     for source, message in cases:
         with pytest.raises(SourceError, match=message):
@@ -232,7 +263,8 @@ def test_a_file_larger_than_its_stat_size_is_read_only_to_the_limit(tmp_path, mo
     docs, rejected = read_source(source_from(name="s", kind="folder", path=root), small)
     assert sorted(d.doc_id for d in docs) == ["a.md", "b.txt"]
     assert _reasons(rejected) == {
-        "grows.txt": "too large: more than 1000 bytes (the file grew while it was read)"}
+        "grows.txt": "too large: more than 1000 bytes (the file grew while it was read)"
+    }
 
 
 def test_a_jsonl_line_over_the_limit_is_quarantined_and_the_next_lines_read(tmp_path):
@@ -240,8 +272,16 @@ def test_a_jsonl_line_over_the_limit_is_quarantined_and_the_next_lines_read(tmp_
     long_line = json.dumps({"id": "long", "text": "word " * 1000})  # about 5,000 bytes
     prefix = '{"id": "fits", "text": "'
     fits = prefix + ("word " * 200)[: 1000 - len(prefix) - 2] + '"}'  # exactly 1,000 bytes
-    path.write_text("\n".join([json.dumps({"id": "a", "text": "alpha"}), long_line, fits,
-                               json.dumps({"id": "b", "text": "beta"})]))
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "a", "text": "alpha"}),
+                long_line,
+                fits,
+                json.dumps({"id": "b", "text": "beta"}),
+            ]
+        )
+    )
     assert len(fits.encode()) == 1000
     small = DocumentsConfig(max_document_bytes=1000)
     docs, rejected = read_source(source_from(name="j", kind="jsonl", path=path), small)
@@ -292,8 +332,10 @@ def test_an_unlistable_subfolder_and_an_unopenable_file_get_rows(tmp_path, monke
     monkeypatch.setattr(os, "open", open_)
     docs, rejected = read_source(source_from(name="s", kind="folder", path=root))
     assert sorted(d.doc_id for d in docs) == ["a.md", "b.txt"]
-    assert _reasons(rejected) == {"locked.md": "unreadable: Permission denied",
-                                  "private": "unreadable: folder cannot be listed: Permission denied"}
+    assert _reasons(rejected) == {
+        "locked.md": "unreadable: Permission denied",
+        "private": "unreadable: folder cannot be listed: Permission denied",
+    }
 
 
 def test_hidden_files_and_folders_are_skipped_unless_included(tmp_path):
@@ -308,7 +350,13 @@ def test_hidden_files_and_folders_are_skipped_unless_included(tmp_path):
     hidden = DocumentsConfig(include_hidden=True)
     docs, rejected = read_source(source_from(name="s", kind="folder", path=root), hidden)
     assert sorted(d.doc_id for d in docs) == [
-        ".git/HEAD.txt", ".hidden.md", "a.md", "b.txt", "sub/.cache/c.md", "sub/kept.md"]
+        ".git/HEAD.txt",
+        ".hidden.md",
+        "a.md",
+        "b.txt",
+        "sub/.cache/c.md",
+        "sub/kept.md",
+    ]
     assert rejected == []
 
 
@@ -316,15 +364,24 @@ CHINESE = "机器学习是人工智能的一个分支，它使计算机能够从
 JAPANESE = "Pythonは読みやすさを重視したプログラミング言語で、多くの分野で使われています。" * 40
 
 
-@pytest.mark.parametrize("doc_id, text", [
-    ("prose", "Plain prose with ordinary words. " * 200),
-    ("code", "def add(a, b):\n    return a + b\n\nprint(add(1, 2))  # three\n" * 50),
-    ("urls", "\n".join(f"https://example.org/{i}/{'section-' * 20}?p={i}" for i in range(60))),
-    ("chinese", CHINESE),
-    ("japanese", JAPANESE),
-    ("one long url in prose", "See " + "https://example.org/?q=" + "a1" * 700 + " for details. "
-                              + "Ordinary words follow here. " * 60),
-])
+@pytest.mark.parametrize(
+    "doc_id, text",
+    [
+        ("prose", "Plain prose with ordinary words. " * 200),
+        ("code", "def add(a, b):\n    return a + b\n\nprint(add(1, 2))  # three\n" * 50),
+        ("urls", "\n".join(f"https://example.org/{i}/{'section-' * 20}?p={i}" for i in range(60))),
+        ("chinese", CHINESE),
+        ("japanese", JAPANESE),
+        (
+            "one long url in prose",
+            "See "
+            + "https://example.org/?q="
+            + "a1" * 700
+            + " for details. "
+            + "Ordinary words follow here. " * 60,
+        ),
+    ],
+)
 def test_text_with_usable_tokens_is_kept(doc_id, text):
     if doc_id not in ("prose", "code", "urls"):  # these do hold a whitespace-free run > 1000
         assert len(max(text.split(), key=len)) > 1000
@@ -332,18 +389,30 @@ def test_text_with_usable_tokens_is_kept(doc_id, text):
     assert isinstance(result, Document), result
 
 
-@pytest.mark.parametrize("doc_id, text, reason", [
-    ("line", "x" * 2_000_000,
-     "no usable tokens: 100% of the text is in whitespace-free runs longer than 1000 characters "
-     "(a blob, not words)"),
-    ("base64", "Attachment:\n" + base64.b64encode(bytes(range(256)) * 12).decode(),
-     "no usable tokens: 100% of the text is in whitespace-free runs longer than 1000 characters "
-     "(a blob, not words)"),
-    ("mostly blob", "A short caption here. " * 20 + "Zm9v" * 500,
-     "no usable tokens: 85% of the text is in whitespace-free runs longer than 1000 characters "
-     "(a blob, not words)"),
-    ("punctuation", "--- *** ===\n!!! ???", "no usable tokens: no letter or digit in the text"),
-])
+@pytest.mark.parametrize(
+    "doc_id, text, reason",
+    [
+        (
+            "line",
+            "x" * 2_000_000,
+            "no usable tokens: 100% of the text is in whitespace-free runs longer than 1000 "
+            "characters (a blob, not words)",
+        ),
+        (
+            "base64",
+            "Attachment:\n" + base64.b64encode(bytes(range(256)) * 12).decode(),
+            "no usable tokens: 100% of the text is in whitespace-free runs longer than 1000 "
+            "characters (a blob, not words)",
+        ),
+        (
+            "mostly blob",
+            "A short caption here. " * 20 + "Zm9v" * 500,
+            "no usable tokens: 85% of the text is in whitespace-free runs longer than 1000 "
+            "characters (a blob, not words)",
+        ),
+        ("punctuation", "--- *** ===\n!!! ???", "no usable tokens: no letter or digit in the text"),
+    ],
+)
 def test_text_without_usable_tokens_is_quarantined(doc_id, text, reason):
     result = validate(RawDocument(doc_id, text.encode("utf-8")))
     assert isinstance(result, Rejected) and result.reason == reason
@@ -357,10 +426,12 @@ def test_a_few_replacement_characters_are_kept_a_share_above_the_setting_is_quar
     rejected = validate(RawDocument("many", many.encode()))
     assert rejected.reason.startswith(
         "lossy text: 4 replacement characters (U+FFFD), 12.12% of the text > "
-        "documents.max_replacement_fraction 1.00%; ")
+        "documents.max_replacement_fraction 1.00%; "
+    )
     strict = DocumentsConfig(max_replacement_fraction=0.0)
     assert validate(RawDocument("few", few.encode()), strict).reason.startswith(
-        "lossy text: 1 replacement characters (U+FFFD), 0.46% of the text")
+        "lossy text: 1 replacement characters (U+FFFD), 0.46% of the text"
+    )
     page = "<p>Invalid reference &#xD800; in a long page. " + "word " * 100 + "</p>"  # 1 in 540
     assert isinstance(validate(RawDocument("p.html", page.encode(), is_html=True)), Document)
 
@@ -374,10 +445,17 @@ def test_snapshot_keeps_every_good_document_and_quarantines_each_bad_one(tmp_pat
     from embeddings_platform.testing import DOCS, write_config, write_corpus
 
     folder = tmp_path / "corpus"
-    write_corpus(folder, {
-        **DOCS, "lossy.md": "One stray caf\ufffd byte in a long text. " + "word " * 60,
-        "bad.html": "<p>intro</p><![foo[ x ]]>", "blob.txt": "x" * 2_000_000,
-        "mangled.md": "Mangled \ufffd\ufffd\ufffd text.", ".draft.md": "draft words"})
+    write_corpus(
+        folder,
+        {
+            **DOCS,
+            "lossy.md": "One stray caf\ufffd byte in a long text. " + "word " * 60,
+            "bad.html": "<p>intro</p><![foo[ x ]]>",
+            "blob.txt": "x" * 2_000_000,
+            "mangled.md": "Mangled \ufffd\ufffd\ufffd text.",
+            ".draft.md": "draft words",
+        },
+    )
     (folder / ".git").mkdir()
     (folder / ".git" / "HEAD.txt").write_text("ref words")
     with open(folder / "huge.txt", "wb") as handle:
@@ -385,14 +463,25 @@ def test_snapshot_keeps_every_good_document_and_quarantines_each_bad_one(tmp_pat
     os.mkfifo(folder / "pipe.txt")
     (folder / "loop.md").symlink_to("loop.md")
     (folder / "gone.md").symlink_to("deleted.md")
-    (tmp_path / "data.jsonl").write_text("\n".join([
-        json.dumps({"id": "ok", "text": "fine words"}),
-        '{"id": "deep", "text": ' + "[" * 100_000 + "]" * 100_000 + "}",
-        '{"id": ' + "9" * 5000 + "}"]))
-    config = load_config(write_config(tmp_path / "c.yaml", [
-        {"name": "notes", "kind": "folder", "path": str(folder)},
-        {"name": "data", "kind": "jsonl", "path": str(tmp_path / "data.jsonl")}],
-        documents={"max_replacement_fraction": 0.02}))
+    (tmp_path / "data.jsonl").write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "ok", "text": "fine words"}),
+                '{"id": "deep", "text": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                '{"id": ' + "9" * 5000 + "}",
+            ]
+        )
+    )
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            [
+                {"name": "notes", "kind": "folder", "path": str(folder)},
+                {"name": "data", "kind": "jsonl", "path": str(tmp_path / "data.jsonl")},
+            ],
+            documents={"max_replacement_fraction": 0.02},
+        )
+    )
     store = Store(config.storage_uri)
     report = take_snapshot(store, config.sources[0], "r1", config.documents)
     jsonl = take_snapshot(store, config.sources[1], "r1", config.documents)
@@ -405,9 +494,13 @@ def test_snapshot_keeps_every_good_document_and_quarantines_each_bad_one(tmp_pat
     reasons = {(r["source"], r["doc_id"]): r["reason"].split(":")[0] for r in rows}
     assert len(rows) == len(reasons) == 9
     assert reasons == {
-        ("notes", "bad.html"): "parser error", ("notes", "blob.txt"): "no usable tokens",
-        ("notes", "mangled.md"): "lossy text", ("notes", "huge.txt"): "too large",
-        ("notes", "pipe.txt"): "not a regular file", ("notes", "loop.md"): "symlink loop",
+        ("notes", "bad.html"): "parser error",
+        ("notes", "blob.txt"): "no usable tokens",
+        ("notes", "mangled.md"): "lossy text",
+        ("notes", "huge.txt"): "too large",
+        ("notes", "pipe.txt"): "not a regular file",
+        ("notes", "loop.md"): "symlink loop",
         ("notes", "gone.md"): "dangling symlink",
-        ("data", "line-2"): "too deeply nested", ("data", "line-3"): "line 3 is not valid JSON",
+        ("data", "line-2"): "too deeply nested",
+        ("data", "line-3"): "line 3 is not valid JSON",
     }

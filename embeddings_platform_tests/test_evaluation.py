@@ -38,11 +38,19 @@ def test_evaluate_averages_over_queries():
 
 def test_loads_beir_and_canary(tmp_path):
     (tmp_path / "qrels").mkdir()
-    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n1\td1\t1\n1\td2\t0\n2\td3\t2\n")
-    (tmp_path / "queries.jsonl").write_text("\n".join(json.dumps({"_id": i, "text": f"q{i}"}) for i in ("1", "2", "3")))
+    (tmp_path / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n1\td1\t1\n1\td2\t0\n2\td3\t2\n"
+    )
+    (tmp_path / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": i, "text": f"q{i}"}) for i in ("1", "2", "3"))
+    )
     queries = load_beir_queries(tmp_path)
     assert [(q.query_id, q.relevant) for q in queries] == [("1", {"d1": 1}), ("2", {"d3": 2})]
     canary = tmp_path / "canary.jsonl"
     canary.write_text(json.dumps({"query": "hello", "relevant": ["x"]}) + "\n")
-    assert labelled_queries(source_from(name="s", kind="folder", path=tmp_path, canary=canary))[0].relevant == {"x": 1}
-    assert [q.query_id for q in labelled_queries(source_from(name="b", kind="beir", path=tmp_path))] == ["1", "2"]
+    assert labelled_queries(source_from(name="s", kind="folder", path=tmp_path, canary=canary))[
+        0
+    ].relevant == {"x": 1}
+    assert [
+        q.query_id for q in labelled_queries(source_from(name="b", kind="beir", path=tmp_path))
+    ] == ["1", "2"]

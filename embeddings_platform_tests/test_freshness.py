@@ -208,8 +208,9 @@ def test_an_idle_tick_lists_files_and_reads_only_after_a_write(built, corpus, mo
     reads: list[str] = []
     read = sensors.source_fingerprint
     monkeypatch.setattr(
-        sensors, "source_fingerprint",
-        lambda source, *args: reads.append(source.name) or read(source, *args)
+        sensors,
+        "source_fingerprint",
+        lambda source, *args: reads.append(source.name) or read(source, *args),
     )
     result, cursor = _tick(instance)
     assert isinstance(result, SkipReason) and reads == ["notes"]

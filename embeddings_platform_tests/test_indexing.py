@@ -19,23 +19,45 @@ def test_small_tables_are_searched_exactly_and_large_ones_get_a_tuned_ann_index(
     plan = ann_plan(1_000_000, 20_000)
     assert (plan.index_type, plan.num_partitions) == ("IVF_HNSW_SQ", 122)
     assert plan.nprobes == 20 and plan.refine_factor == 20
-    assert ann_plan(4_000_000, 20_000).nprobes == 61  # 488 lists: probes grow with the number of lists
+    assert (
+        ann_plan(4_000_000, 20_000).nprobes == 61
+    )  # 488 lists: probes grow with the number of lists
 
 
 def test_the_served_plan_is_read_back_from_the_table_and_keeps_recall_high(tmp_path):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(3000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    table = lancedb.connect(str(tmp_path)).create_table("v", pa.Table.from_arrays(
-        [pa.array([str(i) for i in range(3000)]), pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 32)],
-        names=["chunk_id", "vector"]))
+    table = lancedb.connect(str(tmp_path)).create_table(
+        "v",
+        pa.Table.from_arrays(
+            [
+                pa.array([str(i) for i in range(3000)]),
+                pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 32),
+            ],
+            names=["chunk_id", "vector"],
+        ),
+    )
     assert served_plan(table).exact
     plan = ann_plan(3000, 1000)
     build_vector_index(table, plan)
     assert served_plan(table).index_type == "IVF_HNSW_SQ"
     hits = 0
     for q in vectors[:50]:
-        exact = table.search(q).metric("cosine").limit(10).bypass_vector_index().to_arrow().column("chunk_id").to_pylist()
-        ann = tuned(table.search(q).metric("cosine").limit(10), served_plan(table)).to_arrow().column("chunk_id").to_pylist()
+        exact = (
+            table.search(q)
+            .metric("cosine")
+            .limit(10)
+            .bypass_vector_index()
+            .to_arrow()
+            .column("chunk_id")
+            .to_pylist()
+        )
+        ann = (
+            tuned(table.search(q).metric("cosine").limit(10), served_plan(table))
+            .to_arrow()
+            .column("chunk_id")
+            .to_pylist()
+        )
         hits += len(set(exact) & set(ann))
     assert hits / 500 >= 0.95

@@ -41,8 +41,13 @@ CANARY = [
 
 
 def _model(name: str, dimension: int) -> dict:
-    return {"name": name, "kind": "hashing", "dimension": dimension, "max_seq_length": 16,
-            "chunking": {"max_tokens": 12, "overlap": 3}}
+    return {
+        "name": name,
+        "kind": "hashing",
+        "dimension": dimension,
+        "max_seq_length": 16,
+        "chunking": {"max_tokens": 12, "overlap": 3},
+    }
 
 
 @pytest.fixture
@@ -72,10 +77,19 @@ def _scramble(config, name: str) -> None:
     table = store.table(vectors_table_name("notes", version))
     rows = table.to_arrow().select(["chunk_id", "vector"]).to_pylist()
     half = len(rows) // 2
-    moved = [{"chunk_id": r["chunk_id"], "vector": rows[(i + half) % len(rows)]["vector"]} for i, r in enumerate(rows)]
-    schema = pa.schema([pa.field("chunk_id", pa.string(), nullable=False), table.schema.field("vector")])
-    table.merge_insert("chunk_id").when_matched_update_all().execute(pa.Table.from_pylist(moved, schema=schema))
-    build_serving_index(store, "notes", version, config.serving, "scrambled", is_default_model=False)
+    moved = [
+        {"chunk_id": r["chunk_id"], "vector": rows[(i + half) % len(rows)]["vector"]}
+        for i, r in enumerate(rows)
+    ]
+    schema = pa.schema(
+        [pa.field("chunk_id", pa.string(), nullable=False), table.schema.field("vector")]
+    )
+    table.merge_insert("chunk_id").when_matched_update_all().execute(
+        pa.Table.from_pylist(moved, schema=schema)
+    )
+    build_serving_index(
+        store, "notes", version, config.serving, "scrambled", is_default_model=False
+    )
 
 
 def _version(config, name: str) -> str:
@@ -84,8 +98,14 @@ def _version(config, name: str) -> str:
 
 def _gate(config, name: str):
     store = Store(config.storage_uri)
-    return evaluate_gate(store, "notes", _version(config, name), labelled_queries(config.source("notes")),
-                         query_embedders(store, config, cached_embedder), config.migration)
+    return evaluate_gate(
+        store,
+        "notes",
+        _version(config, name),
+        labelled_queries(config.source("notes")),
+        query_embedders(store, config, cached_embedder),
+        config.migration,
+    )
 
 
 def _answers(config, query: str = "garbage collection language", k: int = 5):
@@ -93,8 +113,10 @@ def _answers(config, query: str = "garbage collection language", k: int = 5):
         model = next(m for m in config.models if model_version(m).version_id == version_id)
         return cached_embedder(model).embed([query])[0]
 
-    return [(h.doc_id, h.chunk_id, round(h.score, 6), h.lineage["model_version"])
-            for h in search(Store(config.storage_uri), "notes", query, k, embed)]
+    return [
+        (h.doc_id, h.chunk_id, round(h.score, 6), h.lineage["model_version"])
+        for h in search(Store(config.storage_uri), "notes", query, k, embed)
+    ]
 
 
 def test_shadow_build_dual_write_gate_swap_and_exact_rollback(migration_setup, corpus):
@@ -106,10 +128,14 @@ def test_shadow_build_dual_write_gate_swap_and_exact_rollback(migration_setup, c
     assert {a[3] for a in before} == {old}
 
     # a document changes mid-migration: the refresh reaches both model versions (dual write)
-    (corpus / "rust.rst").write_text("Rust is a systems language with ownership and borrowing instead of garbage collection.")
+    (corpus / "rust.rst").write_text(
+        "Rust is a systems language with ownership and borrowing instead of garbage collection."
+    )
     materialize_graph(instance, config, resources=resources)
     for version in (old, new):
-        texts = store.table(vectors_table_name("notes", version)).to_arrow().column("text").to_pylist()
+        texts = (
+            store.table(vectors_table_name("notes", version)).to_arrow().column("text").to_pylist()
+        )
         assert any("ownership and borrowing" in t for t in texts), version
     before = _answers(config)
 
@@ -136,20 +162,40 @@ def test_a_worse_candidate_fails_the_gate_the_check_and_is_not_swapped(migration
         swap(store, gate, run_id="test")
     assert store.pointer("notes") == pointer
 
-    key = grid_key("notes", _version(config, "broken"))  # re-embeds nothing: the vectors stay corrupted
-    result = materialize([*defs.assets, *defs.asset_checks], selection=["serving_index"], partition_key=key,
-                         instance=instance, resources=resources, raise_on_error=False)
-    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "migration_gate")
+    key = grid_key(
+        "notes", _version(config, "broken")
+    )  # re-embeds nothing: the vectors stay corrupted
+    result = materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=["serving_index"],
+        partition_key=key,
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "migration_gate"
+    )
     assert not evaluation.passed
-    assert evaluation.metadata["ndcg_delta"].value < -0.2 and evaluation.metadata["queries"].value == len(CANARY)
+    assert evaluation.metadata["ndcg_delta"].value < -0.2 and evaluation.metadata[
+        "queries"
+    ].value == len(CANARY)
 
-    passing = materialize([*defs.assets, *defs.asset_checks], selection=["serving_index"],
-                          partition_key=grid_key("notes", _version(config, "new")), instance=instance,
-                          resources=resources)
-    assert next(e for e in passing.get_asset_check_evaluations() if e.check_name == "migration_gate").passed
+    passing = materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=["serving_index"],
+        partition_key=grid_key("notes", _version(config, "new")),
+        instance=instance,
+        resources=resources,
+    )
+    assert next(
+        e for e in passing.get_asset_check_evaluations() if e.check_name == "migration_gate"
+    ).passed
 
 
-def test_readers_never_see_an_error_an_empty_result_or_two_model_versions_during_swaps(migration_setup):
+def test_readers_never_see_an_error_an_empty_result_or_two_model_versions_during_swaps(
+    migration_setup,
+):
     config, _, _, _ = migration_setup
     store = Store(config.storage_uri)
     new_gate = _gate(config, "new")
@@ -199,7 +245,9 @@ def test_a_table_tampered_into_two_model_versions_cannot_serve_and_fails_the_che
     assert not report.ok and report.foreign_rows == 1
 
 
-def test_rollback_is_refused_after_retention_and_cleanup_drops_only_what_nothing_retains(migration_setup, tmp_path):
+def test_rollback_is_refused_after_retention_and_cleanup_drops_only_what_nothing_retains(
+    migration_setup, tmp_path
+):
     config, path, _, _ = migration_setup
     store = Store(config.storage_uri)
     swap(store, _gate(config, "new"), run_id="test")
@@ -207,11 +255,17 @@ def test_rollback_is_refused_after_retention_and_cleanup_drops_only_what_nothing
     with pytest.raises(MigrationError, match="retention"):
         rollback(store, "notes", "late", config.serving.retention_hours, now=later)
 
-    # "broken" is unregistered: its table goes once nothing retains it; "old" is retained until expiry
-    trimmed = write_config(tmp_path / "trimmed.yaml", [dict(name="notes", kind="folder", path=str(config.sources[0].path))],
-                           models=[_model("new", 128)])
+    # "broken" is unregistered: its table goes once nothing retains it; "old" is retained
+    # until expiry
+    trimmed = write_config(
+        tmp_path / "trimmed.yaml",
+        [dict(name="notes", kind="folder", path=str(config.sources[0].path))],
+        models=[_model("new", 128)],
+    )
     trimmed_config = load_config(trimmed)
-    trimmed_config = type(trimmed_config)(**{**trimmed_config.__dict__, "storage_uri": config.storage_uri})
+    trimmed_config = type(trimmed_config)(
+        **{**trimmed_config.__dict__, "storage_uri": config.storage_uri}
+    )
     report = cleanup(store, trimmed_config)
     assert report.tables_dropped == [vectors_table_name("notes", _version(config, "broken"))]
     assert store.has_table(vectors_table_name("notes", _version(config, "old")))  # still restorable
@@ -223,13 +277,17 @@ def test_rollback_is_refused_after_retention_and_cleanup_drops_only_what_nothing
 def test_cli_migrate_rollback_and_lineage_across_versions(migration_setup, capsys):
     config, path, _, _ = migration_setup
     _scramble(config, "broken")
-    assert cli.main(["--config", str(path), "migrate", "--source", "notes", "--model", "broken"]) == 1
+    assert (
+        cli.main(["--config", str(path), "migrate", "--source", "notes", "--model", "broken"]) == 1
+    )
     assert "not swapped" in capsys.readouterr().err
     assert cli.main(["--config", str(path), "migrate", "--source", "notes", "--model", "new"]) == 0
     assert "now serves" in capsys.readouterr().out
     assert cli.main(["--config", str(path), "lineage", "cats.md"]) == 0
     traced = json.loads(capsys.readouterr().out)
-    assert {r["model_version"] for r in traced["vectors"]} == {_version(config, n) for n in ("old", "new", "broken")}
+    assert {r["model_version"] for r in traced["vectors"]} == {
+        _version(config, n) for n in ("old", "new", "broken")
+    }
     assert traced["serving"]["notes"]["model_version"] == _version(config, "new")
     assert [e["reason"] for e in traced["serving_history"]["notes"]][-1] == "migration"
     assert cli.main(["--config", str(path), "rollback", "--source", "notes"]) == 0

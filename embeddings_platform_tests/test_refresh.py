@@ -58,7 +58,9 @@ def test_change_is_judged_against_the_store_and_what_was_already_requested():
     assert changed("a", "fp2", cursor, recorded_snapshot="fp1")  # content differs from the store
     assert changed("a", "fp1", cursor, recorded_snapshot=None)  # never snapshotted
     cursor.fingerprints["a"] = "fp2"
-    assert not changed("a", "fp2", cursor, recorded_snapshot="fp1")  # already requested, run pending
+    assert not changed(
+        "a", "fp2", cursor, recorded_snapshot="fp1"
+    )  # already requested, run pending
     restored = RefreshCursor.parse(cursor.serialize())
     assert restored.fingerprints == {"a": "fp2"}
     assert RefreshCursor.parse("not json").fingerprints == {}
@@ -91,7 +93,9 @@ def built(env_config, config):
 
 
 def _tick(instance, cursor=None):
-    context = build_sensor_context(instance=instance, cursor=cursor, resources={"platform": PlatformResource()})
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, resources={"platform": PlatformResource()}
+    )
     result = source_change_sensor(context)
     return result, context.cursor
 
@@ -110,7 +114,9 @@ def test_sensor_requests_nothing_when_nothing_changed_even_if_files_were_touched
     assert isinstance(result, SkipReason)
 
 
-def test_one_changed_file_requests_one_snapshot_run_for_its_source_and_cursor_survives(built, corpus):
+def test_one_changed_file_requests_one_snapshot_run_for_its_source_and_cursor_survives(
+    built, corpus
+):
     instance, _ = built
     (corpus / "cats.md").write_text("Cats sleep sixteen hours a day.")
     result, cursor = _tick(instance)
@@ -122,24 +128,40 @@ def test_one_changed_file_requests_one_snapshot_run_for_its_source_and_cursor_su
     assert isinstance(again, SkipReason)
 
 
-def test_a_newly_registered_source_becomes_a_partition_and_is_filled(built, tmp_path, env_config, corpus, embedder):
+def test_a_newly_registered_source_becomes_a_partition_and_is_filled(
+    built, tmp_path, env_config, corpus, embedder
+):
     instance, resources = built
-    _, automation_cursor = run_automation_until_quiet(instance, resources)  # the daemon was already ticking
+    _, automation_cursor = run_automation_until_quiet(
+        instance, resources
+    )  # the daemon was already ticking
     extra = tmp_path / "extra"
     write_corpus(extra, {"owls.md": "Owls hunt at night and turn their heads far around."})
-    write_config(env_config, [{"name": "notes", "kind": "folder", "path": str(corpus)},
-                              {"name": "birds", "kind": "folder", "path": str(extra)}])
+    write_config(
+        env_config,
+        [
+            {"name": "notes", "kind": "folder", "path": str(corpus)},
+            {"name": "birds", "kind": "folder", "path": str(extra)},
+        ],
+    )
     result, _ = _tick(instance)
     assert [r.partitions_def_name for r in result.dynamic_partitions_requests] == ["source"]
     assert list(result.dynamic_partitions_requests[0].partition_keys) == ["birds"]
-    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("snapshot_job", "birds")]
+    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [
+        ("snapshot_job", "birds")
+    ]
     run_sensor_requests(instance, result, resources)  # snapshot and chunks of birds, in one run
     ticks, _ = run_automation_until_quiet(instance, resources, automation_cursor)
     config = load_config(env_config)
     version_id = model_version(config.models[0]).version_id
     bird_cell = str(grid_key("birds", version_id))
-    assert ticks == [{"embeddings": [bird_cell], "serving_index": [bird_cell]}, {}]  # the first build: one run
-    hits = search(Store(config.storage_uri), "birds", "owls at night", 1, _query(embedder, "owls at night"))
+    assert ticks == [
+        {"embeddings": [bird_cell], "serving_index": [bird_cell]},
+        {},
+    ]  # the first build: one run
+    hits = search(
+        Store(config.storage_uri), "birds", "owls at night", 1, _query(embedder, "owls at night")
+    )
     assert hits[0].doc_id == "owls.md"
 
 
@@ -162,14 +184,25 @@ def test_freshness_recheck_requests_only_the_partitions_past_their_window(tmp_pa
     monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(path))
     config = load_config(path)
     instance = DagsterInstance.ephemeral()
-    assert all(r.success for r in materialize_graph(  # a's runs, then b's
-        instance, config, resources={"platform": PlatformResource(config_path=str(path))}))
+    assert all(
+        r.success
+        for r in materialize_graph(  # a's runs, then b's
+            instance, config, resources={"platform": PlatformResource(config_path=str(path))}
+        )
+    )
     cell = {s: str(grid_key(s, model_version(config.models[0]).version_id)) for s in ("a", "b")}
     partition = {"source_snapshot": lambda s: s, "serving_index": lambda s: cell[s]}
-    ran = {(s, asset): last_materialized(instance, asset, key(s))
-           for s in ("a", "b") for asset, key in partition.items()}
-    assert sorted(ran, key=ran.get) == [("a", "source_snapshot"), ("a", "serving_index"),
-                                        ("b", "source_snapshot"), ("b", "serving_index")]
+    ran = {
+        (s, asset): last_materialized(instance, asset, key(s))
+        for s in ("a", "b")
+        for asset, key in partition.items()
+    }
+    assert sorted(ran, key=ran.get) == [
+        ("a", "source_snapshot"),
+        ("a", "serving_index"),
+        ("b", "source_snapshot"),
+        ("b", "serving_index"),
+    ]
     _FrozenClock.at = ran["b", "serving_index"] + timedelta(hours=1)
     monkeypatch.setattr(sensors, "datetime", _FrozenClock)
 
@@ -184,10 +217,15 @@ def test_freshness_recheck_requests_only_the_partitions_past_their_window(tmp_pa
 
     # a's runs are past the window, b's are not
     assert due(ran["a", "serving_index"], ran["b", "source_snapshot"]) == [
-        ("recheck_grid_job", cell["a"]), ("recheck_source_job", "a")]
+        ("recheck_grid_job", cell["a"]),
+        ("recheck_source_job", "a"),
+    ]
     # b's snapshot is past it too, b's index (built later) is not
     assert due(ran["b", "source_snapshot"], ran["b", "serving_index"]) == [
-        ("recheck_grid_job", cell["a"]), ("recheck_source_job", "a"), ("recheck_source_job", "b")]
+        ("recheck_grid_job", cell["a"]),
+        ("recheck_source_job", "a"),
+        ("recheck_source_job", "b"),
+    ]
 
 
 def _data_version(instance, asset: str, partition: str) -> str:
@@ -214,8 +252,13 @@ def test_automation_carries_a_change_down_only_its_own_partitions(tmp_path, monk
     a, b = tmp_path / "a", tmp_path / "b"
     write_corpus(a, {"one.md": "alpha beta gamma", "two.md": "delta epsilon"})
     write_corpus(b, {"three.md": "zeta eta theta"})
-    path = write_config(tmp_path / "platform.yaml", [{"name": "a", "kind": "folder", "path": str(a)},
-                                                     {"name": "b", "kind": "folder", "path": str(b)}])
+    path = write_config(
+        tmp_path / "platform.yaml",
+        [
+            {"name": "a", "kind": "folder", "path": str(a)},
+            {"name": "b", "kind": "folder", "path": str(b)},
+        ],
+    )
     monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(path))
     config = load_config(path)
     instance = DagsterInstance.ephemeral()
@@ -228,7 +271,13 @@ def test_automation_carries_a_change_down_only_its_own_partitions(tmp_path, monk
     assert isinstance(result, SkipReason)
     from dagster import materialize
 
-    materialize(defs.assets, selection=["source_snapshot"], partition_key="b", instance=instance, resources=resources)
+    materialize(
+        defs.assets,
+        selection=["source_snapshot"],
+        partition_key="b",
+        instance=instance,
+        resources=resources,
+    )
     ticks, cursor = run_automation_until_quiet(instance, resources, cursor)
     assert ticks == [{}]
 
@@ -238,7 +287,10 @@ def test_automation_carries_a_change_down_only_its_own_partitions(tmp_path, monk
     run_sensor_requests(instance, result, resources)
     ticks, _ = run_automation_until_quiet(instance, resources, cursor)
     cell = str(grid_key("a", model_version(config.models[0]).version_id))
-    assert ticks == [{"embeddings": [cell], "serving_index": [cell]}, {}]  # chunks ran in the sensor's run
+    assert ticks == [
+        {"embeddings": [cell], "serving_index": [cell]},
+        {},
+    ]  # chunks ran in the sensor's run
 
 
 def test_edit_delete_add_reach_search_embedding_only_what_changed(built, corpus, config, embedder):
@@ -249,7 +301,9 @@ def test_edit_delete_add_reach_search_embedding_only_what_changed(built, corpus,
     before = {r["chunk_id"] for r in table.to_arrow().select(["chunk_id"]).to_pylist()}
     texts_before = embedder.texts_embedded
 
-    (corpus / "cats.md").write_text("Cats are small domesticated carnivorous mammals. Cats adore cardboard boxes.")
+    (corpus / "cats.md").write_text(
+        "Cats are small domesticated carnivorous mammals. Cats adore cardboard boxes."
+    )
     (corpus / "dogs.txt").unlink()
     (corpus / "ferns.md").write_text("Ferns reproduce with spores instead of seeds.")
     result, _ = _tick(instance)
@@ -273,33 +327,59 @@ def test_edit_delete_add_reach_search_embedding_only_what_changed(built, corpus,
     assert "dogs.txt" not in {hit.doc_id for hit in top("dog barks fetches sticks", 10)}
 
 
-def test_a_newly_registered_model_fills_a_shadow_index_without_moving_the_pointer(built, env_config, corpus, config):
+def test_a_newly_registered_model_fills_a_shadow_index_without_moving_the_pointer(
+    built, env_config, corpus, config
+):
     instance, resources = built
     _, automation_cursor = run_automation_until_quiet(instance, resources)
     first = model_version(config.models[0]).version_id
-    models = [{"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16,
-               "chunking": {"max_tokens": 12, "overlap": 3}},
-              {"name": "hash-wide", "kind": "hashing", "dimension": 128, "max_seq_length": 24,
-               "chunking": {"max_tokens": 20, "overlap": 4}}]
-    write_config(env_config, [{"name": "notes", "kind": "folder", "path": str(corpus)}], models=models)
+    models = [
+        {
+            "name": "hash",
+            "kind": "hashing",
+            "dimension": 256,
+            "max_seq_length": 16,
+            "chunking": {"max_tokens": 12, "overlap": 3},
+        },
+        {
+            "name": "hash-wide",
+            "kind": "hashing",
+            "dimension": 128,
+            "max_seq_length": 24,
+            "chunking": {"max_tokens": 20, "overlap": 4},
+        },
+    ]
+    write_config(
+        env_config, [{"name": "notes", "kind": "folder", "path": str(corpus)}], models=models
+    )
     second = model_version(load_config(env_config).models[1]).version_id
     result, _ = _tick(instance)
-    assert [(r.partitions_def_name, list(r.partition_keys)) for r in result.dynamic_partitions_requests] == [
-        ("model", [second])]
+    assert [
+        (r.partitions_def_name, list(r.partition_keys)) for r in result.dynamic_partitions_requests
+    ] == [("model", [second])]
     run_sensor_requests(instance, result, resources)
     ticks, _ = run_automation_until_quiet(instance, resources, automation_cursor)
     cell = str(grid_key("notes", second))
     assert _requested(ticks) == {"embeddings": [cell], "serving_index": [cell]}
     store = Store(config.storage_uri)
-    assert store.table(vectors_table_name("notes", second)).count_rows() > 0  # its own chunks, its own table
-    assert store.pointer("notes")["model_version"] == first  # a shadow: only a migration swaps it in
+    assert (
+        store.table(vectors_table_name("notes", second)).count_rows() > 0
+    )  # its own chunks, its own table
+    assert (
+        store.pointer("notes")["model_version"] == first
+    )  # a shadow: only a migration swaps it in
 
 
 def test_new_metadata_field_is_backfilled_without_reembedding(tmp_path, monkeypatch, embedder):
     docs = tmp_path / "docs.jsonl"
-    rows = [{"id": "d1", "text": "solar panels convert light"}, {"id": "d2", "text": "wind turbines spin"}]
+    rows = [
+        {"id": "d1", "text": "solar panels convert light"},
+        {"id": "d2", "text": "wind turbines spin"},
+    ]
     docs.write_text("\n".join(json.dumps(r) for r in rows))
-    path = write_config(tmp_path / "platform.yaml", [{"name": "energy", "kind": "jsonl", "path": str(docs)}])
+    path = write_config(
+        tmp_path / "platform.yaml", [{"name": "energy", "kind": "jsonl", "path": str(docs)}]
+    )
     monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(path))
     config = load_config(path)
     instance = DagsterInstance.ephemeral()
@@ -314,6 +394,8 @@ def test_new_metadata_field_is_backfilled_without_reembedding(tmp_path, monkeypa
     run_automation_until_quiet(instance, resources, cursor)
 
     assert embedder.calls == calls
-    table = Store(config.storage_uri).table(vectors_table_name("energy", model_version(config.models[0]).version_id))
+    table = Store(config.storage_uri).table(
+        vectors_table_name("energy", model_version(config.models[0]).version_id)
+    )
     metadata = [json.loads(m) for m in table.to_arrow().column("metadata_json").to_pylist()]
     assert metadata and all(m["team"] == "renewables" for m in metadata)

@@ -36,14 +36,27 @@ def _build(tmp_path, corpus, canary: bool = True, build: bool = True, **extra):
     config = load_config(path)
     if build:
         model = config.models[0]
-        refresh(Store(config.storage_uri), config.source("notes"), model, config.serving,
-                lambda: cached_embedder(model), "build")
+        refresh(
+            Store(config.storage_uri),
+            config.source("notes"),
+            model,
+            config.serving,
+            lambda: cached_embedder(model),
+            "build",
+        )
     return config, path
 
 
 def _search(config, query, mode=None, k=5):
     store = Store(config.storage_uri)
-    return search(store, "notes", query, k, embedder_query_function(config, store, cached_embedder, query), mode)
+    return search(
+        store,
+        "notes",
+        query,
+        k,
+        embedder_query_function(config, store, cached_embedder, query),
+        mode,
+    )
 
 
 def test_reciprocal_rank_fusion_adds_ranks_of_both_lists_and_breaks_ties_by_id():
@@ -66,12 +79,17 @@ def test_search_is_hybrid_by_default_one_hit_per_document_with_its_profile(tmp_p
     # a full-text-only query word still finds its document in fts and hybrid modes
     assert _search(config, "purrs", "fts")[0].doc_id == "cats.md"
     assert _search(config, "purrs")[0].doc_id == "cats.md"
-    assert [h.lineage["retrieval_profile"] for h in _search(config, "purrs", "vector")][:1] == ["vector"]
+    assert [h.lineage["retrieval_profile"] for h in _search(config, "purrs", "vector")][:1] == [
+        "vector"
+    ]
 
 
 def test_a_new_source_starts_with_the_registry_profile(tmp_path, corpus):
     config, _ = _build(tmp_path, corpus, serving={"retrieval": {"mode": "fts"}})
-    assert RetrievalProfile.from_json(Store(config.storage_uri).pointer("notes")["profile"]).mode == "fts"
+    assert (
+        RetrievalProfile.from_json(Store(config.storage_uri).pointer("notes")["profile"]).mode
+        == "fts"
+    )
     assert {h.lineage["retrieval_profile"] for h in _search(config, "dog barks")} == {"fts"}
 
 
@@ -79,8 +97,10 @@ def test_a_profile_migration_swaps_under_readers_and_rolls_back(tmp_path, corpus
     config, _ = _build(tmp_path, corpus)
     store = Store(config.storage_uri)
     version = store.pointer("notes")["model_version"]
-    answers = {"hybrid-rrf60-d100": [h.doc_id for h in _search(config, "dog barks fetches", "hybrid")],
-               "vector": [h.doc_id for h in _search(config, "dog barks fetches", "vector")]}
+    answers = {
+        "hybrid-rrf60-d100": [h.doc_id for h in _search(config, "dog barks fetches", "hybrid")],
+        "vector": [h.doc_id for h in _search(config, "dog barks fetches", "vector")],
+    }
     errors, seen = [], set()
     stop = threading.Event()
 
@@ -99,8 +119,15 @@ def test_a_profile_migration_swaps_under_readers_and_rolls_back(tmp_path, corpus
     reader = threading.Thread(target=read)
     reader.start()
     embed_for = query_embedders(store, config, cached_embedder)
-    gate = evaluate_gate(store, "notes", version, labelled_queries(config.source("notes")), embed_for,
-                         config.migration, RetrievalProfile(mode="vector"))
+    gate = evaluate_gate(
+        store,
+        "notes",
+        version,
+        labelled_queries(config.source("notes")),
+        embed_for,
+        config.migration,
+        RetrievalProfile(mode="vector"),
+    )
     assert gate.evaluable and gate.passed and gate.candidate_profile == "vector"
     assert gate.serving_profile == "hybrid-rrf60-d100"
     swap(store, gate, run_id="to-vector")
@@ -119,17 +146,32 @@ def test_a_profile_migration_swaps_under_readers_and_rolls_back(tmp_path, corpus
 def test_the_gate_is_not_evaluable_without_labels_and_migrate_refuses_it(tmp_path, corpus, capsys):
     config, path = _build(tmp_path, corpus, canary=False)
     store = Store(config.storage_uri)
-    gate = evaluate_gate(store, "notes", store.pointer("notes")["model_version"], [],
-                         query_embedders(store, config, cached_embedder), config.migration,
-                         RetrievalProfile(mode="vector"))
+    gate = evaluate_gate(
+        store,
+        "notes",
+        store.pointer("notes")["model_version"],
+        [],
+        query_embedders(store, config, cached_embedder),
+        config.migration,
+        RetrievalProfile(mode="vector"),
+    )
     assert not gate.evaluable and not gate.passed
-    assert gate.reasons[0].startswith("not evaluable: 0 labelled queries (< migration.min_queries 3)")
+    assert gate.reasons[0].startswith(
+        "not evaluable: 0 labelled queries (< migration.min_queries 3)"
+    )
     with pytest.raises(MigrationError, match="not evaluable"):
         swap(store, gate, run_id="x")
-    assert cli.main(["--config", str(path), "migrate", "--source", "notes", "--mode", "vector"]) == 1
+    assert (
+        cli.main(["--config", str(path), "migrate", "--source", "notes", "--mode", "vector"]) == 1
+    )
     assert "not swapped: gate failed for" in capsys.readouterr().err
     assert RetrievalProfile.from_json(store.pointer("notes")["profile"]).mode == "hybrid"
-    assert cli.main(["--config", str(path), "migrate", "--source", "notes", "--mode", "vector", "--force"]) == 0
+    assert (
+        cli.main(
+            ["--config", str(path), "migrate", "--source", "notes", "--mode", "vector", "--force"]
+        )
+        == 0
+    )
     assert RetrievalProfile.from_json(store.pointer("notes")["profile"]).mode == "vector"
 
 
@@ -137,38 +179,80 @@ def test_the_gate_cannot_pass_while_nothing_serves(tmp_path, corpus):
     config, _ = _build(tmp_path, corpus, build=False)
     store = Store(config.storage_uri)
     model = config.models[0]
-    refresh(store, config.source("notes"), model, config.serving, lambda: cached_embedder(model), "shadow",
-            is_default_model=False)  # indexed, but nothing serves
+    refresh(
+        store,
+        config.source("notes"),
+        model,
+        config.serving,
+        lambda: cached_embedder(model),
+        "shadow",
+        is_default_model=False,
+    )  # indexed, but nothing serves
     assert store.pointer("notes") is None
     from embeddings_platform.core.models import model_version
 
-    gate = evaluate_gate(store, "notes", model_version(model).version_id, labelled_queries(config.source("notes")),
-                         query_embedders(store, config, cached_embedder), config.migration)
+    gate = evaluate_gate(
+        store,
+        "notes",
+        model_version(model).version_id,
+        labelled_queries(config.source("notes")),
+        query_embedders(store, config, cached_embedder),
+        config.migration,
+    )
     assert gate.evaluable and not gate.passed and gate.candidate_recall > 0
-    assert gate.reasons == ["nothing serves this source yet, so there is nothing to compare with; "
-                            "materialize serving_index of its default model first"]
+    assert gate.reasons == [
+        "nothing serves this source yet, so there is nothing to compare with; "
+        "materialize serving_index of its default model first"
+    ]
 
 
 def test_evaluate_scores_a_beir_set_and_writes_a_trec_run(tmp_path, corpus, capsys):
     config, path = _build(tmp_path, corpus)
     queries = tmp_path / "queries.jsonl"
-    queries.write_text("\n".join(json.dumps({"_id": f"q{i}", "text": q["query"]}) for i, q in enumerate(CANARY))
-                       + '\n{"_id": "unjudged", "text": "nothing"}\n')
+    queries.write_text(
+        "\n".join(json.dumps({"_id": f"q{i}", "text": q["query"]}) for i, q in enumerate(CANARY))
+        + '\n{"_id": "unjudged", "text": "nothing"}\n'
+    )
     qrels = tmp_path / "qrels.tsv"
-    qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{q['relevant'][0]}\t1\n"
-                                                              for i, q in enumerate(CANARY)))
+    qrels.write_text(
+        "query-id\tcorpus-id\tscore\n"
+        + "".join(f"q{i}\t{q['relevant'][0]}\t1\n" for i, q in enumerate(CANARY))
+    )
     run = tmp_path / "out.trec"
-    argv = ["--config", str(path), "evaluate", "--source", "notes", "--queries", str(queries),
-            "--qrels", str(qrels), "-k", "1", "--run", str(run)]
+    argv = [
+        "--config",
+        str(path),
+        "evaluate",
+        "--source",
+        "notes",
+        "--queries",
+        str(queries),
+        "--qrels",
+        str(qrels),
+        "-k",
+        "1",
+        "--run",
+        str(run),
+    ]
     assert cli.main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert (result["queries"], result["k"], result["profile"], result["serving"]) == (5, 1, "hybrid-rrf60-d100", True)
+    assert (result["queries"], result["k"], result["profile"], result["serving"]) == (
+        5,
+        1,
+        "hybrid-rrf60-d100",
+        True,
+    )
     assert result["recall"] == result["ndcg"] == 1.0  # each canary query's document ranks first
     lines = [line.split() for line in run.read_text().splitlines()]
-    assert len(lines) == 5 * len(DOCS) and {line[0] for line in lines} == {f"q{i}" for i in range(5)}
+    assert len(lines) == 5 * len(DOCS) and {line[0] for line in lines} == {
+        f"q{i}" for i in range(5)
+    }
     first = [line for line in lines if line[0] == "q0"]
     assert [line[3] for line in first] == [str(r) for r in range(1, len(DOCS) + 1)]
-    assert first[0][1:3] == ["Q0", "cats.md"] and first[0][5] == "embeddings_platform-hybrid-rrf60-d100"
+    assert (
+        first[0][1:3] == ["Q0", "cats.md"]
+        and first[0][5] == "embeddings_platform-hybrid-rrf60-d100"
+    )
     scores = [float(line[4]) for line in first]
     assert scores == sorted(scores, reverse=True)
     qrels.write_text("q0\tcats.md\n")  # malformed: one line, no traceback, exit 2
@@ -186,16 +270,34 @@ def test_promote_auto_swaps_a_passing_shadow_from_its_gate_check(tmp_path, corpu
     from .test_migration import _model
 
     (tmp_path / "canary.jsonl").write_text("\n".join(json.dumps(q) for q in CANARY))
-    sources = [{"name": "notes", "kind": "folder", "path": str(corpus), "canary": str(tmp_path / "canary.jsonl")}]
+    sources = [
+        {
+            "name": "notes",
+            "kind": "folder",
+            "path": str(corpus),
+            "canary": str(tmp_path / "canary.jsonl"),
+        }
+    ]
     for promote, serves in (("manual", "old"), ("auto", "new")):
         home = tmp_path / promote
         home.mkdir()
-        path = write_config(home / "platform.yaml", sources, [_model("old", 256), _model("new", 128)],
-                            migration={"max_recall_drop": 0.5, "max_ndcg_drop": 0.5, "min_queries": 3,
-                                       "promote": promote})
+        path = write_config(
+            home / "platform.yaml",
+            sources,
+            [_model("old", 256), _model("new", 128)],
+            migration={
+                "max_recall_drop": 0.5,
+                "max_ndcg_drop": 0.5,
+                "min_queries": 3,
+                "promote": promote,
+            },
+        )
         config = load_config(path)
-        materialize_graph(DagsterInstance.ephemeral(), config,
-                          resources={"platform": PlatformResource(config_path=str(path))})
+        materialize_graph(
+            DagsterInstance.ephemeral(),
+            config,
+            resources={"platform": PlatformResource(config_path=str(path))},
+        )
         pointer = Store(config.storage_uri).pointer("notes")
         assert pointer["model_version"] == model_version(config.model(serves)).version_id, promote
         if promote == "auto":

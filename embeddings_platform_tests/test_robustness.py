@@ -1,4 +1,5 @@
-"""Bad input, failing models, killed runs and concurrent writers: nothing lost, nothing duplicated."""
+"""Bad input, failing models, killed runs and concurrent writers: nothing lost,
+nothing duplicated."""
 
 from __future__ import annotations
 
@@ -27,22 +28,34 @@ from embeddings_platform.testing import (
     write_config,
 )
 
-FAST = RetryConfig(attempts=4, initial_seconds=0.01, max_seconds=0.05, budget_seconds=5, bisect_attempts=2)
+FAST = RetryConfig(
+    attempts=4, initial_seconds=0.01, max_seconds=0.05, budget_seconds=5, bisect_attempts=2
+)
 
 
-def test_every_kind_of_bad_document_is_quarantined_with_its_reason_and_the_good_ones_go_through(tmp_path, embedder):
+def test_every_kind_of_bad_document_is_quarantined_with_its_reason_and_the_good_ones_go_through(
+    tmp_path, embedder
+):
     expected = bad_corpus(tmp_path / "corpus", tmp_path / "secret.txt")
-    config = load_config(write_config(tmp_path / "c.yaml", [{"name": "dirty", "kind": "folder",
-                                                              "path": str(tmp_path / "corpus")}]))
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            [{"name": "dirty", "kind": "folder", "path": str(tmp_path / "corpus")}],
+        )
+    )
     store = Store(config.storage_uri)
-    report = refresh(store, config.sources[0], config.models[0], config.serving, lambda: embedder, "r1")
+    report = refresh(
+        store, config.sources[0], config.models[0], config.serving, lambda: embedder, "r1"
+    )
     reasons = {r.doc_id: r.reason for r in report.snapshot.quarantined}
     assert set(reasons) == set(expected)
     for doc_id, reason in expected.items():
         assert reasons[doc_id].startswith(reason), (doc_id, reasons[doc_id])
     rows = store.table("quarantine").to_arrow().to_pylist()
     assert {r["doc_id"] for r in rows} == set(expected)
-    assert all(r["snapshot_id"] == report.snapshot.snapshot_id and r["source"] == "dirty" for r in rows)
+    assert all(
+        r["snapshot_id"] == report.snapshot.snapshot_id and r["source"] == "dirty" for r in rows
+    )
     good = set(DOCS) | {"prose.html"}
     version = model_version(config.models[0]).version_id
     vectors = store.table(vectors_table_name("dirty", version)).to_arrow()
@@ -53,8 +66,9 @@ def test_every_kind_of_bad_document_is_quarantined_with_its_reason_and_the_good_
 
 
 def test_a_flaky_model_is_retried_with_growing_jittered_backoff(embedder):
-    failures = iter([RuntimeError("503"), TimeoutError("slow"), RuntimeError("503"),
-                     RuntimeError("503"), None])
+    failures = iter(
+        [RuntimeError("503"), TimeoutError("slow"), RuntimeError("503"), RuntimeError("503"), None]
+    )
     sleeps: list[float] = []
 
     def flaky(texts):
@@ -63,8 +77,9 @@ def test_a_flaky_model_is_retried_with_growing_jittered_backoff(embedder):
             raise error
         return embedder.embed(texts)
 
-    retry = RetryConfig(attempts=5, initial_seconds=1.0, max_seconds=6.0, budget_seconds=60,
-                        bisect_attempts=2)
+    retry = RetryConfig(
+        attempts=5, initial_seconds=1.0, max_seconds=6.0, budget_seconds=60, bisect_attempts=2
+    )
     outcome = embed_isolating_failures(flaky, ["a b", "c d", "e f"], retry, sleep=sleeps.append)
     assert sorted(outcome.indices) == [0, 1, 2] and not outcome.failures
     assert outcome.retries == 4 and len(sleeps) == 4
@@ -107,22 +122,47 @@ class PoisonEmbedder(HashingEmbedder):
         return super().embed(texts)
 
 
-def test_a_chunk_the_model_keeps_failing_on_is_dead_lettered_and_the_rest_is_written(tmp_path, config_path):
+def test_a_chunk_the_model_keeps_failing_on_is_dead_lettered_and_the_rest_is_written(
+    tmp_path, config_path
+):
     config = load_config(config_path)
     config = type(config)(**{**config.__dict__, "retry": FAST})
     store = Store(config.storage_uri)
     model = config.models[0]
-    report = refresh(store, config.sources[0], model, config.serving, lambda: PoisonEmbedder(256), "r1",
-                     retry=config.retry)
+    report = refresh(
+        store,
+        config.sources[0],
+        model,
+        config.serving,
+        lambda: PoisonEmbedder(256),
+        "r1",
+        retry=config.retry,
+    )
     version = model_version(model).version_id
     table = store.table(vectors_table_name("notes", version))
-    chunks = store.table(chunks_table_name("notes", model_version(model).chunking_strategy)).to_arrow().to_pylist()
+    chunks = (
+        store.table(chunks_table_name("notes", model_version(model).chunking_strategy))
+        .to_arrow()
+        .to_pylist()
+    )
     poisoned = {c["chunk_id"] for c in chunks if "garbage collection" in c["text"]}
-    assert set(table.to_arrow().column("chunk_id").to_pylist()) == {c["chunk_id"] for c in chunks} - poisoned
-    dead = [r for r in store.table("quarantine").to_arrow().to_pylist() if r["reason"].startswith("embedding failed")]
+    assert (
+        set(table.to_arrow().column("chunk_id").to_pylist())
+        == {c["chunk_id"] for c in chunks} - poisoned
+    )
+    dead = [
+        r
+        for r in store.table("quarantine").to_arrow().to_pylist()
+        if r["reason"].startswith("embedding failed")
+    ]
     assert report.embeddings.dead_lettered == len(dead) == len(poisoned) >= 2
-    assert {r["doc_id"] for r in dead} == {"rust.rst", "python.md"}  # both mention garbage collection
-    assert all("model crashed on this input" in r["reason"] and version in r["reason"] for r in dead)
+    assert {r["doc_id"] for r in dead} == {
+        "rust.rst",
+        "python.md",
+    }  # both mention garbage collection
+    assert all(
+        "model crashed on this input" in r["reason"] and version in r["reason"] for r in dead
+    )
     # the index still serves the rest; consistency accounts for the dead letters instead of failing
     assert report.index.pointer_moved
     check = consistency(store, "notes", version)
@@ -137,19 +177,31 @@ def test_a_chunk_the_model_keeps_failing_on_is_dead_lettered_and_the_rest_is_wri
 
 # --- killed runs and concurrent writers: real processes -------------------------------------
 
+
 def _config(tmp_path: Path, name: str, folder: Path, batch_size: int = 2) -> Path:
-    model = {"name": "hash", "kind": "hashing", "dimension": 256, "max_seq_length": 16, "batch_size": batch_size,
-             "chunking": {"max_tokens": 12, "overlap": 3}}
+    model = {
+        "name": "hash",
+        "kind": "hashing",
+        "dimension": 256,
+        "max_seq_length": 16,
+        "batch_size": batch_size,
+        "chunking": {"max_tokens": 12, "overlap": 3},
+    }
     (tmp_path / name).mkdir(exist_ok=True)
-    return write_config(tmp_path / name / "c.yaml", [{"name": "bulk", "kind": "folder", "path": str(folder)}],
-                        [model])
+    return write_config(
+        tmp_path / name / "c.yaml",
+        [{"name": "bulk", "kind": "folder", "path": str(folder)}],
+        [model],
+    )
 
 
 def _vector_rows(config_path: Path) -> list[dict]:
     config = load_config(config_path)
     store = Store(config.storage_uri)
     name = vectors_table_name("bulk", model_version(config.models[0]).version_id)
-    return store.table(name).to_arrow().select(["chunk_id", "doc_id", "vector", "run_id"]).to_pylist()
+    return (
+        store.table(name).to_arrow().select(["chunk_id", "doc_id", "vector", "run_id"]).to_pylist()
+    )
 
 
 def test_a_run_killed_mid_embedding_resumes_to_exactly_the_clean_result(tmp_path):
@@ -187,23 +239,38 @@ def test_a_run_killed_mid_embedding_resumes_to_exactly_the_clean_result(tmp_path
 
 def _refresh_same_partition(config_path: str, run_id: str) -> int:
     config = load_config(config_path)
-    report = refresh(Store(config.storage_uri), config.sources[0], config.models[0], config.serving,
-                     lambda: HashingEmbedder(256), run_id)
+    report = refresh(
+        Store(config.storage_uri),
+        config.sources[0],
+        config.models[0],
+        config.serving,
+        lambda: HashingEmbedder(256),
+        run_id,
+    )
     return report.embeddings.total_vectors
 
 
-def test_two_processes_refreshing_the_same_partition_at_once_both_succeed_without_duplicates(tmp_path):
+def test_two_processes_refreshing_the_same_partition_at_once_both_succeed_without_duplicates(
+    tmp_path,
+):
     folder = tmp_path / "corpus"
     many_docs(folder, 80)
     config_path = _config(tmp_path, "shared", folder, batch_size=1)
     with get_context("spawn").Pool(2) as pool:
-        totals = pool.starmap(_refresh_same_partition, [(str(config_path), "a"), (str(config_path), "b")])
+        totals = pool.starmap(
+            _refresh_same_partition, [(str(config_path), "a"), (str(config_path), "b")]
+        )
     rows = _vector_rows(config_path)
     ids = [r["chunk_id"] for r in rows]
     assert len(ids) == len(set(ids)) and set(totals) == {len(ids)}
     config = load_config(config_path)
-    hits = search(Store(config.storage_uri), "bulk", "document 5 topic 5", 3,
-                  lambda q: HashingEmbedder(256).embed([q])[0])
+    hits = search(
+        Store(config.storage_uri),
+        "bulk",
+        "document 5 topic 5",
+        3,
+        lambda q: HashingEmbedder(256).embed([q])[0],
+    )
     assert hits and len({h.chunk_id for h in hits}) == len(hits)
 
 
@@ -214,13 +281,21 @@ def test_query_text_never_changes_a_filters_meaning(tmp_path, config_path, embed
     config = load_config(config_path)
     store = Store(config.storage_uri)
     refresh(store, config.sources[0], config.models[0], config.serving, lambda: embedder, "r1")
+
     def fts(text: str) -> list[tuple[str, str, float]]:
         hits = search(store, "notes", text, 3, None, mode="fts")
         return [(h.doc_id, h.chunk_id, h.score) for h in hits]
 
     # each query finds what its words alone find: quotes, OR and = are no syntax
-    expected = {"' OR '1'='1": [], "cats.md' OR doc_id != '": ["cats.md"], "x\") OR (1=1": [],
-                "%": [], "*": [], '"green tea"': ["tea.html"], '"purrs': ["cats.md"]}
+    expected = {
+        "' OR '1'='1": [],
+        "cats.md' OR doc_id != '": ["cats.md"],
+        'x") OR (1=1': [],
+        "%": [],
+        "*": [],
+        '"green tea"': ["tea.html"],
+        '"purrs': ["cats.md"],
+    }
     for hostile, docs in expected.items():
         assert lineage(store, config, hostile) == []
         hits = fts(hostile)
@@ -236,15 +311,29 @@ def test_the_ui_shows_quarantined_documents_as_a_warning_check_with_counts_per_r
     from embeddings_platform.defs.runner import materialize_graph
 
     expected = bad_corpus(tmp_path / "corpus", tmp_path / "secret.txt")
-    path = write_config(tmp_path / "c.yaml", [{"name": "dirty", "kind": "folder", "path": str(tmp_path / "corpus")}])
-    results = materialize_graph(DagsterInstance.ephemeral(), load_config(path),
-                                resources={"platform": PlatformResource(config_path=str(path))})
-    evaluations = [e for r in results for e in r.get_asset_check_evaluations() if e.check_name == "quarantine"]
+    path = write_config(
+        tmp_path / "c.yaml", [{"name": "dirty", "kind": "folder", "path": str(tmp_path / "corpus")}]
+    )
+    results = materialize_graph(
+        DagsterInstance.ephemeral(),
+        load_config(path),
+        resources={"platform": PlatformResource(config_path=str(path))},
+    )
+    evaluations = [
+        e for r in results for e in r.get_asset_check_evaluations() if e.check_name == "quarantine"
+    ]
     assert len(evaluations) == 1 and evaluations[0].partition == "dirty"
     check = evaluations[0]
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
     assert check.metadata["quarantined"].value == len(expected)
-    assert check.metadata["reason_undecodable"].value == 3 and check.metadata["reason_lossy_text"].value == 2
-    snapshot = next(m for r in results for m in r.asset_materializations_for_node("source_snapshot"))
+    assert (
+        check.metadata["reason_undecodable"].value == 3
+        and check.metadata["reason_lossy_text"].value == 2
+    )
+    snapshot = next(
+        m for r in results for m in r.asset_materializations_for_node("source_snapshot")
+    )
     assert snapshot.metadata["quarantined"].value == len(expected)
-    assert all(r.success for r in results)  # the good documents went all the way to the serving index
+    assert all(
+        r.success for r in results
+    )  # the good documents went all the way to the serving index

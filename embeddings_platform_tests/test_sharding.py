@@ -19,11 +19,16 @@ from embeddings_platform.defs.runner import materialize_graph
 from embeddings_platform.defs.sensors import source_change_sensor
 from embeddings_platform.testing import write_config, write_corpus
 
-DOCS = {f"doc{i:02d}.md": f"Document {i} talks about topic{i % 7} and item{i} with several words." for i in range(30)}
+DOCS = {
+    f"doc{i:02d}.md": f"Document {i} talks about topic{i % 7} and item{i} with several words."
+    for i in range(30)
+}
 
 
 def _vectors(config, source="big") -> dict[str, list[float]]:
-    table = Store(config.storage_uri).table(vectors_table_name(source, model_version(config.models[0]).version_id))
+    table = Store(config.storage_uri).table(
+        vectors_table_name(source, model_version(config.models[0]).version_id)
+    )
     rows = table.to_arrow().select(["chunk_id", "vector"]).to_pylist()
     assert len(rows) == len({r["chunk_id"] for r in rows}), "duplicate chunk ids"
     return {r["chunk_id"]: r["vector"] for r in rows}
@@ -68,7 +73,10 @@ def test_config_registers_one_partition_per_shard(tmp_path):
     with pytest.raises(ConfigError, match="no source named"):
         config.source("big.shard-1-of-4")  # not this source's shard count
     with pytest.raises(ConfigError, match=r"sources\[0\].shards"):
-        write_config(tmp_path / "bad.yaml", [{"name": "x", "kind": "folder", "path": str(tmp_path), "shards": 0}])
+        write_config(
+            tmp_path / "bad.yaml",
+            [{"name": "x", "kind": "folder", "path": str(tmp_path), "shards": 0}],
+        )
         load_config(tmp_path / "bad.yaml")
 
 
@@ -76,8 +84,11 @@ def test_sharded_materialization_equals_the_single_partition_one(tmp_path):
     plain, plain_path = _config(tmp_path, "plain", None)
     sharded, sharded_path = _config(tmp_path, "sharded", 3)
     for config, path in ((plain, plain_path), (sharded, sharded_path)):
-        results = materialize_graph(DagsterInstance.ephemeral(), config,
-                                    resources={"platform": PlatformResource(config_path=str(path))})
+        results = materialize_graph(
+            DagsterInstance.ephemeral(),
+            config,
+            resources={"platform": PlatformResource(config_path=str(path))},
+        )
         assert all(r.success for r in results)
     assert len(results) == 6  # snapshot+chunks and embeddings+index per shard
     expected, got = _vectors(plain), _vectors(sharded)
@@ -86,7 +97,9 @@ def test_sharded_materialization_equals_the_single_partition_one(tmp_path):
     assert _chunks(sharded) == _chunks(plain)  # no shard touched another shard's rows
     store = Store(sharded.storage_uri)
     pointer = store.pointer("big")
-    assert pointer is not None and store.pointer("big.shard-1-of-3") == pointer  # one pointer per source
+    assert (
+        pointer is not None and store.pointer("big.shard-1-of-3") == pointer
+    )  # one pointer per source
     embedder = HashingEmbedder(256)
     hits = search(store, "big", "topic3 item10", 3, lambda _v: embedder.embed(["topic3 item10"])[0])
     assert hits[0].doc_id == "doc10.md"
@@ -96,17 +109,27 @@ def test_a_change_requests_only_its_documents_shard(tmp_path, monkeypatch):
     config, path = _config(tmp_path, "sharded", 3)
     monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(path))
     instance = DagsterInstance.ephemeral()
-    materialize_graph(instance, config, resources={"platform": PlatformResource(config_path=str(path))})
+    materialize_graph(
+        instance, config, resources={"platform": PlatformResource(config_path=str(path))}
+    )
     (config.sources[0].path / "doc05.md").write_text("Document five was rewritten entirely.")
     context = build_sensor_context(instance=instance, resources={"platform": PlatformResource()})
     result = source_change_sensor(context)
-    assert [r.partition_key for r in result.run_requests] == [Shard("big", shard_of("doc05.md", 3), 3).key]
+    assert [r.partition_key for r in result.run_requests] == [
+        Shard("big", shard_of("doc05.md", 3), 3).key
+    ]
 
 
 def _refresh_shard(path: str, key: str) -> int:
     config = load_config(path)
-    report = refresh(Store(config.storage_uri), config.source(key), config.models[0], config.serving,
-                     lambda: HashingEmbedder(256), run_id=f"proc-{key}")
+    report = refresh(
+        Store(config.storage_uri),
+        config.source(key),
+        config.models[0],
+        config.serving,
+        lambda: HashingEmbedder(256),
+        run_id=f"proc-{key}",
+    )
     return report.embeddings.embedded
 
 

@@ -28,8 +28,8 @@ from embeddings_platform.core.models import HashingEmbedder, model_version
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.refresh import listing_signature
 from embeddings_platform.core.registry import SourceError
-from embeddings_platform.core.sources.postgres import redacted
 from embeddings_platform.core.serving import embedder_query_function, search
+from embeddings_platform.core.sources.postgres import redacted
 from embeddings_platform.core.store import Store, vectors_table_name
 from embeddings_platform.defs.resources import cached_embedder
 from embeddings_platform.testing import write_config
@@ -41,8 +41,11 @@ ROWS = {
     "c": "Owls glide silently over fields.",
     "d": "Tea is brewed from leaves.",
 }
-EDITED = {**{k: v for k, v in ROWS.items() if k != "c"},
-          "b": "Dogs guard the house loudly.", "e": "Rust compiles to fast code."}
+EDITED = {
+    **{k: v for k, v in ROWS.items() if k != "c"},
+    "b": "Dogs guard the house loudly.",
+    "e": "Rust compiles to fast code.",
+}
 
 
 class Cell:
@@ -96,14 +99,26 @@ def _reasons(source) -> dict[str, str]:
 
 
 def _write_parquet(path: Path, rows: dict[str, str]) -> None:
-    table = pa.table({"key": list(rows), "title": [f"T{k}" for k in rows],
-                      "body": list(rows.values()), "lang": ["en"] * len(rows)})
+    table = pa.table(
+        {
+            "key": list(rows),
+            "title": [f"T{k}" for k in rows],
+            "body": list(rows.values()),
+            "lang": ["en"] * len(rows),
+        }
+    )
     pq.write_table(table, path, row_group_size=2)  # several row groups: read batch by batch
 
 
 def _parquet(tmp_path, **settings) -> dict:
-    return {"name": "books", "kind": "parquet", "path": str(tmp_path / "books.parquet"),
-            "id_column": "key", "text_columns": ["body"], **settings}
+    return {
+        "name": "books",
+        "kind": "parquet",
+        "path": str(tmp_path / "books.parquet"),
+        "id_column": "key",
+        "text_columns": ["body"],
+        **settings,
+    }
 
 
 def test_parquet_edit_delete_insert_embeds_exactly_the_changes(tmp_path):
@@ -116,8 +131,9 @@ def test_parquet_folder_reads_every_file_in_batches(tmp_path):
     (tmp_path / "parts").mkdir()
     _write_parquet(tmp_path / "parts" / "1.parquet", {"a": ROWS["a"], "b": ROWS["b"]})
     _write_parquet(tmp_path / "parts" / "2.parquet", {"c": ROWS["c"]})
-    source = Cell(tmp_path, _parquet(tmp_path, path=str(tmp_path / "parts"),
-                                     text_columns=["title", "body"])).source
+    source = Cell(
+        tmp_path, _parquet(tmp_path, path=str(tmp_path / "parts"), text_columns=["title", "body"])
+    ).source
     docs = {d.doc_id: d.text for d in read_source(source)[0]}
     assert docs == {"a": f"Ta\n\n{ROWS['a']}", "b": f"Tb\n\n{ROWS['b']}", "c": f"Tc\n\n{ROWS['c']}"}
     glob = Cell(tmp_path, _parquet(tmp_path, path=str(tmp_path / "parts" / "*.parquet"))).source
@@ -125,11 +141,13 @@ def test_parquet_folder_reads_every_file_in_batches(tmp_path):
 
 
 def test_parquet_bad_rows_are_quarantined_with_their_reason(tmp_path):
-    table = pa.table({
-        "key": ["ok", None, "nulltext", "emptytext", "ok", "binary", ""],
-        "body": ["Fine text here.", "orphan", None, "", "Second copy.", None, "no id"],
-        "raw": pa.array([None, None, None, None, None, b"\xff\xfe bad", None], pa.binary()),
-    })
+    table = pa.table(
+        {
+            "key": ["ok", None, "nulltext", "emptytext", "ok", "binary", ""],
+            "body": ["Fine text here.", "orphan", None, "", "Second copy.", None, "no id"],
+            "raw": pa.array([None, None, None, None, None, b"\xff\xfe bad", None], pa.binary()),
+        }
+    )
     pq.write_table(table, tmp_path / "books.parquet")
     source = Cell(tmp_path, _parquet(tmp_path, text_columns=["body", "raw"])).source
     docs, _ = read_source(source)
@@ -151,14 +169,16 @@ def test_parquet_missing_file_or_column_is_a_source_error(tmp_path):
     missing = Cell(tmp_path, _parquet(tmp_path)).source
     with pytest.raises(SourceError) as error:
         read_source(missing)
-    assert str(error.value) == (f"sources[books].path: {path} does not exist; fix the path or "
-                                "create it")
+    assert str(error.value) == (
+        f"sources[books].path: {path} does not exist; fix the path or create it"
+    )
     _write_parquet(path, ROWS)
     wrong = Cell(tmp_path, _parquet(tmp_path, id_column="x")).source
     with pytest.raises(SourceError) as error:
         read_source(wrong)
-    assert str(error.value) == (f"sources[books].id_column: column 'x' is not in {path} "
-                                "(columns: key, title, body, lang)")
+    assert str(error.value) == (
+        f"sources[books].id_column: column 'x' is not in {path} (columns: key, title, body, lang)"
+    )
     wrong = Cell(tmp_path, _parquet(tmp_path, metadata_columns=["lang", "year"])).source
     with pytest.raises(SourceError, match=r"^sources\[books\].metadata_columns: column 'year'"):
         read_source(wrong)
@@ -181,8 +201,9 @@ def test_parquet_signature_moves_only_with_the_files(tmp_path):
 def _pg_bin(name: str) -> str:
     """initdb/pg_ctl on PATH, else Debian's /usr/lib/postgresql/*/bin (`apt-get install
     postgresql`: make system-deps)."""
-    found = shutil.which(name) or next(iter(sorted(
-        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
     assert found, f"{name} is missing: install Debian's postgresql (make system-deps does)"
     return found
 
@@ -204,17 +225,39 @@ class PgServer:
         if self.as_user:
             shutil.chown(self.dir, "postgres")
         self.dsn = f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres password=s3cret"
-        self._run(_pg_bin("initdb"), "-D", str(self.dir / "data"), "-U", "postgres",
-                  "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")
+        self._run(
+            _pg_bin("initdb"),
+            "-D",
+            str(self.dir / "data"),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
 
     def _run(self, *args: str) -> None:
         subprocess.run([*self.as_user, *args], check=True, capture_output=True, cwd=self.dir)
 
     def start(self) -> None:
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
-                   "-c full_page_writes=off")
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
-                  "-o", options, "-w", "start")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
+            "-c full_page_writes=off"
+        )
+        self._run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.dir / "data"),
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
 
     def stop(self) -> None:
         self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
@@ -240,8 +283,10 @@ def pg_table(pg, monkeypatch, request):
     """A fresh table per test (named after it), and the DSN in the default variable."""
     table = "t_" + request.node.name.removeprefix("test_")[:40]
     pg.execute(f"DROP TABLE IF EXISTS {table}")
-    pg.execute(f"CREATE TABLE {table} (key text, body text, raw bytea, lang text, "
-               "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())")
+    pg.execute(
+        f"CREATE TABLE {table} (key text, body text, raw bytea, lang text, "
+        "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+    )
     monkeypatch.setenv("EMBEDDINGS_PG_DSN", pg.dsn)
     return table
 
@@ -254,16 +299,26 @@ def _pg_write(pg, table: str, rows: dict[str, str]) -> None:
             conn.execute(f"DELETE FROM {table} WHERE key = %s", (key,))
         for key, body in rows.items():
             if key not in current:
-                conn.execute(f"INSERT INTO {table} (key, body, lang) VALUES (%s, %s, 'en')",
-                             (key, body))
+                conn.execute(
+                    f"INSERT INTO {table} (key, body, lang) VALUES (%s, %s, 'en')", (key, body)
+                )
             elif current[key] != body:
-                conn.execute(f"UPDATE {table} SET body = %s, updated_at = clock_timestamp() "
-                             "WHERE key = %s", (body, key))
+                conn.execute(
+                    f"UPDATE {table} SET body = %s, updated_at = clock_timestamp() WHERE key = %s",
+                    (body, key),
+                )
 
 
 def _postgres(table: str, **settings) -> dict:
-    return {"name": "crm", "kind": "postgres", "table": f"public.{table}", "id_column": "key",
-            "text_columns": ["body"], "updated_at_column": "updated_at", **settings}
+    return {
+        "name": "crm",
+        "kind": "postgres",
+        "table": f"public.{table}",
+        "id_column": "key",
+        "text_columns": ["body"],
+        "updated_at_column": "updated_at",
+        **settings,
+    }
 
 
 def test_postgres_edit_delete_insert_embeds_exactly_the_changes(tmp_path, pg, pg_table):
@@ -272,9 +327,11 @@ def test_postgres_edit_delete_insert_embeds_exactly_the_changes(tmp_path, pg, pg
 
 
 def test_postgres_bad_rows_are_quarantined_with_their_reason(tmp_path, pg, pg_table):
-    pg.execute(f"INSERT INTO {pg_table} (key, body, raw) VALUES ('ok', 'Fine text.', NULL), "
-               "(NULL, 'orphan', NULL), ('nulltext', NULL, NULL), ('emptytext', '', NULL), "
-               "('ok', 'Second copy.', NULL), ('binary', NULL, '\\xfffe20626164')")
+    pg.execute(
+        f"INSERT INTO {pg_table} (key, body, raw) VALUES ('ok', 'Fine text.', NULL), "
+        "(NULL, 'orphan', NULL), ('nulltext', NULL, NULL), ('emptytext', '', NULL), "
+        "('ok', 'Second copy.', NULL), ('binary', NULL, '\\xfffe20626164')"
+    )
     source = Cell(tmp_path, _postgres(pg_table, text_columns=["body", "raw"])).source
     assert [d.doc_id for d in read_source(source)[0]] == ["ok"]
     assert _reasons(source) == {
@@ -286,20 +343,25 @@ def test_postgres_bad_rows_are_quarantined_with_their_reason(tmp_path, pg, pg_ta
     }
 
 
-def test_postgres_wrong_column_missing_table_unreachable_server(tmp_path, pg, pg_table,
-                                                                monkeypatch):
+def test_postgres_wrong_column_missing_table_unreachable_server(
+    tmp_path, pg, pg_table, monkeypatch
+):
     wrong = Cell(tmp_path, _postgres(pg_table, id_column="x")).source
     with pytest.raises(SourceError) as error:
         read_source(wrong)
-    assert str(error.value) == (f"sources[crm].id_column: column 'x' is not in table "
-                                f"'public.{pg_table}' (columns: key, body, raw, lang, updated_at)")
+    assert str(error.value) == (
+        f"sources[crm].id_column: column 'x' is not in table "
+        f"'public.{pg_table}' (columns: key, body, raw, lang, updated_at)"
+    )
     missing = Cell(tmp_path, _postgres("nowhere")).source
     with pytest.raises(SourceError) as error:
         read_source(missing)
     shown = redacted(pg.dsn)
     assert "s3cret" not in shown and "password=***" in shown and f"port={pg.port}" in shown
-    assert str(error.value) == (f"sources[crm].table: table 'public.nowhere' does not exist "
-                                f"({shown}): relation \"public.nowhere\" does not exist")
+    assert str(error.value) == (
+        f"sources[crm].table: table 'public.nowhere' does not exist "
+        f'({shown}): relation "public.nowhere" does not exist'
+    )
     down = f"host=127.0.0.1 port={_free_port()} dbname=postgres user=postgres password=s3cret"
     monkeypatch.setenv("EMBEDDINGS_PG_DSN", down)
     source = Cell(tmp_path, _postgres(pg_table)).source
@@ -308,15 +370,18 @@ def test_postgres_wrong_column_missing_table_unreachable_server(tmp_path, pg, pg
     port = down.split()[1].removeprefix("port=")
     assert str(error.value) == (
         f"sources[crm].dsn_env: cannot connect to the server in $EMBEDDINGS_PG_DSN "
-        f"({redacted(down)}): connection failed: connection to server at \"127.0.0.1\", "
-        f"port {port} failed: Connection refused")
+        f'({redacted(down)}): connection failed: connection to server at "127.0.0.1", '
+        f"port {port} failed: Connection refused"
+    )
     assert "s3cret" not in str(error.value)
     monkeypatch.delenv("EMBEDDINGS_PG_DSN")
     with pytest.raises(SourceError) as error:
         read_source(source)
-    assert str(error.value) == ("sources[crm].dsn_env: the environment variable "
-                                "EMBEDDINGS_PG_DSN is not set; export the server's connection "
-                                "string in it")
+    assert str(error.value) == (
+        "sources[crm].dsn_env: the environment variable "
+        "EMBEDDINGS_PG_DSN is not set; export the server's connection "
+        "string in it"
+    )
 
 
 def test_postgres_signature_is_the_watermark_and_the_count(tmp_path, pg, pg_table):
@@ -350,11 +415,13 @@ def test_postgres_refresh_while_the_server_restarts_loses_nothing(tmp_path, pg, 
     assert "c" not in cell.found("owls glide silently over fields")
 
 
-def test_postgres_server_stopped_in_the_middle_of_a_read_loses_nothing(tmp_path, pg, pg_table,
-                                                                       monkeypatch):
+def test_postgres_server_stopped_in_the_middle_of_a_read_loses_nothing(
+    tmp_path, pg, pg_table, monkeypatch
+):
     """The server goes away after the first batch: the read raises instead of returning the
     rows it got (which would unserve the others), and the next refresh embeds only changes."""
-    from embeddings_platform.core.sources import postgres, rows as row_module
+    from embeddings_platform.core.sources import postgres
+    from embeddings_platform.core.sources import rows as row_module
 
     cell = Cell(tmp_path, _postgres(pg_table))
     _pg_write(pg, pg_table, ROWS)
@@ -371,8 +438,11 @@ def test_postgres_server_stopped_in_the_middle_of_a_read_loses_nothing(tmp_path,
 
     monkeypatch.setattr(postgres, "row_document", stop_after_first_batch)
     try:
-        with pytest.raises(SourceError, match=r"^sources\[crm\]\.dsn_env: lost the server in "
-                           r"\$EMBEDDINGS_PG_DSN while reading 'public\.t_"):
+        with pytest.raises(
+            SourceError,
+            match=r"^sources\[crm\]\.dsn_env: lost the server in "
+            r"\$EMBEDDINGS_PG_DSN while reading 'public\.t_",
+        ):
             cell.refresh()
     finally:
         pg.start()
@@ -386,14 +456,18 @@ def test_postgres_server_stopped_in_the_middle_of_a_read_loses_nothing(tmp_path,
 
 # --- iceberg: pyiceberg's SQL catalog on SQLite, a local warehouse ------------------------------
 
-ICEBERG_SCHEMA = pa.schema([("key", pa.string()), ("body", pa.string()), ("raw", pa.binary()),
-                            ("lang", pa.string())])
+ICEBERG_SCHEMA = pa.schema(
+    [("key", pa.string()), ("body", pa.string()), ("raw", pa.binary()), ("lang", pa.string())]
+)
 
 
 def _catalog(tmp_path) -> dict:
     (tmp_path / "warehouse").mkdir(exist_ok=True)
-    return {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db",
-            "warehouse": f"file://{tmp_path}/warehouse"}
+    return {
+        "type": "sql",
+        "uri": f"sqlite:///{tmp_path}/catalog.db",
+        "warehouse": f"file://{tmp_path}/warehouse",
+    }
 
 
 def _iceberg_table(tmp_path):
@@ -405,15 +479,28 @@ def _iceberg_table(tmp_path):
 
 
 def _iceberg_rows(rows: dict[str, str]) -> pa.Table:
-    return pa.table({"key": list(rows), "body": list(rows.values()),
-                     "raw": pa.array([None] * len(rows), pa.binary()),
-                     "lang": ["en"] * len(rows)}, schema=ICEBERG_SCHEMA)
+    return pa.table(
+        {
+            "key": list(rows),
+            "body": list(rows.values()),
+            "raw": pa.array([None] * len(rows), pa.binary()),
+            "lang": ["en"] * len(rows),
+        },
+        schema=ICEBERG_SCHEMA,
+    )
 
 
 def _iceberg(tmp_path, **settings) -> dict:
-    return {"name": "lake", "kind": "iceberg", "catalog": _catalog(tmp_path),
-            "catalog_name": "lake", "table": "docs.notes", "id_column": "key",
-            "text_columns": ["body"], **settings}
+    return {
+        "name": "lake",
+        "kind": "iceberg",
+        "catalog": _catalog(tmp_path),
+        "catalog_name": "lake",
+        "table": "docs.notes",
+        "id_column": "key",
+        "text_columns": ["body"],
+        **settings,
+    }
 
 
 @pytest.mark.filterwarnings("ignore:Delete operation did not match any records")
@@ -441,11 +528,17 @@ def test_iceberg_vectors_name_the_snapshot_they_came_from(tmp_path):
 
 def test_iceberg_bad_rows_are_quarantined_with_their_reason(tmp_path):
     table = _iceberg_table(tmp_path)
-    table.append(pa.table({
-        "key": ["ok", None, "nulltext", "emptytext", "ok", "binary"],
-        "body": ["Fine text here.", "orphan", None, "", "Second copy.", None],
-        "raw": pa.array([None, None, None, None, None, b"\xff\xfe bad"], pa.binary()),
-        "lang": ["en"] * 6}, schema=ICEBERG_SCHEMA))
+    table.append(
+        pa.table(
+            {
+                "key": ["ok", None, "nulltext", "emptytext", "ok", "binary"],
+                "body": ["Fine text here.", "orphan", None, "", "Second copy.", None],
+                "raw": pa.array([None, None, None, None, None, b"\xff\xfe bad"], pa.binary()),
+                "lang": ["en"] * 6,
+            },
+            schema=ICEBERG_SCHEMA,
+        )
+    )
     source = Cell(tmp_path, _iceberg(tmp_path, text_columns=["body", "raw"])).source
     assert [d.doc_id for d in read_source(source)[0]] == ["ok"]
     assert _reasons(source) == {
@@ -461,14 +554,17 @@ def test_iceberg_missing_table_or_column_is_a_source_error(tmp_path):
     missing = Cell(tmp_path, _iceberg(tmp_path)).source
     with pytest.raises(SourceError) as error:
         read_source(missing)
-    assert str(error.value) == ("sources[lake].table: table 'docs.notes' does not exist in the "
-                                "catalog")
+    assert str(error.value) == (
+        "sources[lake].table: table 'docs.notes' does not exist in the catalog"
+    )
     _iceberg_table(tmp_path)
     wrong = Cell(tmp_path, _iceberg(tmp_path, text_columns=["text"])).source
     with pytest.raises(SourceError) as error:
         read_source(wrong)
-    assert str(error.value) == ("sources[lake].text_columns: column 'text' is not in table "
-                                "'docs.notes' (columns: key, body, raw, lang)")
+    assert str(error.value) == (
+        "sources[lake].text_columns: column 'text' is not in table "
+        "'docs.notes' (columns: key, body, raw, lang)"
+    )
     assert read_source(Cell(tmp_path, _iceberg(tmp_path)).source) == ([], [])  # empty: valid
 
 
@@ -491,4 +587,5 @@ def test_a_password_in_the_registry_is_an_unknown_key(tmp_path):
         Cell(tmp_path, _postgres("notes", password="s3cret"))
     assert str(error.value) == (
         "sources[0]: unknown key 'password'; use name, kind, canary, shards, serve_model, table, "
-        "dsn_env, id_column, text_columns, metadata_columns, updated_at_column")
+        "dsn_env, id_column, text_columns, metadata_columns, updated_at_column"
+    )

@@ -23,9 +23,16 @@ RACES = 100  # one race hits the window rarely (a few in 100 here): many fresh t
 
 
 def _pointer_row(source: str) -> dict:
-    return {"source": source, "model_version": "m", "table_name": f"vectors__{source}__m",
-            "table_version": 1, "tag": "serve-v1", "swapped_at": utcnow(), "run_id": source,
-            "reason": "initial"}
+    return {
+        "source": source,
+        "model_version": "m",
+        "table_name": f"vectors__{source}__m",
+        "table_version": 1,
+        "tag": "serve-v1",
+        "swapped_at": utcnow(),
+        "run_id": source,
+        "reason": "initial",
+    }
 
 
 def _create_and_write(uris: list[str], barrier, out: str, source: str) -> None:
@@ -47,17 +54,23 @@ def _create_and_write(uris: list[str], barrier, out: str, source: str) -> None:
 def _creations(table) -> list[int]:
     """The versions of a table that (re)created it: an Overwrite commit."""
     dataset = table.to_lance()
-    return [v for v in range(1, dataset.version + 1)
-            if type(dataset.read_transaction(v).operation).__name__ == "Overwrite"]
+    return [
+        v
+        for v in range(1, dataset.version + 1)
+        if type(dataset.read_transaction(v).operation).__name__ == "Overwrite"
+    ]
 
 
 def test_two_processes_creating_the_same_table_at_once_both_succeed(tmp_path: Path):
     uris = [str(tmp_path / f"db{i}") for i in range(RACES)]
     context = get_context("spawn")  # fork after lancedb was imported hangs
     barrier = context.Barrier(2)
-    workers = {s: context.Process(target=_create_and_write,
-                                  args=(uris, barrier, str(tmp_path / f"{s}.json"), s))
-               for s in ("a", "b")}
+    workers = {
+        s: context.Process(
+            target=_create_and_write, args=(uris, barrier, str(tmp_path / f"{s}.json"), s)
+        )
+        for s in ("a", "b")
+    }
     for worker in workers.values():
         worker.start()
     deadline = time.monotonic() + 240
@@ -75,8 +88,10 @@ def test_two_processes_creating_the_same_table_at_once_both_succeed(tmp_path: Pa
         assert _creations(table) == [1]  # created once: no creator overwrote the other's table
         assert primary_key(table) == ["source"]
         rows = table.to_arrow().select(["source", "run_id"]).to_pylist()
-        assert sorted(rows, key=lambda r: r["source"]) == [{"source": "a", "run_id": "a"},
-                                                            {"source": "b", "run_id": "b"}]
+        assert sorted(rows, key=lambda r: r["source"]) == [
+            {"source": "a", "run_id": "a"},
+            {"source": "b", "run_id": "b"},
+        ]
 
 
 def test_a_refresh_moves_the_pointer_only_forward_and_records_each_move(tmp_path: Path):
@@ -84,8 +99,12 @@ def test_a_refresh_moves_the_pointer_only_forward_and_records_each_move(tmp_path
     start = utcnow()
 
     def move(table: str, version: int, second: int, only_forward: bool = True) -> bool:
-        row = dict(_pointer_row("notes"), table_name=table, table_version=version,
-                   swapped_at=start + timedelta(seconds=second))
+        row = dict(
+            _pointer_row("notes"),
+            table_name=table,
+            table_version=version,
+            swapped_at=start + timedelta(seconds=second),
+        )
         return store.set_pointer(row, only_forward=only_forward)
 
     assert move("vectors__notes__m", 5, 0)  # the first pointer of a source
@@ -98,20 +117,29 @@ def test_a_refresh_moves_the_pointer_only_forward_and_records_each_move(tmp_path
     assert not move("vectors__notes__x", 1, 5)
     assert move("vectors__notes__m", 6, 6, only_forward=False)  # a rollback moves back
     history = [(h["table_name"], h["table_version"]) for h in store.pointer_history("notes")]
-    assert history == [("vectors__notes__m", 5), ("vectors__notes__m", 6), ("vectors__notes__x", 2),
-                       ("vectors__notes__m", 6)]
+    assert history == [
+        ("vectors__notes__m", 5),
+        ("vectors__notes__m", 6),
+        ("vectors__notes__x", 2),
+        ("vectors__notes__m", 6),
+    ]
     assert store.pointer("notes")["table_name"] == "vectors__notes__m"
 
 
-PREEMPTED = ("lance error: Retryable commit conflict for version 11: This CreateIndex transaction "
-             "was preempted by concurrent transaction CreateIndex at version 11. Please retry.")
+PREEMPTED = (
+    "lance error: Retryable commit conflict for version 11: This CreateIndex transaction "
+    "was preempted by concurrent transaction CreateIndex at version 11. Please retry."
+)
 
 
 def test_only_a_commit_that_lost_a_race_is_retried():
     assert is_commit_conflict(RuntimeError(PREEMPTED))  # what lancedb 0.40 raises, measured
-    assert is_commit_conflict(RuntimeError(
-        "lance error: Incompatible transaction: This UpdateConfig transaction is incompatible with "
-        "concurrent transaction UpdateConfig at version 2."))
+    assert is_commit_conflict(
+        RuntimeError(
+            "lance error: Incompatible transaction: This UpdateConfig transaction is incompatible "
+            "with concurrent transaction UpdateConfig at version 2."
+        )
+    )
     assert is_commit_conflict(CommitConflictError("preempted", retryable=True))  # pylance's type
     assert not is_commit_conflict(CommitConflictError("never compatible", retryable=False))
     assert not is_commit_conflict(ValueError("Invalid input, a primary key is already set"))

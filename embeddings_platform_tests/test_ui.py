@@ -15,7 +15,8 @@ the browser saw go wrong (failed or erroring GraphQL operations, console errors,
 still pending) and the end of the `dagster dev` log, instead of Playwright's page dump.
 
 Screenshots land in embeddings_platform_tests/artifacts/ (not committed); the operator guide's
-images in docs/img/ are copies of good ones: `cp embeddings_platform_tests/artifacts/*.png docs/img/`.
+images in docs/img/ are copies of good ones:
+`cp embeddings_platform_tests/artifacts/*.png docs/img/`.
 Needs /usr/bin/chromium (Debian's `chromium` package; .ci/run installs it). Nothing is downloaded:
 Playwright drives the system browser, `playwright install` is never run.
 """
@@ -56,12 +57,23 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SOURCE = "notes"
-STOPPED = [("sensor", "source_change_sensor"), ("sensor", "embeddings_automation"),
-           ("schedule", "served_staleness_schedule"), ("schedule", "consistency_sweep_schedule"),
-           ("schedule", "retention_cleanup_schedule")]
+STOPPED = [
+    ("sensor", "source_change_sensor"),
+    ("sensor", "embeddings_automation"),
+    ("schedule", "served_staleness_schedule"),
+    ("schedule", "consistency_sweep_schedule"),
+    ("schedule", "retention_cleanup_schedule"),
+]
 SERVER_TIMEOUT = 120  # s: webserver answering and the code location loaded
 RUN_TIMEOUT = 300  # s: one run, queued by the daemon, in its own process
 UI_TIMEOUT = 40_000  # ms: any single UI step
@@ -69,8 +81,13 @@ UI_ATTEMPTS = 3  # page loads before a step that timed out or lost its data coun
 ASSETS = ["source_snapshot", "chunks", "embeddings", "serving_index"]
 CHECKS = {
     "embeddings": ["consistency", "staleness"],
-    "serving_index": ["ann_recall", "migration_gate", "retrieval_recall", "served_consistency",
-                      "served_staleness"],
+    "serving_index": [
+        "ann_recall",
+        "migration_gate",
+        "retrieval_recall",
+        "served_consistency",
+        "served_staleness",
+    ],
 }
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
@@ -161,10 +178,19 @@ class Server:
 
 
 def _stop_default_automation(env: dict[str, str]) -> None:
-    """Record the running-by-default sensors and schedules as stopped (the CLI writes it; no daemon needed)."""
-    procs = [subprocess.Popen([str(BIN / "dagster"), kind, "stop", name, "-w", "workspace.yaml"],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for kind, name in STOPPED]
+    """Record the running-by-default sensors and schedules as stopped (the CLI writes it;
+    no daemon needed)."""
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "dagster"), kind, "stop", name, "-w", "workspace.yaml"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for kind, name in STOPPED
+    ]
     for (kind, name), proc in zip(STOPPED, procs):
         out, _ = proc.communicate(timeout=SERVER_TIMEOUT)
         assert proc.returncode == 0 and f"Stopped {kind} {name}" in out, out[-3000:]
@@ -209,11 +235,23 @@ def server(tmp_path_factory):
     instance_yaml = (ROOT / "deploy" / "dagster.local.yaml").read_text()
     (home / "dagster.yaml").write_text(instance_yaml + "nux:\n  enabled: false\n")
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"EMBEDDINGS_PLATFORM_STORAGE_URI", "EMBEDDINGS_PLATFORM_CELERY_BROKER",
-                        "EMBEDDINGS_PLATFORM_CELERY_BACKEND"}}
-    env.update(DAGSTER_HOME=str(home), EMBEDDINGS_PLATFORM_CONFIG=str(config_path), PYTHONUNBUFFERED="1",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "EMBEDDINGS_PLATFORM_STORAGE_URI",
+            "EMBEDDINGS_PLATFORM_CELERY_BROKER",
+            "EMBEDDINGS_PLATFORM_CELERY_BACKEND",
+        }
+    }
+    env.update(
+        DAGSTER_HOME=str(home),
+        EMBEDDINGS_PLATFORM_CONFIG=str(config_path),
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
     with pytest.MonkeyPatch.context() as mp:  # only while the partitions are added
         mp.setenv("DAGSTER_HOME", str(home))
         with DagsterInstance.get() as instance:
@@ -224,8 +262,21 @@ def server(tmp_path_factory):
     log = root / "dagster-dev.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(BIN / "dagster"),
+                "dev",
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         srv = Server(port, proc, log, config_path)
@@ -238,7 +289,9 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def snapshot_run(server: Server) -> str:
     """source_snapshot + chunks of the source, launched through the GraphQL client."""
-    run_id = server.client.submit_job_execution("recheck_source_job", tags={"dagster/partition": SOURCE})
+    run_id = server.client.submit_job_execution(
+        "recheck_source_job", tags={"dagster/partition": SOURCE}
+    )
     status = server.wait_for_run(run_id)
     assert status == DagsterRunStatus.SUCCESS, f"run {run_id}: {status}\n{_tail(server.log)}"
     return run_id
@@ -246,8 +299,11 @@ def snapshot_run(server: Server) -> str:
 
 @pytest.fixture(scope="module")
 def serving_run(server: Server, snapshot_run: str) -> str:
-    """embeddings + serving_index of the grid cell with all their checks: `embed_job` via GraphQL."""
-    run_id = server.client.submit_job_execution("embed_job", tags=partition_tags(server.grid_partition))
+    """embeddings + serving_index of the grid cell with all their checks: `embed_job`
+    via GraphQL."""
+    run_id = server.client.submit_job_execution(
+        "embed_job", tags=partition_tags(server.grid_partition)
+    )
     status = server.wait_for_run(run_id)
     assert status == DagsterRunStatus.SUCCESS, f"run {run_id}: {status}\n{_tail(server.log)}"
     return run_id
@@ -261,12 +317,22 @@ def test_graphql_run_of_snapshot_and_chunks_reports_the_corpus(server: Server, s
 
     # every file of the folder is a document, all new, none quarantined
     assert snapshot["documents"] == snapshot["added"] == len(DOCS)
-    assert snapshot["changed"] == snapshot["removed"] == snapshot["unchanged"] == snapshot["quarantined"] == 0
+    assert (
+        snapshot["changed"]
+        == snapshot["removed"]
+        == snapshot["unchanged"]
+        == snapshot["quarantined"]
+        == 0
+    )
     assert snapshot["new_snapshot"] is True
 
     # and the store agrees with what the UI is told
     store = Store(server.config.storage_uri)
-    assert store.latest_snapshot(SOURCE)["snapshot_id"] == snapshot["snapshot_id"] == chunks["snapshot_id"]
+    assert (
+        store.latest_snapshot(SOURCE)["snapshot_id"]
+        == snapshot["snapshot_id"]
+        == chunks["snapshot_id"]
+    )
     assert len(store.snapshot_manifest(SOURCE, snapshot["snapshot_id"])) == len(DOCS)
     strategy = model_version(server.config.models[0]).chunking_strategy
     rows = store.table(chunks_table_name(SOURCE, strategy)).count_rows()
@@ -280,11 +346,15 @@ def test_graphql_run_of_snapshot_and_chunks_reports_the_corpus(server: Server, s
 
 @pytest.fixture(scope="module")
 def browser():
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
+    assert Path(CHROMIUM).exists(), (
+        f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
+    )
     expect.set_options(timeout=UI_TIMEOUT)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
         yield chromium
         chromium.close()
 
@@ -301,7 +371,12 @@ class BrowserLog:
         self.graphql_failures = 0  # requests that failed or were answered with HTTP >= 500
         self.pending: dict[object, tuple[str, float]] = {}
         self.graphql: deque[tuple[str, object]] = deque(maxlen=200)  # the latest answers
-        page.on("console", lambda m: m.type == "error" and self.events.append(f"console error: {_first_line(m.text)}"))
+        page.on(
+            "console",
+            lambda m: (
+                m.type == "error" and self.events.append(f"console error: {_first_line(m.text)}")
+            ),
+        )
         page.on("request", self._sent)
         page.on("requestfinished", lambda r: self.pending.pop(r, None))
         page.on("requestfailed", self._failed)
@@ -343,8 +418,10 @@ class BrowserLog:
             if errors:
                 lines.append(f"GraphQL {operation} answered errors: {json.dumps(errors)[:500]}")
         now = time.monotonic()
-        lines += [f"GraphQL {operation} still pending after {now - sent:.0f} s"
-                  for operation, sent in self.pending.values()]
+        lines += [
+            f"GraphQL {operation} still pending after {now - sent:.0f} s"
+            for operation, sent in self.pending.values()
+        ]
         return lines or ["(the browser saw no failed request, GraphQL error or console error)"]
 
 
@@ -369,7 +446,8 @@ def _short(error: BaseException) -> str:
 
 @contextmanager
 def _page(browser, server: Server, name: str, **context_options):
-    """A fresh page; a failed step leaves `failed-<name>.png` in the artifacts and says what went wrong."""
+    """A fresh page; a failed step leaves `failed-<name>.png` in the artifacts and
+    says what went wrong."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000}, **context_options)
     page = context.new_page()
     page.set_default_timeout(UI_TIMEOUT)
@@ -381,10 +459,18 @@ def _page(browser, server: Server, name: str, **context_options):
             page.screenshot(path=str(ARTIFACTS / f"failed-{name}.png"))
         except Exception:  # noqa: BLE001 - the original failure matters, not the screenshot
             pass
-        raise AssertionError("\n".join([
-            f"UI step failed on page {page.url}", _short(error), "-- what the browser saw:", *page.log.report(),
-            "-- the dagster dev log (errors, then its end):", _log_excerpt(server.log),
-        ])) from None
+        raise AssertionError(
+            "\n".join(
+                [
+                    f"UI step failed on page {page.url}",
+                    _short(error),
+                    "-- what the browser saw:",
+                    *page.log.report(),
+                    "-- the dagster dev log (errors, then its end):",
+                    _log_excerpt(server.log),
+                ]
+            )
+        ) from None
     finally:
         context.close()
 
@@ -412,13 +498,19 @@ def _shown(page, url: str, step, what: str):
         except RETRIED as error:
             if attempt == UI_ATTEMPTS:
                 raise
-            page.log.note(f"attempt {attempt} of '{what}' failed, reloading: {_short(error).splitlines()[-1]}")
+            page.log.note(
+                f"attempt {attempt} of '{what}' failed, reloading: {_short(error).splitlines()[-1]}"
+            )
 
 
 def _pick_partition(page, dialog, dimension: str, key: str) -> None:
     """In the launch dialog, choose `key` in the selector of one partition dimension."""
-    section = (dialog.locator("div").filter(has=page.get_by_text(dimension, exact=True))
-               .filter(has=page.get_by_text("Add a partition")).last)  # the innermost: one dimension
+    section = (
+        dialog.locator("div")
+        .filter(has=page.get_by_text(dimension, exact=True))
+        .filter(has=page.get_by_text("Add a partition"))
+        .last
+    )  # the innermost: one dimension
     section.get_by_text("Select a partition or create one").click()
     page.get_by_role("menuitem", name=key).click()
     page.keyboard.press("Escape")
@@ -427,6 +519,7 @@ def _pick_partition(page, dialog, dimension: str, key: str) -> None:
 
 def _launch_dialog_for_one_cell(server: Server):
     """The step up to the launch button: open the dialog, choose the one (model, source) cell."""
+
     def step(page):
         button = page.get_by_role("button", name="Materialize…").first
         expect(button.get_by_role("progressbar")).to_have_count(0)  # not busy with an earlier click
@@ -437,25 +530,36 @@ def _launch_dialog_for_one_cell(server: Server):
         _pick_partition(page, dialog, "source", SOURCE)
         expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
         return dialog
+
     return step
 
 
-def test_materializing_a_partition_from_the_ui_shows_its_metadata(server: Server, snapshot_run: str, browser):
+def test_materializing_a_partition_from_the_ui_shows_its_metadata(
+    server: Server, snapshot_run: str, browser
+):
     chunks = server.materializations(snapshot_run)["chunks"]
     with _page(browser, server, "materialize") as page:
-        dialog = _shown(page, f"{server.url}/assets/embeddings", _launch_dialog_for_one_cell(server),
-                        "open the launch dialog")
+        dialog = _shown(
+            page,
+            f"{server.url}/assets/embeddings",
+            _launch_dialog_for_one_cell(server),
+            "open the launch dialog",
+        )
         page.screenshot(path=str(ARTIFACTS / "materialize-dialog.png"))
         dialog.get_by_role("button", name="Launch 1 run").click()
 
         toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
         expect(toast).to_be_visible()
         prefix = re.search(r"Launched run ([0-9a-f]{8})", toast.inner_text()).group(1)
-        runs = server.query(RUNS_OF_PARTITION, {"partition": server.grid_partition})["runsOrError"]["results"]
+        runs = server.query(RUNS_OF_PARTITION, {"partition": server.grid_partition})["runsOrError"][
+            "results"
+        ]
         run_ids = [r["runId"] for r in runs if r["runId"].startswith(prefix)]
         assert len(run_ids) == 1, (prefix, runs)
         status = server.wait_for_run(run_ids[0])
-        assert status == DagsterRunStatus.SUCCESS, f"run {run_ids[0]}: {status}\n{_tail(server.log)}"
+        assert status == DagsterRunStatus.SUCCESS, (
+            f"run {run_ids[0]}: {status}\n{_tail(server.log)}"
+        )
 
         embedded = server.materializations(run_ids[0])["embeddings"]
         assert embedded["partition"] == server.grid_partition
@@ -465,12 +569,20 @@ def test_materializing_a_partition_from_the_ui_shows_its_metadata(server: Server
         # the asset page shows that materialization's metadata
         def metadata_shown(page):
             expect(page.get_by_text(server.grid_partition).first).to_be_visible()
-            for label, value in [("embedded", embedded["embedded"]), ("vectors", embedded["vectors"]),
-                                 ("model_version", server.version_id)]:
+            for label, value in [
+                ("embedded", embedded["embedded"]),
+                ("vectors", embedded["vectors"]),
+                ("model_version", server.version_id),
+            ]:
                 row = page.get_by_role("row").filter(has=page.get_by_text(label, exact=True)).first
                 expect(row.get_by_role("cell").last).to_have_text(str(value))
 
-        _shown(page, f"{server.url}/assets/embeddings", metadata_shown, "the materialization's metadata")
+        _shown(
+            page,
+            f"{server.url}/assets/embeddings",
+            metadata_shown,
+            "the materialization's metadata",
+        )
         page.screenshot(path=str(ARTIFACTS / "asset-embeddings.png"))
 
 
@@ -508,9 +620,15 @@ def test_lineage_graph_shows_every_asset_and_its_checks(server: Server, serving_
             # every check of the cell ran in serving_run and passed
             expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(checks))
             expect(page.get_by_text("Not evaluated", exact=False)).to_have_count(0)
+
         return step
 
     with _page(browser, server, "checks") as page:
         for asset, checks in CHECKS.items():
-            _shown(page, f"{server.url}/assets/{asset}?view=checks", checks_shown(checks), f"the checks of {asset}")
+            _shown(
+                page,
+                f"{server.url}/assets/{asset}?view=checks",
+                checks_shown(checks),
+                f"the checks of {asset}",
+            )
             page.screenshot(path=str(ARTIFACTS / f"checks-{asset}.png"))

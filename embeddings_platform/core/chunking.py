@@ -41,11 +41,12 @@ def chunk_document(
     spans = tokenizer.token_spans(text)
     if not spans:
         return []
-    if any(ch.isalnum() for ch in text[spans[-1][1]:]):
+    if any(ch.isalnum() for ch in text[spans[-1][1] :]):
         # A tokenizer that truncates would silently drop the rest of the document.
         raise ValueError(
             f"tokenizer stopped at character {spans[-1][1]} of {len(text)} in {doc_id!r}: "
-            "it truncates; chunking needs every token of the document")
+            "it truncates; chunking needs every token of the document"
+        )
     runs = overlong_runs(text)
     chunks: list[Chunk] = []
     seen: set[str] = set()

@@ -33,9 +33,25 @@ from .sharding import parse_key as parse_shard_key
 from .sources import SourceSettings
 
 __all__ = [
-    "CONFIG_ENV", "STORAGE_ENV", "ChecksConfig", "ChunkingConfig", "ConfigError", "DocumentsConfig",
-    "MigrationConfig", "ModelConfig", "PlatformConfig", "RefreshConfig", "RetryConfig", "ServingConfig",
-    "SourceConfig", "SourceError", "check_source_path", "source_from", "find_config", "load_config", "model_from_spec",
+    "CONFIG_ENV",
+    "STORAGE_ENV",
+    "ChecksConfig",
+    "ChunkingConfig",
+    "ConfigError",
+    "DocumentsConfig",
+    "MigrationConfig",
+    "ModelConfig",
+    "PlatformConfig",
+    "RefreshConfig",
+    "RetryConfig",
+    "ServingConfig",
+    "SourceConfig",
+    "SourceError",
+    "check_source_path",
+    "source_from",
+    "find_config",
+    "load_config",
+    "model_from_spec",
     "parse_config",
 ]
 
@@ -44,11 +60,21 @@ STORAGE_ENV = "EMBEDDINGS_PLATFORM_STORAGE_URI"
 CONFIG_NAME = "embeddings_platform.yaml"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / CONFIG_NAME
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-TOP_LEVEL = ("storage", "sources", "models", "chunking", "serving", "checks", "refresh", "migration", "retry",
-             "documents")
+TOP_LEVEL = (
+    "storage",
+    "sources",
+    "models",
+    "chunking",
+    "serving",
+    "checks",
+    "refresh",
+    "migration",
+    "retry",
+    "documents",
+)
 
 SourceConfig = SourceSettings  # any source kind (for type hints)
-ModelConfig = ModelSettings    # any model kind
+ModelConfig = ModelSettings  # any model kind
 _AnySource = Annotated[Union[tuple(SOURCE_KINDS.values())], Field(discriminator="kind")]
 _AnyModel = Annotated[Union[tuple(MODEL_KINDS.values())], Field(discriminator="kind")]
 
@@ -73,18 +99,24 @@ class PlatformConfig:
             seen: set[str] = set()
             for index, item in enumerate(items):
                 if not NAME_PATTERN.match(item.name):
-                    raise ValueError(f"{section}[{index}].name: {item.name!r} is not a valid name; use lowercase "
-                                     "letters, digits, '-' and '_' (it becomes a partition key and part of a "
-                                     "table name)")
+                    raise ValueError(
+                        f"{section}[{index}].name: {item.name!r} is not a valid name; use "
+                        "lowercase letters, digits, '-' and '_' (it becomes a partition key and "
+                        "part of a table name)"
+                    )
                 if item.name in seen:
-                    raise ValueError(f"{section}[{index}].name: {item.name!r} is registered twice; give each a "
-                                     "unique name")
+                    raise ValueError(
+                        f"{section}[{index}].name: {item.name!r} is registered twice; give each a "
+                        "unique name"
+                    )
                 seen.add(item.name)
         models = {m.name for m in self.models}
         for index, source in enumerate(self.sources):
             if source.serve_model is not None and source.serve_model not in models:
-                raise ValueError(f"sources[{index}].serve_model: no model named {source.serve_model!r}; use one "
-                                 f"of {', '.join(sorted(models)) or 'the registered models'}")
+                raise ValueError(
+                    f"sources[{index}].serve_model: no model named {source.serve_model!r}; use one "
+                    f"of {', '.join(sorted(models)) or 'the registered models'}"
+                )
         return self
 
     def source(self, name: str) -> SourceSettings:
@@ -99,14 +131,18 @@ class PlatformConfig:
                 return source
             if source.name == shard.source and shard.count == source.shards > 1:
                 return dataclasses.replace(source, name=name)
-        raise ConfigError(f"sources: no source named {name!r} is registered; registered sources: {known}")
+        raise ConfigError(
+            f"sources: no source named {name!r} is registered; registered sources: {known}"
+        )
 
     def model(self, name: str) -> ModelSettings:
         for model in self.models:
             if model.name == name:
                 return model
         known = ", ".join(m.name for m in self.models) or "none"
-        raise ConfigError(f"models: no model named {name!r} is registered; registered models: {known}")
+        raise ConfigError(
+            f"models: no model named {name!r} is registered; registered models: {known}"
+        )
 
     def serving_model(self, source: str) -> str:
         """The model a source serves from until a migration: `serve_model`, else the first."""
@@ -124,7 +160,8 @@ def model_from_spec(spec: dict[str, Any]) -> ModelSettings:
 
 
 def source_from(**fields: Any) -> SourceSettings:
-    """One source's settings from registry keys, e.g. source_from(name="n", kind="folder", path=p)."""
+    """One source's settings from registry keys,
+    e.g. source_from(name="n", kind="folder", path=p)."""
     return TypeAdapter(_AnySource).validate_python(fields)
 
 
@@ -142,15 +179,31 @@ def parse_config(raw: Any, base_dir: Path, config_path: Path | None = None) -> P
         raise ConfigError("storage: expected a mapping with uri (a folder or an object-store URI)")
     uri = os.environ.get(STORAGE_ENV) or storage.get("uri") or ".embeddings_platform/lancedb"
     if "://" not in uri:
-        uri = str(Path(os.path.expandvars(uri)).expanduser() if Path(uri).is_absolute() else base_dir / uri)
+        uri = str(
+            Path(os.path.expandvars(uri)).expanduser()
+            if Path(uri).is_absolute()
+            else base_dir / uri
+        )
     chunking = raw.get("chunking") or {}
     models = raw.get("models") or []
     if isinstance(models, list):  # a model without its own chunking takes the top-level one
-        models = [dict(m, chunking=m.get("chunking") or chunking) if isinstance(m, dict) else m for m in models]
-    fields = {"storage_uri": uri, "sources": raw.get("sources") or [], "models": models, "chunking": chunking,
-              "config_path": config_path}
-    fields.update({key: raw.get(key) or {} for key in ("serving", "checks", "refresh", "migration", "retry",
-                                                        "documents")})
+        models = [
+            dict(m, chunking=m.get("chunking") or chunking) if isinstance(m, dict) else m
+            for m in models
+        ]
+    fields = {
+        "storage_uri": uri,
+        "sources": raw.get("sources") or [],
+        "models": models,
+        "chunking": chunking,
+        "config_path": config_path,
+    }
+    fields.update(
+        {
+            key: raw.get(key) or {}
+            for key in ("serving", "checks", "refresh", "migration", "retry", "documents")
+        }
+    )
     try:
         config = TypeAdapter(PlatformConfig).validate_python(fields, context={"base": base_dir})
     except ValidationError as exc:
@@ -177,8 +230,10 @@ def _one_line(exc: ValidationError) -> str:
     kind = error["type"]
     if kind == "union_tag_invalid":
         what = "source" if loc[0] == "sources" else "model"
-        message = (f"unknown {what} kind {error['ctx']['tag']!r}; use one of "
-                   f"{', '.join(sorted(kinds[loc[0]]))}")
+        message = (
+            f"unknown {what} kind {error['ctx']['tag']!r}; use one of "
+            f"{', '.join(sorted(kinds[loc[0]]))}"
+        )
         where += ".kind"
     elif kind == "union_tag_not_found":
         message = f"needs a kind; use one of {', '.join(sorted(kinds[loc[0]]))}"
@@ -187,8 +242,11 @@ def _one_line(exc: ValidationError) -> str:
         owner = error.get("input") if isinstance(error.get("input"), dict) else {}
         what = "source" if loc[0] == "sources" else "model" if loc[0] == "models" else loc[0]
         field = str(loc[-1])
-        message = (f"{what} {owner.get('name')!r} of kind {owner.get('kind')!r} needs a {field}; add it"
-                   if owner.get("name") else f"{field} is required; add it")
+        message = (
+            f"{what} {owner.get('name')!r} of kind {owner.get('kind')!r} needs a {field}; add it"
+            if owner.get("name")
+            else f"{field} is required; add it"
+        )
     elif kind != "value_error" and "input" in error:
         message += f", got {error['input']!r}"
     if message.split(":", 1)[0].startswith(("sources[", "models[")):
@@ -233,5 +291,7 @@ def load_config(path: str | Path | None = None) -> PlatformConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+        raise ConfigError(
+            f"config: {path} is not valid YAML: {' '.join(str(exc).split())}"
+        ) from exc
     return parse_config(raw, path.parent, path)

@@ -29,8 +29,12 @@ T = TypeVar("T")
 # the message. pylance (`table.to_lance()` writes) does raise a type, lance.commit.
 # CommitConflictError; it is matched by type. Every action retried here is re-run in full against
 # the newest version (an upsert, a delete, an index replace), so an incompatible one is retried too.
-_CONFLICT_MESSAGES = ("commit conflict", "incompatible transaction", "please retry",
-                      "too many concurrent writers")
+_CONFLICT_MESSAGES = (
+    "commit conflict",
+    "incompatible transaction",
+    "please retry",
+    "too many concurrent writers",
+)
 
 
 def is_commit_conflict(exc: BaseException) -> bool:
@@ -48,8 +52,9 @@ def retry_on_conflict(action: Callable[[], T], attempts: int = 8, base_delay: fl
     return Retrying(
         retry=retry_if_exception(is_commit_conflict),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=base_delay, max=base_delay * 2**attempts,
-                                     jitter=base_delay),
+        wait=wait_exponential_jitter(
+            initial=base_delay, max=base_delay * 2**attempts, jitter=base_delay
+        ),
         reraise=True,
     )(action)
 

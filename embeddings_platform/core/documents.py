@@ -118,9 +118,12 @@ def _text(raw: RawDocument, limit: int) -> str | Rejected:
         try:
             size = len(content.encode("utf-8"))
         except UnicodeEncodeError as exc:
-            return Rejected(raw.doc_id, f"undecodable: a lone surrogate at character {exc.start} "
-                            "(an invalid \\uD800-\\uDFFF escape upstream)",
-                            repr(content[max(0, exc.start - 40):exc.start + 40]))
+            return Rejected(
+                raw.doc_id,
+                f"undecodable: a lone surrogate at character {exc.start} "
+                "(an invalid \\uD800-\\uDFFF escape upstream)",
+                repr(content[max(0, exc.start - 40) : exc.start + 40]),
+            )
     else:
         size = len(content)
     if size > limit:
@@ -147,10 +150,12 @@ def _lossy(text: str, max_fraction: float) -> tuple[str, str] | None:
     lost = text.count("\ufffd")
     if lost <= max_fraction * len(text):
         return None
-    return (f"lossy text: {lost} replacement characters (U+FFFD), {lost / len(text):.2%} of the "
-            f"text > documents.max_replacement_fraction {max_fraction:.2%}; from a wrong encoding "
-            "upstream or invalid character references; fix the source text",
-            repr(text[max(0, text.index("\ufffd") - 40):][:80]))
+    return (
+        f"lossy text: {lost} replacement characters (U+FFFD), {lost / len(text):.2%} of the "
+        f"text > documents.max_replacement_fraction {max_fraction:.2%}; from a wrong encoding "
+        "upstream or invalid character references; fix the source text",
+        repr(text[max(0, text.index("\ufffd") - 40) :][:80]),
+    )
 
 
 def _unprintable(text: str) -> tuple[str, str] | None:
@@ -158,8 +163,10 @@ def _unprintable(text: str) -> tuple[str, str] | None:
     ratio = printable / len(text)
     if ratio >= MIN_PRINTABLE_RATIO:
         return None
-    return (f"unprintable: only {ratio:.0%} printable characters (< {MIN_PRINTABLE_RATIO:.0%})",
-            repr(text[:80]))
+    return (
+        f"unprintable: only {ratio:.0%} printable characters (< {MIN_PRINTABLE_RATIO:.0%})",
+        repr(text[:80]),
+    )
 
 
 def _mostly_wide(run: str) -> bool:
@@ -196,9 +203,11 @@ def _no_usable_tokens(text: str) -> tuple[str, str] | None:
         in_runs = sum(e - s for s, e in runs)
         visible = len(_SPACE.sub("", text))
         if 2 * in_runs > visible:
-            return (f"no usable tokens: {in_runs / visible:.0%} of the text is in whitespace-free "
-                    f"runs longer than {MAX_RUN_CHARS} characters (a blob, not words)",
-                    repr(text[runs[0][0]:][:80]))
+            return (
+                f"no usable tokens: {in_runs / visible:.0%} of the text is in whitespace-free "
+                f"runs longer than {MAX_RUN_CHARS} characters (a blob, not words)",
+                repr(text[runs[0][0] :][:80]),
+            )
         bounds = [0, *(i for span in runs for i in span), len(text)]
         rest = " ".join(text[a:b] for a, b in zip(bounds[::2], bounds[1::2]))
     if _LETTER_OR_DIGIT.search(rest):
@@ -219,15 +228,19 @@ def validate(
     stripped = text.strip()
     if not stripped:
         return Rejected(raw.doc_id, "empty: no text after decoding")
-    problem = (_lossy(stripped, documents.max_replacement_fraction) or _unprintable(stripped)
-               or _no_usable_tokens(stripped))
+    problem = (
+        _lossy(stripped, documents.max_replacement_fraction)
+        or _unprintable(stripped)
+        or _no_usable_tokens(stripped)
+    )
     if problem:
         return Rejected(raw.doc_id, *problem)
     return Document(raw.doc_id, text, dict(raw.metadata))
 
 
-def read_source(source: SourceSettings, documents: DocumentsConfig = DocumentsConfig()
-                ) -> tuple[list[Document], list[Rejected]]:
+def read_source(
+    source: SourceSettings, documents: DocumentsConfig = DocumentsConfig()
+) -> tuple[list[Document], list[Rejected]]:
     """Read and validate a whole source; duplicates of a doc id are quarantined, not merged.
 
     Raises SourceError when the source itself cannot be read (its kind's `check`).

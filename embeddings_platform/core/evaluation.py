@@ -48,7 +48,9 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
             try:
                 query_id, doc_id, grade = row[0], row[1], int(row[2])
             except (IndexError, ValueError):
-                raise ValueError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score', got {row!r}") from None
+                raise ValueError(
+                    f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score', got {row!r}"
+                ) from None
             if grade > 0:
                 qrels.setdefault(query_id, {})[doc_id] = grade
     return qrels
@@ -65,21 +67,29 @@ def read_queries(path: Path) -> dict[str, str]:
                 record = json.loads(line)
                 texts[str(record["_id"])] = str(record["text"])
             except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{path}:{number}: expected a JSON object with _id and text") from None
+                raise ValueError(
+                    f"{path}:{number}: expected a JSON object with _id and text"
+                ) from None
     return texts
 
 
 def load_labelled(queries_path: Path, qrels_path: Path) -> list[LabelledQuery]:
     """The judged queries of a BEIR-format set (queries without judgements are not scored)."""
     texts = read_queries(queries_path)
-    return [LabelledQuery(q, texts[q], rel) for q, rel in sorted(read_qrels(qrels_path).items()) if q in texts]
+    return [
+        LabelledQuery(q, texts[q], rel)
+        for q, rel in sorted(read_qrels(qrels_path).items())
+        if q in texts
+    ]
 
 
 def load_beir_queries(folder: Path, split: str = "test") -> list[LabelledQuery]:
     return load_labelled(folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv")
 
 
-def write_trec_run(path: Path, rankings: Sequence[tuple[str, Sequence[tuple[str, float]]]], name: str) -> None:
+def write_trec_run(
+    path: Path, rankings: Sequence[tuple[str, Sequence[tuple[str, float]]]], name: str
+) -> None:
     """A standard TREC run file: `query-id Q0 doc-id rank score run-name` per line."""
     with path.open("w", encoding="utf-8") as handle:
         for query_id, hits in rankings:
@@ -97,7 +107,11 @@ def load_canary(path: Path) -> list[LabelledQuery]:
             relevant = record.get("relevant") or []
             if not isinstance(relevant, list) or not relevant:
                 raise ValueError(f"{path}:{number}: 'relevant' must be a non-empty list of doc ids")
-            queries.append(LabelledQuery(str(record.get("id", number)), record["query"], {str(d): 1 for d in relevant}))
+            queries.append(
+                LabelledQuery(
+                    str(record.get("id", number)), record["query"], {str(d): 1 for d in relevant}
+                )
+            )
     return queries
 
 
@@ -145,14 +159,21 @@ def evaluate(
     return EvalResult(k, len(queries), float(np.mean(recalls)), float(np.mean(ndcgs)), per_query)
 
 
-def table_retriever(table, embed: Callable[[list[str]], np.ndarray] | None, k: int,
-                    profile: RetrievalProfile = DEFAULT_PROFILE):
+def table_retriever(
+    table,
+    embed: Callable[[list[str]], np.ndarray] | None,
+    k: int,
+    profile: RetrievalProfile = DEFAULT_PROFILE,
+):
     """A `retrieve` function over one checked-out LanceDB table (e.g. the pinned serving version),
     ranking documents exactly as search does under `profile`."""
 
     def retrieve(queries: Sequence[LabelledQuery]) -> list[list[str]]:
         texts = [q.text for q in queries]
         vectors = embed(texts) if profile.uses_vectors else None
-        return [[hit.doc_id for hit in hits] for hits in rank_documents(table, texts, vectors, profile, k)]
+        return [
+            [hit.doc_id for hit in hits]
+            for hits in rank_documents(table, texts, vectors, profile, k)
+        ]
 
     return retrieve

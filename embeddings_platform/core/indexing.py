@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class AnnPlan:
-    index_type: str          # "FLAT" (no index, exact) or a LanceDB index type
+    index_type: str  # "FLAT" (no index, exact) or a LanceDB index type
     num_partitions: int = 0  # IVF lists
-    nprobes: int = 0         # lists searched per query
-    refine_factor: int = 0   # re-rank refine_factor * k candidates on full vectors (0: off)
+    nprobes: int = 0  # lists searched per query
+    refine_factor: int = 0  # re-rank refine_factor * k candidates on full vectors (0: off)
 
     @property
     def exact(self) -> bool:
@@ -44,8 +44,13 @@ def build_vector_index(table, plan: AnnPlan) -> None:
     """Create (replace) the table's vector index as the plan says; FLAT builds nothing."""
     if plan.exact:
         return
-    table.create_index(metric="cosine", index_type=plan.index_type, vector_column_name="vector",
-                       num_partitions=plan.num_partitions, replace=True)
+    table.create_index(
+        metric="cosine",
+        index_type=plan.index_type,
+        vector_column_name="vector",
+        num_partitions=plan.num_partitions,
+        replace=True,
+    )
 
 
 def tuned(query, plan: AnnPlan):

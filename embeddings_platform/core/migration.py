@@ -35,8 +35,11 @@ def query_embedders(store: Store, config: PlatformConfig, load: Callable) -> Emb
     from .serving import model_for_version
 
     def embed_for(version_id: str):
-        return cached_query_embedder(store, version_id,
-                               lambda texts: load(model_for_version(config, store, version_id)).embed(texts))
+        return cached_query_embedder(
+            store,
+            version_id,
+            lambda texts: load(model_for_version(config, store, version_id)).embed(texts),
+        )
 
     return embed_for
 
@@ -59,19 +62,23 @@ class GateReport:
     serving_ndcg: float = 0.0
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
-    evaluable: bool = True           # False: too few labelled queries to judge at all
-    candidate_profile: str = ""      # retrieval profile ids
+    evaluable: bool = True  # False: too few labelled queries to judge at all
+    candidate_profile: str = ""  # retrieval profile ids
     serving_profile: str = ""
-    profile_json: str = ""           # the candidate profile, as the pointer records it
+    profile_json: str = ""  # the candidate profile, as the pointer records it
     serving_table_version: int = 0
 
     @property
     def metadata(self) -> dict[str, float | int]:
         """Numbers the UI plots: both sides and their difference."""
         return {
-            "queries": self.queries, "k": self.k, "passed": int(self.passed),
-            "candidate_recall": round(self.candidate_recall, 4), "candidate_ndcg": round(self.candidate_ndcg, 4),
-            "serving_recall": round(self.serving_recall, 4), "serving_ndcg": round(self.serving_ndcg, 4),
+            "queries": self.queries,
+            "k": self.k,
+            "passed": int(self.passed),
+            "candidate_recall": round(self.candidate_recall, 4),
+            "candidate_ndcg": round(self.candidate_ndcg, 4),
+            "serving_recall": round(self.serving_recall, 4),
+            "serving_ndcg": round(self.serving_ndcg, 4),
             "recall_delta": round(self.candidate_recall - self.serving_recall, 4),
             "ndcg_delta": round(self.candidate_ndcg - self.serving_ndcg, 4),
             "evaluable": int(self.evaluable),
@@ -98,45 +105,66 @@ def evaluate_gate(
     pointer = store.pointer(source)
     serving_profile = RetrievalProfile.from_json(pointer.get("profile")) if pointer else None
     candidate_profile = candidate_profile or serving_profile or RetrievalProfile()
-    report = GateReport(source, candidate_version, None, pointer["model_version"] if pointer else None,
-                        len(queries), gate.k, candidate_profile=candidate_profile.profile_id,
-                        serving_profile=serving_profile.profile_id if serving_profile else "")
+    report = GateReport(
+        source,
+        candidate_version,
+        None,
+        pointer["model_version"] if pointer else None,
+        len(queries),
+        gate.k,
+        candidate_profile=candidate_profile.profile_id,
+        serving_profile=serving_profile.profile_id if serving_profile else "",
+    )
     report.profile_json = candidate_profile.to_json()
     name = vectors_table_name(source, candidate_version)
     if not store.has_table(name):
-        report.reasons.append(f"no table {name}; materialize embeddings and serving_index for this model first")
+        report.reasons.append(
+            f"no table {name}; materialize embeddings and serving_index for this model first"
+        )
         return report
     table = store.open_table(name)
     report.candidate_table_version = latest_serve_tag(table)
     if report.candidate_table_version is None:
-        report.reasons.append(f"{name} has no serving index yet; materialize serving_index for this model first")
+        report.reasons.append(
+            f"{name} has no serving index yet; materialize serving_index for this model first"
+        )
         return report
     if len(queries) < gate.min_queries:
         report.evaluable = False
         report.reasons.append(
-            f"not evaluable: {len(queries)} labelled queries (< migration.min_queries {gate.min_queries}); "
-            "register a canary file (sources[].canary) or BEIR qrels with the source (docs/operator.md)")
+            f"not evaluable: {len(queries)} labelled queries (< migration.min_queries "
+            f"{gate.min_queries}); register a canary file (sources[].canary) or BEIR qrels with "
+            "the source (docs/operator.md)"
+        )
         return report
     table.checkout(report.candidate_table_version)
-    candidate = evaluate(queries, table_retriever(table, embed_for(candidate_version), gate.k, candidate_profile))
+    candidate = evaluate(
+        queries, table_retriever(table, embed_for(candidate_version), gate.k, candidate_profile)
+    )
     report.candidate_recall, report.candidate_ndcg = candidate.recall, candidate.ndcg
     if pointer is None:
-        report.reasons.append("nothing serves this source yet, so there is nothing to compare with; "
-                              "materialize serving_index of its default model first")
+        report.reasons.append(
+            "nothing serves this source yet, so there is nothing to compare with; "
+            "materialize serving_index of its default model first"
+        )
         return report
     served = store.open_table(pointer["table_name"], pointer["table_version"])
-    current = evaluate(queries, table_retriever(served, embed_for(pointer["model_version"]), gate.k,
-                                                serving_profile))
+    current = evaluate(
+        queries,
+        table_retriever(served, embed_for(pointer["model_version"]), gate.k, serving_profile),
+    )
     report.serving_recall, report.serving_ndcg = current.recall, current.ndcg
     report.serving_table_version = int(pointer["table_version"])
     if report.candidate_recall < report.serving_recall - gate.max_recall_drop:
         report.reasons.append(
-            f"recall@{gate.k} {report.candidate_recall:.4f} is more than {gate.max_recall_drop} below "
-            f"the serving {report.serving_recall:.4f}")
+            f"recall@{gate.k} {report.candidate_recall:.4f} is more than {gate.max_recall_drop} "
+            f"below the serving {report.serving_recall:.4f}"
+        )
     if report.candidate_ndcg < report.serving_ndcg - gate.max_ndcg_drop:
         report.reasons.append(
             f"nDCG@{gate.k} {report.candidate_ndcg:.4f} is more than {gate.max_ndcg_drop} below "
-            f"the serving {report.serving_ndcg:.4f}")
+            f"the serving {report.serving_ndcg:.4f}"
+        )
     report.passed = not report.reasons
     return report
 
@@ -148,25 +176,36 @@ def swap(
     expected_dimension: int | None = None,
     force: bool = False,
 ) -> dict:
-    """Point the source at the gated candidate (one commit). `force` ships a failed gate on purpose."""
+    """Point the source at the gated candidate (one commit). `force` ships a failed gate
+    on purpose."""
     if not gate.passed and not force:
         raise MigrationError(
             f"gate failed for {gate.candidate_version} on {gate.source}: {'; '.join(gate.reasons)} "
-            "(nothing swapped; pass --force to ship it anyway)")
+            "(nothing swapped; pass --force to ship it anyway)"
+        )
     if gate.candidate_table_version is None:
         raise MigrationError(f"{gate.candidate_version} has no serving index to swap to")
     name = vectors_table_name(gate.source, gate.candidate_version)
     table = store.open_table(name, gate.candidate_table_version)
     found = model_versions_in(table)
     if found != {gate.candidate_version}:
-        raise MixedModelVersionsError(f"{name}@v{gate.candidate_table_version} holds model versions {sorted(found)}")
-    check = consistency(store, gate.source, gate.candidate_version, expected_dimension, check_pointer=False)
+        raise MixedModelVersionsError(
+            f"{name}@v{gate.candidate_table_version} holds model versions {sorted(found)}"
+        )
+    check = consistency(
+        store, gate.source, gate.candidate_version, expected_dimension, check_pointer=False
+    )
     if not check.ok:
         raise ConsistencyError(check)
     row = {
-        "source": gate.source, "model_version": gate.candidate_version, "table_name": name,
-        "table_version": gate.candidate_table_version, "tag": serve_tag(gate.candidate_table_version),
-        "swapped_at": utcnow(), "run_id": run_id, "reason": "migration (forced)" if not gate.passed else "migration",
+        "source": gate.source,
+        "model_version": gate.candidate_version,
+        "table_name": name,
+        "table_version": gate.candidate_table_version,
+        "tag": serve_tag(gate.candidate_table_version),
+        "swapped_at": utcnow(),
+        "run_id": run_id,
+        "reason": "migration (forced)" if not gate.passed else "migration",
         "profile": gate.profile_json,
     }
     store.set_pointer(row)
@@ -199,17 +238,22 @@ def previous_target(
     while block and _target(block[-1]) == serving_now:
         since = block.pop()  # the move that made the current (model, profile) serve
     if not block:
-        raise MigrationError(f"source {source!r} has served only {current['model_version']} this way; "
-                             "no earlier model version or retrieval profile to roll back to")
+        raise MigrationError(
+            f"source {source!r} has served only {current['model_version']} this way; "
+            "no earlier model version or retrieval profile to roll back to"
+        )
     previous, profile = _target(block[-1])
     if now > since["swapped_at"] + timedelta(hours=retention_hours):
         raise MigrationError(
             f"{previous} stopped serving at {since['swapped_at'].isoformat()}, "
-            f"past serving.retention_hours ({retention_hours} h)")
+            f"past serving.retention_hours ({retention_hours} h)"
+        )
     name = vectors_table_name(source, previous)
     version = latest_serve_tag(store.open_table(name)) if store.has_table(name) else None
     if version is None:
-        raise MigrationError(f"the previous model version {previous} has no indexed table {name} any more")
+        raise MigrationError(
+            f"the previous model version {previous} has no indexed table {name} any more"
+        )
     from .checks import staleness
 
     for key in partition_keys or [source]:
@@ -219,9 +263,17 @@ def previous_target(
             raise MigrationError(
                 f"{name}@v{version} is behind the source ({report.deleted_docs_present} deleted, "
                 f"{report.changed_docs_present} changed, {report.unindexed_docs} new documents); "
-                f"materialize embeddings and serving_index of {previous} for {key} first")
-    return {"source": source, "model_version": previous, "table_name": name, "table_version": version,
-            "tag": serve_tag(version), "profile": profile, "undoes": since}
+                f"materialize embeddings and serving_index of {previous} for {key} first"
+            )
+    return {
+        "source": source,
+        "model_version": previous,
+        "table_name": name,
+        "table_version": version,
+        "tag": serve_tag(version),
+        "profile": profile,
+        "undoes": since,
+    }
 
 
 def _target(event: dict) -> tuple[str, str]:
@@ -240,9 +292,13 @@ def rollback(
     """Serve the previous model version again: a pointer move, no model, no re-embed."""
     target = previous_target(store, source, retention_hours, now, partition_keys)
     undone = target.pop("undoes")
-    row = dict(target, swapped_at=utcnow(), run_id=run_id,
-               reason=f"rollback: undoes the move to {undone['model_version']} at "
-                      f"{undone['swapped_at'].isoformat()} ({undone['reason']})")
+    row = dict(
+        target,
+        swapped_at=utcnow(),
+        run_id=run_id,
+        reason=f"rollback: undoes the move to {undone['model_version']} at "
+        f"{undone['swapped_at'].isoformat()} ({undone['reason']})",
+    )
     store.set_pointer(row)
     return row
 
@@ -295,8 +351,9 @@ def cleanup(store: Store, config: PlatformConfig, now: datetime | None = None) -
             if created is not None and now - created > timedelta(hours=hours):
                 table.tags.delete(tag_name)
                 report.tags_deleted += 1
-        stats = table.to_lance().cleanup_old_versions(older_than=timedelta(hours=hours),
-                                                      error_if_tagged_old_versions=False)
+        stats = table.to_lance().cleanup_old_versions(
+            older_than=timedelta(hours=hours), error_if_tagged_old_versions=False
+        )
         report.versions_removed += int(getattr(stats, "old_versions", 0) or 0)
         report.bytes_removed += int(getattr(stats, "bytes_removed", 0) or 0)
     return report
@@ -305,5 +362,9 @@ def cleanup(store: Store, config: PlatformConfig, now: datetime | None = None) -
 def _version_times(table) -> dict[int, datetime]:
     """When each version of a table was committed (UTC)."""
     utc = utcnow().tzinfo
-    return {int(info["version"]): info["timestamp"] if info["timestamp"].tzinfo else info["timestamp"].replace(tzinfo=utc)
-            for info in table.list_versions()}
+    return {
+        int(info["version"]): info["timestamp"]
+        if info["timestamp"].tzinfo
+        else info["timestamp"].replace(tzinfo=utc)
+        for info in table.list_versions()
+    }

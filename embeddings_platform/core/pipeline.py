@@ -30,8 +30,18 @@ from .stages.snapshot import SnapshotReport, snapshot_id_of, take_snapshot
 from .store import Store
 
 __all__ = [
-    "ChunkReport", "EmbedReport", "IndexReport", "MixedModelVersionsError", "RefreshReport", "SnapshotReport",
-    "build_serving_index", "model_versions_in", "refresh", "snapshot_id_of", "sync_chunks", "sync_embeddings",
+    "ChunkReport",
+    "EmbedReport",
+    "IndexReport",
+    "MixedModelVersionsError",
+    "RefreshReport",
+    "SnapshotReport",
+    "build_serving_index",
+    "model_versions_in",
+    "refresh",
+    "snapshot_id_of",
+    "sync_chunks",
+    "sync_embeddings",
     "take_snapshot",
 ]
 
@@ -63,11 +73,31 @@ def refresh(
     version = model_version(model)
     store.record_model_spec(version.version_id, model.name, asdict(model))
     snap = take_snapshot(store, source, run_id, documents)
-    chunk_report = sync_chunks(store, source.name, snap.snapshot_id, model, version.chunking_strategy,
-                               load_tokenizer(model))
-    embed_report = sync_embeddings(store, source.name, version, get_embedder, run_id,
-                                   batch_size=model.batch_size * 8, retry=retry,
-                                   dimension=model_dimension(model))
-    index_report = build_serving_index(store, source.name, version.version_id, serving, run_id, is_default_model,
-                                       expected_dimension=model_dimension(model))
+    chunk_report = sync_chunks(
+        store,
+        source.name,
+        snap.snapshot_id,
+        model,
+        version.chunking_strategy,
+        load_tokenizer(model),
+    )
+    embed_report = sync_embeddings(
+        store,
+        source.name,
+        version,
+        get_embedder,
+        run_id,
+        batch_size=model.batch_size * 8,
+        retry=retry,
+        dimension=model_dimension(model),
+    )
+    index_report = build_serving_index(
+        store,
+        source.name,
+        version.version_id,
+        serving,
+        run_id,
+        is_default_model,
+        expected_dimension=model_dimension(model),
+    )
     return RefreshReport(snap, chunk_report, embed_report, index_report)

@@ -50,15 +50,26 @@ class RefreshCursor:
             data = json.loads(raw)
         except json.JSONDecodeError:
             return cls()  # an unreadable cursor only costs one re-read of every source
-        return cls(dict(data.get("fingerprints", {})), set(data.get("unbuilt", [])),
-                   dict(data.get("listings", {})))
+        return cls(
+            dict(data.get("fingerprints", {})),
+            set(data.get("unbuilt", [])),
+            dict(data.get("listings", {})),
+        )
 
     def serialize(self) -> str:
-        return json.dumps({"fingerprints": self.fingerprints, "unbuilt": sorted(self.unbuilt),
-                           "listings": self.listings}, sort_keys=True)
+        return json.dumps(
+            {
+                "fingerprints": self.fingerprints,
+                "unbuilt": sorted(self.unbuilt),
+                "listings": self.listings,
+            },
+            sort_keys=True,
+        )
 
 
-def changed(source: str, fingerprint: str, cursor: RefreshCursor, recorded_snapshot: str | None) -> bool:
+def changed(
+    source: str, fingerprint: str, cursor: RefreshCursor, recorded_snapshot: str | None
+) -> bool:
     """True if the source's content is neither what the store recorded nor already requested.
 
     The store's latest snapshot is the reference, so a restart (or a lost cursor) does not

@@ -65,8 +65,10 @@ class KnownKeys:
             allowed = [f.name for f in dataclasses.fields(cls) if f.init]
             unknown = sorted(str(k) for k in raw if k not in allowed)
             if unknown:
-                raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                                 f"use {', '.join(allowed)}")
+                raise ValueError(
+                    f"unknown key{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join(map(repr, unknown))}; use {', '.join(allowed)}"
+                )
         return raw
 
 
@@ -107,7 +109,9 @@ class Registry(dict[str, type]):
 
     def of(self, kind: str) -> type:
         if kind not in self:
-            raise ConfigError(f"unknown {self.what} kind {kind!r}; use one of {', '.join(sorted(self))}")
+            raise ConfigError(
+                f"unknown {self.what} kind {kind!r}; use one of {', '.join(sorted(self))}"
+            )
         return self[kind]
 
 

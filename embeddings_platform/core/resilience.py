@@ -26,7 +26,8 @@ from .config import RetryConfig
 
 @dataclass
 class EmbedOutcome:
-    """Vectors of the items that embedded (in `indices` order) and the reasons of those that did not."""
+    """Vectors of the items that embedded (in `indices` order) and the reasons of those that
+    did not."""
 
     indices: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
@@ -64,7 +65,9 @@ def embed_isolating_failures(
             reraise=True,
         )
         try:
-            return retrying(lambda: checked_vectors(embed([texts[i] for i in indices]), len(indices)))
+            return retrying(
+                lambda: checked_vectors(embed([texts[i] for i in indices]), len(indices))
+            )
         finally:
             outcome.retries += max(0, retrying.statistics.get("attempt_number", 1) - 1)
 

@@ -33,7 +33,7 @@ class RetrievalProfile(KnownKeys):
     records the one that serves, and `migrate --mode` changes it through the gate)."""
 
     mode: Mode = "hybrid"
-    rrf_k: PositiveInt = 60   # reciprocal-rank fusion constant: score = sum of 1 / (rrf_k + rank)
+    rrf_k: PositiveInt = 60  # reciprocal-rank fusion constant: score = sum of 1 / (rrf_k + rank)
     depth: PositiveInt = 100  # chunks fetched per list before folding into documents
 
     @property
@@ -45,7 +45,7 @@ class RetrievalProfile(KnownKeys):
 
     @classmethod
     def from_json(cls, raw: str | None) -> "RetrievalProfile":
-        """The profile a pointer recorded; pointers written before profiles existed served vectors."""
+        """The profile a pointer recorded (pointers written before profiles: vector search)."""
         if not raw:
             return cls(mode="vector")
         return cls(**json.loads(raw))
@@ -80,17 +80,26 @@ def _fold(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _vector_lists(table, vectors: Sequence[np.ndarray], depth: int, columns: list[str]) -> list[list[dict]]:
+def _vector_lists(
+    table, vectors: Sequence[np.ndarray], depth: int, columns: list[str]
+) -> list[list[dict]]:
     """Chunk hits per query vector, best first; one multi-vector search per block of 256."""
     plan = served_plan(table)
     lists: list[list[dict]] = [[] for _ in vectors]
     for start in range(0, len(vectors), 256):
-        block = [np.asarray(v, dtype=np.float32) for v in vectors[start:start + 256]]
-        query = (table.search(block if len(block) > 1 else block[0], vector_column_name="vector")
-                 .metric("cosine").select([*columns, "_distance"]).limit(depth))
+        block = [np.asarray(v, dtype=np.float32) for v in vectors[start : start + 256]]
+        query = (
+            table.search(block if len(block) > 1 else block[0], vector_column_name="vector")
+            .metric("cosine")
+            .select([*columns, "_distance"])
+            .limit(depth)
+        )
         result = tuned(query, plan).to_arrow()
-        index = (result.column("query_index").to_pylist() if "query_index" in result.column_names
-                 else [0] * result.num_rows)
+        index = (
+            result.column("query_index").to_pylist()
+            if "query_index" in result.column_names
+            else [0] * result.num_rows
+        )
         for i, row in zip(index, result.select(columns + ["_distance"]).to_pylist()):
             row["_score"] = 1.0 - float(row.pop("_distance"))  # cosine similarity
             lists[start + i].append(row)
@@ -104,7 +113,12 @@ def _text_list(table, text: str, depth: int, columns: list[str]) -> list[dict]:
     terms, never parsed as query syntax (a quoted phrase would need a positional index)."""
     if not text.strip():
         return []
-    result = table.search(text_query(text), query_type="fts").select([*columns, "_score"]).limit(depth).to_arrow()
+    result = (
+        table.search(text_query(text), query_type="fts")
+        .select([*columns, "_score"])
+        .limit(depth)
+        .to_arrow()
+    )
     rows = result.select(columns + ["_score"]).to_pylist()
     return sorted(rows, key=lambda r: -float(r["_score"]))
 
@@ -134,12 +148,19 @@ def rank_documents(
     out: list[list[DocumentHit]] = []
     for i, text in enumerate(texts):
         vector_docs = _fold(by_vector[i]) if by_vector is not None else []
-        text_docs = _fold(_text_list(table, text, depth, columns)) if profile.mode != "vector" else []
+        text_docs = (
+            _fold(_text_list(table, text, depth, columns)) if profile.mode != "vector" else []
+        )
         if profile.mode == "vector":
-            hits = [DocumentHit(r["doc_id"], r["_score"], r, vector_rank=n) for n, r in enumerate(vector_docs, 1)]
+            hits = [
+                DocumentHit(r["doc_id"], r["_score"], r, vector_rank=n)
+                for n, r in enumerate(vector_docs, 1)
+            ]
         elif profile.mode == "fts":
-            hits = [DocumentHit(r["doc_id"], float(r["_score"]), r, text_rank=n)
-                    for n, r in enumerate(text_docs, 1)]
+            hits = [
+                DocumentHit(r["doc_id"], float(r["_score"]), r, text_rank=n)
+                for n, r in enumerate(text_docs, 1)
+            ]
         else:
             hits = _fuse(vector_docs, text_docs, profile.rrf_k)
         out.append(hits[:k])
@@ -149,11 +170,15 @@ def rank_documents(
 def _fuse(vector_docs: list[dict], text_docs: list[dict], rrf_k: int) -> list[DocumentHit]:
     fused: dict[str, DocumentHit] = {}
     for rank, row in enumerate(vector_docs, 1):
-        fused[row["doc_id"]] = DocumentHit(row["doc_id"], 1.0 / (rrf_k + rank), row, vector_rank=rank)
+        fused[row["doc_id"]] = DocumentHit(
+            row["doc_id"], 1.0 / (rrf_k + rank), row, vector_rank=rank
+        )
     for rank, row in enumerate(text_docs, 1):
         hit = fused.get(row["doc_id"])
         if hit is None:
-            fused[row["doc_id"]] = DocumentHit(row["doc_id"], 1.0 / (rrf_k + rank), row, text_rank=rank)
+            fused[row["doc_id"]] = DocumentHit(
+                row["doc_id"], 1.0 / (rrf_k + rank), row, text_rank=rank
+            )
         else:
             hit.score += 1.0 / (rrf_k + rank)
             hit.text_rank = rank

@@ -34,18 +34,32 @@ def _key(name: str) -> pa.Field:
     return pa.field(name, pa.string(), nullable=False)
 
 
-SNAPSHOTS = pa.schema([
-    _key("snapshot_key"), pa.field("source", pa.string()), pa.field("snapshot_id", pa.string()),
-    pa.field("created_at", _TS), pa.field("run_id", pa.string()),
-    pa.field("documents", pa.int64()), pa.field("added", pa.int64()), pa.field("changed", pa.int64()),
-    pa.field("removed", pa.int64()), pa.field("unchanged", pa.int64()),
-    pa.field("quarantined", pa.int64()), pa.field("previous_snapshot_id", pa.string()),
-])
-SNAPSHOT_DOCUMENTS = pa.schema([
-    _key("row_key"), pa.field("source", pa.string()), pa.field("snapshot_id", pa.string()),
-    pa.field("doc_id", pa.string()), pa.field("content_sha256", pa.string()),
-    pa.field("metadata_json", pa.string()),
-])
+SNAPSHOTS = pa.schema(
+    [
+        _key("snapshot_key"),
+        pa.field("source", pa.string()),
+        pa.field("snapshot_id", pa.string()),
+        pa.field("created_at", _TS),
+        pa.field("run_id", pa.string()),
+        pa.field("documents", pa.int64()),
+        pa.field("added", pa.int64()),
+        pa.field("changed", pa.int64()),
+        pa.field("removed", pa.int64()),
+        pa.field("unchanged", pa.int64()),
+        pa.field("quarantined", pa.int64()),
+        pa.field("previous_snapshot_id", pa.string()),
+    ]
+)
+SNAPSHOT_DOCUMENTS = pa.schema(
+    [
+        _key("row_key"),
+        pa.field("source", pa.string()),
+        pa.field("snapshot_id", pa.string()),
+        pa.field("doc_id", pa.string()),
+        pa.field("content_sha256", pa.string()),
+        pa.field("metadata_json", pa.string()),
+    ]
+)
 DOCUMENT_TEXTS = pa.schema([_key("content_sha256"), pa.field("text", pa.string())])
 
 
@@ -56,14 +70,18 @@ SERVE_TAG_PREFIX = "serve-v"
 
 
 def serve_tag(version: int) -> str:
-    """The tag that pins a table version a serving_index run indexed (cleanup keeps tagged versions)."""
+    """The tag that pins a table version a serving_index run indexed
+    (cleanup keeps tagged versions)."""
     return f"{SERVE_TAG_PREFIX}{version}"
 
 
 def latest_serve_tag(table) -> int | None:
     """The newest table version a serving_index run indexed and tagged (None: never indexed)."""
-    versions = [int(name.removeprefix(SERVE_TAG_PREFIX)) for name in table.tags.list()
-                if name.startswith(SERVE_TAG_PREFIX)]
+    versions = [
+        int(name.removeprefix(SERVE_TAG_PREFIX))
+        for name in table.tags.list()
+        if name.startswith(SERVE_TAG_PREFIX)
+    ]
     return max(versions) if versions else None
 
 
@@ -72,45 +90,95 @@ def dead_letter_id(source: str, version_id: str, chunk_id: str) -> str:
     return digest(source, version_id, chunk_id)
 
 
-QUARANTINE = pa.schema([
-    _key("quarantine_id"), pa.field("source", pa.string()), pa.field("snapshot_id", pa.string()),
-    pa.field("doc_id", pa.string()), pa.field("reason", pa.string()), pa.field("sample", pa.string()),
-    pa.field("detected_at", _TS), pa.field("run_id", pa.string()),
-])
-CHUNKS = pa.schema([
-    _key("chunk_id"), pa.field("doc_id", pa.string()), pa.field("source", pa.string()),
-    pa.field("chunk_index", pa.int32()), pa.field("text", pa.string()),
-    pa.field("chunk_sha256", pa.string()), pa.field("doc_sha256", pa.string()),
-    pa.field("chunking_strategy", pa.string()), pa.field("source_snapshot", pa.string()),
-    pa.field("metadata_json", pa.string()),
-])
-LINEAGE_COLUMNS = (
-    "chunk_id", "doc_id", "source", "chunk_sha256", "doc_sha256", "model_name", "model_version",
-    "chunking_strategy", "source_snapshot", "created_at", "run_id",
+QUARANTINE = pa.schema(
+    [
+        _key("quarantine_id"),
+        pa.field("source", pa.string()),
+        pa.field("snapshot_id", pa.string()),
+        pa.field("doc_id", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("sample", pa.string()),
+        pa.field("detected_at", _TS),
+        pa.field("run_id", pa.string()),
+    ]
 )
-POINTERS = pa.schema([
-    _key("source"), pa.field("model_version", pa.string()), pa.field("table_name", pa.string()),
-    pa.field("table_version", pa.int64()), pa.field("tag", pa.string()),
-    pa.field("swapped_at", _TS), pa.field("run_id", pa.string()), pa.field("reason", pa.string()),
-    pa.field("profile", pa.string()),  # the retrieval profile (core/retrieval.py) as JSON
-])
-MODEL_SPECS = pa.schema([_key("version_id"), pa.field("model_name", pa.string()),
-                         pa.field("spec_json", pa.string()), pa.field("recorded_at", _TS)])
-POINTER_HISTORY = pa.schema([_key("event_id"), *[POINTERS.field(n) for n in POINTERS.names if n != "source"],
-                             pa.field("source", pa.string())])
+CHUNKS = pa.schema(
+    [
+        _key("chunk_id"),
+        pa.field("doc_id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("chunk_index", pa.int32()),
+        pa.field("text", pa.string()),
+        pa.field("chunk_sha256", pa.string()),
+        pa.field("doc_sha256", pa.string()),
+        pa.field("chunking_strategy", pa.string()),
+        pa.field("source_snapshot", pa.string()),
+        pa.field("metadata_json", pa.string()),
+    ]
+)
+LINEAGE_COLUMNS = (
+    "chunk_id",
+    "doc_id",
+    "source",
+    "chunk_sha256",
+    "doc_sha256",
+    "model_name",
+    "model_version",
+    "chunking_strategy",
+    "source_snapshot",
+    "created_at",
+    "run_id",
+)
+POINTERS = pa.schema(
+    [
+        _key("source"),
+        pa.field("model_version", pa.string()),
+        pa.field("table_name", pa.string()),
+        pa.field("table_version", pa.int64()),
+        pa.field("tag", pa.string()),
+        pa.field("swapped_at", _TS),
+        pa.field("run_id", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("profile", pa.string()),  # the retrieval profile (core/retrieval.py) as JSON
+    ]
+)
+MODEL_SPECS = pa.schema(
+    [
+        _key("version_id"),
+        pa.field("model_name", pa.string()),
+        pa.field("spec_json", pa.string()),
+        pa.field("recorded_at", _TS),
+    ]
+)
+POINTER_HISTORY = pa.schema(
+    [
+        _key("event_id"),
+        *[POINTERS.field(n) for n in POINTERS.names if n != "source"],
+        pa.field("source", pa.string()),
+    ]
+)
 
 
 def vectors_schema(dimension: int) -> pa.Schema:
-    return pa.schema([
-        _key("chunk_id"), pa.field("doc_id", pa.string()), pa.field("source", pa.string()),
-        pa.field("chunk_index", pa.int32()), pa.field("text", pa.string()),
-        pa.field("chunk_sha256", pa.string()), pa.field("doc_sha256", pa.string()),
-        pa.field("model_name", pa.string()), pa.field("model_version", pa.string()),
-        pa.field("chunking_strategy", pa.string()), pa.field("source_snapshot", pa.string()),
-        pa.field("created_at", _TS), pa.field("run_id", pa.string()),
-        pa.field("metadata_json", pa.string()),
-        pa.field("vector", pa.list_(pa.float32(), dimension)),
-    ])
+    return pa.schema(
+        [
+            _key("chunk_id"),
+            pa.field("doc_id", pa.string()),
+            pa.field("source", pa.string()),
+            pa.field("chunk_index", pa.int32()),
+            pa.field("text", pa.string()),
+            pa.field("chunk_sha256", pa.string()),
+            pa.field("doc_sha256", pa.string()),
+            pa.field("model_name", pa.string()),
+            pa.field("model_version", pa.string()),
+            pa.field("chunking_strategy", pa.string()),
+            pa.field("source_snapshot", pa.string()),
+            pa.field("created_at", _TS),
+            pa.field("run_id", pa.string()),
+            pa.field("metadata_json", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dimension)),
+        ]
+    )
 
 
 _SAFE = re.compile(r"[^a-zA-Z0-9_.-]")

@@ -55,7 +55,9 @@ def score_labelled_set(
     source = owner(source)
     pointer = store.pointer(source)
     if pointer is None:
-        raise NotServingError(f"source {source!r} has no serving index yet; materialize serving_index first")
+        raise NotServingError(
+            f"source {source!r} has no serving index yet; materialize serving_index first"
+        )
     profile = RetrievalProfile.from_json(pointer.get("profile"))
     if mode is not None:
         profile = dataclasses.replace(profile, mode=mode)
@@ -67,7 +69,9 @@ def score_labelled_set(
     else:
         table_version = latest_serve_tag(store.open_table(name)) if store.has_table(name) else None
         if table_version is None:
-            raise LookupError(f"{version_id} has no indexed table for {source}; materialize its serving_index")
+            raise LookupError(
+                f"{version_id} has no indexed table for {source}; materialize its serving_index"
+            )
     started = time.perf_counter()
     table = store.open_table(name, table_version)
     texts = [q.text for q in queries]
@@ -76,6 +80,17 @@ def score_labelled_set(
     ids = [[hit.doc_id for hit in hits] for hits in ranked]
     recall = sum(recall_at_k(r, q.relevant, k) for r, q in zip(ids, queries)) / len(queries)
     ndcg = sum(ndcg_at_k(r, q.relevant, k) for r, q in zip(ids, queries)) / len(queries)
-    return Scored(source, version_id, name, table_version, profile.profile_id, k, len(queries), recall, ndcg,
-                  time.perf_counter() - started, serving,
-                  [(q.query_id, [(h.doc_id, h.score) for h in hits]) for q, hits in zip(queries, ranked)])
+    return Scored(
+        source,
+        version_id,
+        name,
+        table_version,
+        profile.profile_id,
+        k,
+        len(queries),
+        recall,
+        ndcg,
+        time.perf_counter() - started,
+        serving,
+        [(q.query_id, [(h.doc_id, h.score) for h in hits]) for q, hits in zip(queries, ranked)],
+    )

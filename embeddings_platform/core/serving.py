@@ -45,8 +45,13 @@ class NotServingError(LookupError):
 class TableReadError(Exception):
     """A table (or a version of it) cannot be read: the one thing an operator must know."""
 
-    def __init__(self, table: str, cause: BaseException, version: int | None = None,
-                 source: str | None = None):
+    def __init__(
+        self,
+        table: str,
+        cause: BaseException,
+        version: int | None = None,
+        source: str | None = None,
+    ):
         self.table, self.version, self.source = table, version, source
         self.reason = one_line(cause)
         at = f"@v{version}" if version is not None else ""
@@ -81,7 +86,9 @@ def open_served_table(store: Store, source: str):
     """The (table, pinned version) the pointer names: readers never see a half-made swap."""
     pointer = store.pointer(source)
     if pointer is None:
-        raise NotServingError(f"source {source!r} has no serving index yet; materialize serving_index first")
+        raise NotServingError(
+            f"source {source!r} has no serving index yet; materialize serving_index first"
+        )
     table = store.open_table(pointer["table_name"], pointer["table_version"])
     return pointer, table
 
@@ -102,16 +109,22 @@ def model_for_version(config: PlatformConfig, store: Store, version_id: str) -> 
         return model
     spec = store.model_spec(version_id)
     if spec is None:
-        raise LookupError(f"model version {version_id!r} is not registered and the store has no record "
-                          "of its settings; register it again or roll back to a registered version")
+        raise LookupError(
+            f"model version {version_id!r} is not registered and the store has no record "
+            "of its settings; register it again or roll back to a registered version"
+        )
     model = model_from_spec(spec)
     if model_version(model).version_id != version_id:
-        raise LookupError(f"model version {version_id!r} can no longer be loaded as recorded: the files at "
-                          f"{model.path} changed since it was built; migrate to a registered version")
+        raise LookupError(
+            f"model version {version_id!r} can no longer be loaded as recorded: the files at "
+            f"{model.path} changed since it was built; migrate to a registered version"
+        )
     return model
 
 
-def models_in_use(config: PlatformConfig, store: Store, retention_hours: float) -> list[ModelConfig]:
+def models_in_use(
+    config: PlatformConfig, store: Store, retention_hours: float
+) -> list[ModelConfig]:
     """Registered models, plus unregistered versions that serve or may be rolled back to:
     those keep receiving every refresh (dual write), so nothing they serve goes stale."""
     models = list(config.models)
@@ -153,21 +166,38 @@ def search(
         pointer = store.pointer(source)
     if pointer is None:
         raise NotServingError(
-            f"source {source!r} has no serving index yet; materialize serving_index first")
+            f"source {source!r} has no serving index yet; materialize serving_index first"
+        )
     profile = RetrievalProfile.from_json(pointer.get("profile"))
     if mode is not None:
         profile = dataclasses.replace(profile, mode=mode)
     # embedding is not a read error: the model is loaded outside `reading`
     vector = embed_query(pointer["model_version"]) if profile.uses_vectors else None
     with reading(pointer["table_name"], pointer["table_version"], source):
-        table = store.open_table(pointer["table_name"], pointer["table_version"])  # never half a swap
-        hits = rank_documents(table, [query], [vector] if vector is not None else None, profile, k,
-                              columns=[*LINEAGE_COLUMNS, "text"])[0]
-    served = {"table": pointer["table_name"], "table_version": pointer["table_version"],
-              "retrieval_profile": profile.profile_id}
+        table = store.open_table(
+            pointer["table_name"], pointer["table_version"]
+        )  # never half a swap
+        hits = rank_documents(
+            table,
+            [query],
+            [vector] if vector is not None else None,
+            profile,
+            k,
+            columns=[*LINEAGE_COLUMNS, "text"],
+        )[0]
+    served = {
+        "table": pointer["table_name"],
+        "table_version": pointer["table_version"],
+        "retrieval_profile": profile.profile_id,
+    }
     return [
-        Hit(doc_id=h.doc_id, chunk_id=h.row["chunk_id"], score=h.score, text=h.row["text"],
-            lineage={c: _plain(h.row[c]) for c in LINEAGE_COLUMNS} | served)
+        Hit(
+            doc_id=h.doc_id,
+            chunk_id=h.row["chunk_id"],
+            score=h.score,
+            text=h.row["text"],
+            lineage={c: _plain(h.row[c]) for c in LINEAGE_COLUMNS} | served,
+        )
         for h in hits
     ]
 
@@ -176,7 +206,9 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def embedder_query_function(config: PlatformConfig, store: Store, load: Callable[[Any], Embedder], query: str):
+def embedder_query_function(
+    config: PlatformConfig, store: Store, load: Callable[[Any], Embedder], query: str
+):
     """Returns version_id -> query vector, loading the model that matches the served version."""
 
     def embed(version_id: str):
@@ -198,15 +230,18 @@ def lineage(store: Store, config: PlatformConfig, doc_or_chunk_id: str) -> list[
     names = sorted(n for n in store.table_names() if prefixes and n.startswith(prefixes))
     for name in names:
         with reading(name):
-            rows = Store.read(store.open_table(name), list(LINEAGE_COLUMNS) + ["chunk_index"],
-                              where=where).to_pylist()
+            rows = Store.read(
+                store.open_table(name), list(LINEAGE_COLUMNS) + ["chunk_index"], where=where
+            ).to_pylist()
         for row in rows:
             if owner(row["source"]) not in registered:
                 continue
             row["created_at"] = row["created_at"].isoformat()
             row["table"] = name
             out.append(row)
-    return sorted(out, key=lambda r: (r["source"], r["model_version"], r["doc_id"], r["chunk_index"]))
+    return sorted(
+        out, key=lambda r: (r["source"], r["model_version"], r["doc_id"], r["chunk_index"])
+    )
 
 
 def source_problem(source) -> str | None:
@@ -277,24 +312,28 @@ def status(store: Store, config: PlatformConfig) -> list[dict[str, Any]]:
                 health = health or table_health(store, *served)
             elif health is None and table_version is not None:
                 health = table_health(store, vectors_name)
-            rows.append({
-                "source": source.name,
-                "model": model.name,
-                "model_version": version.version_id,
-                "registered": version.version_id in registered,
-                "snapshot": snap["snapshot_id"] if snap else (f"{len(snaps)} shard snapshots" if snaps else None),
-                "shards": source.shards,
-                "documents": sum(s["documents"] for s in snaps),
-                "quarantined": sum(s["quarantined"] for s in snaps),
-                "chunks": chunks,
-                "vectors": vectors,
-                "table_version": table_version,
-                "serving": serves,
-                "served_table_version": pointer["table_version"] if serves else None,
-                "serving_since": pointer["swapped_at"].isoformat() if serves else None,
-                "health": health,
-                "source_error": problem,
-            })
+            rows.append(
+                {
+                    "source": source.name,
+                    "model": model.name,
+                    "model_version": version.version_id,
+                    "registered": version.version_id in registered,
+                    "snapshot": snap["snapshot_id"]
+                    if snap
+                    else (f"{len(snaps)} shard snapshots" if snaps else None),
+                    "shards": source.shards,
+                    "documents": sum(s["documents"] for s in snaps),
+                    "quarantined": sum(s["quarantined"] for s in snaps),
+                    "chunks": chunks,
+                    "vectors": vectors,
+                    "table_version": table_version,
+                    "serving": serves,
+                    "served_table_version": pointer["table_version"] if serves else None,
+                    "serving_since": pointer["swapped_at"].isoformat() if serves else None,
+                    "health": health,
+                    "source_error": problem,
+                }
+            )
     return rows
 
 
@@ -302,9 +341,22 @@ def format_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
 
-def text_preview(store: Store, table_name: str, table_version: int, query: str, k: int = 3) -> list[dict[str, Any]]:
-    """Top-k full-text hits of one table version: a look at what an index returns, no model needed."""
+def text_preview(
+    store: Store, table_name: str, table_version: int, query: str, k: int = 3
+) -> list[dict[str, Any]]:
+    """Top-k full-text hits of one table version: what an index returns, no model needed."""
     table = store.open_table(table_name, table_version)
-    rows = table.search(text_query(query), query_type="fts").select(["doc_id", "text", "_score"]).limit(k).to_list()
-    return [{"doc_id": r["doc_id"], "score": float(r["_score"]), "text": " ".join(r["text"].split())[:160]}
-            for r in rows]
+    rows = (
+        table.search(text_query(query), query_type="fts")
+        .select(["doc_id", "text", "_score"])
+        .limit(k)
+        .to_list()
+    )
+    return [
+        {
+            "doc_id": r["doc_id"],
+            "score": float(r["_score"]),
+            "text": " ".join(r["text"].split())[:160],
+        }
+        for r in rows
+    ]

@@ -25,7 +25,9 @@ class Shard:
 
     @property
     def key(self) -> str:
-        return self.source if self.count == 1 else f"{self.source}.shard-{self.index}-of-{self.count}"
+        return (
+            self.source if self.count == 1 else f"{self.source}.shard-{self.index}-of-{self.count}"
+        )
 
     def holds(self, doc_id: str) -> bool:
         return self.count == 1 or shard_of(doc_id, self.count) == self.index
@@ -33,7 +35,10 @@ class Shard:
 
 def shard_of(doc_id: str, count: int) -> int:
     """Stable across processes, machines and Python versions (unlike hash())."""
-    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "big") % count
+    return (
+        int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "big")
+        % count
+    )
 
 
 def shard_keys(source: str, count: int) -> list[str]:
@@ -47,7 +52,9 @@ def parse_key(partition_key: str) -> Shard:
         return Shard(partition_key, 0, 1)
     shard = Shard(match["source"], int(match["index"]), int(match["count"]))
     if not 0 <= shard.index < shard.count:
-        raise ValueError(f"shard index {shard.index} out of range in partition key {partition_key!r}")
+        raise ValueError(
+            f"shard index {shard.index} out of range in partition key {partition_key!r}"
+        )
     return shard
 
 

@@ -155,14 +155,26 @@ class Store:
         if rows.num_rows == 0:
             return
         retry_on_conflict(
-            lambda: table.merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(rows)
+            lambda: (
+                table.merge_insert(key)
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(rows)
+            )
         )
 
-    def update_columns(self, table, rows: list[dict], columns: dict[str, pa.DataType], key: str = "chunk_id") -> None:
+    def update_columns(
+        self, table, rows: list[dict], columns: dict[str, pa.DataType], key: str = "chunk_id"
+    ) -> None:
         """Update some columns of existing rows by key, leaving the others (vectors) untouched."""
         if not rows:
             return
-        schema = pa.schema([pa.field(key, pa.string(), nullable=False), *[pa.field(n, t) for n, t in columns.items()]])
+        schema = pa.schema(
+            [
+                pa.field(key, pa.string(), nullable=False),
+                *[pa.field(n, t) for n, t in columns.items()],
+            ]
+        )
         data = pa.Table.from_pylist(rows, schema=schema)
         retry_on_conflict(lambda: table.merge_insert(key).when_matched_update_all().execute(data))
 
@@ -187,7 +199,9 @@ class Store:
     def latest_snapshot(self, source: str) -> dict[str, Any] | None:
         if not self.has_table("snapshots"):
             return None
-        rows = self.read(self.db.open_table("snapshots"), where=col("source") == lit(source)).to_pylist()
+        rows = self.read(
+            self.db.open_table("snapshots"), where=col("source") == lit(source)
+        ).to_pylist()
         return max(rows, key=lambda r: r["created_at"]) if rows else None
 
     def snapshot(self, source: str, snapshot_id: str) -> dict[str, Any] | None:
@@ -228,7 +242,9 @@ class Store:
         """The serving pointer of a source (a shard's partition key names its source's)."""
         if not self.has_table("serving_pointers"):
             return None
-        rows = self.read(self.db.open_table("serving_pointers"), where=col("source") == lit(owner(source))).to_pylist()
+        rows = self.read(
+            self.db.open_table("serving_pointers"), where=col("source") == lit(owner(source))
+        ).to_pylist()
         return rows[0] if rows else None
 
     def pointers(self) -> list[dict[str, Any]]:
@@ -239,7 +255,9 @@ class Store:
     def pointer_history(self, source: str) -> list[dict[str, Any]]:
         if not self.has_table("serving_history"):
             return []
-        rows = self.read(self.db.open_table("serving_history"), where=col("source") == lit(source)).to_pylist()
+        rows = self.read(
+            self.db.open_table("serving_history"), where=col("source") == lit(source)
+        ).to_pylist()
         return sorted(rows, key=lambda r: r["swapped_at"])
 
     def set_pointer(self, row: dict[str, Any], only_forward: bool = False) -> bool:
@@ -250,7 +268,9 @@ class Store:
         Returns whether the pointer moved.
         """
         history = self.table("serving_history", POINTER_HISTORY, "event_id")
-        event = dict(row, event_id=f"{row['source']}:{row['swapped_at'].isoformat()}:{row['table_version']}")
+        event = dict(
+            row, event_id=f"{row['source']}:{row['swapped_at'].isoformat()}:{row['table_version']}"
+        )
         pointers = self.table("serving_pointers", POINTERS, "source")
         for table in (history, pointers):  # stores made before retrieval profiles existed
             if "profile" not in table.schema.names:
@@ -261,11 +281,15 @@ class Store:
             self.upsert(pointers, data, "source")
             return True
         result = retry_on_conflict(
-            lambda: pointers.merge_insert("source")
-            .when_matched_update_all(
-                where="target.table_name != source.table_name OR target.table_version < source.table_version")
-            .when_not_matched_insert_all()
-            .execute(data)
+            lambda: (
+                pointers.merge_insert("source")
+                .when_matched_update_all(
+                    where="target.table_name != source.table_name "
+                    "OR target.table_version < source.table_version"
+                )
+                .when_not_matched_insert_all()
+                .execute(data)
+            )
         )
         moved = bool(result.num_inserted_rows or result.num_updated_rows)
         if moved:
@@ -280,15 +304,22 @@ class Store:
         table = self.table("model_specs", MODEL_SPECS, "version_id")
         if self.model_spec(version_id) is not None:
             return
-        row = {"version_id": version_id, "model_name": model_name,
-               "spec_json": json.dumps(spec, sort_keys=True, default=str), "recorded_at": utcnow()}
+        row = {
+            "version_id": version_id,
+            "model_name": model_name,
+            "spec_json": json.dumps(spec, sort_keys=True, default=str),
+            "recorded_at": utcnow(),
+        }
         self.upsert(table, pa.Table.from_pylist([row], schema=MODEL_SPECS), "version_id")
 
     def model_spec(self, version_id: str) -> dict[str, Any] | None:
         if not self.has_table("model_specs"):
             return None
-        rows = self.read(self.db.open_table("model_specs"), ["spec_json"],
-                         where=col("version_id") == lit(version_id)).to_pylist()
+        rows = self.read(
+            self.db.open_table("model_specs"),
+            ["spec_json"],
+            where=col("version_id") == lit(version_id),
+        ).to_pylist()
         return json.loads(rows[0]["spec_json"]) if rows else None
 
     # --- pinned versions --------------------------------------------------------------
@@ -304,5 +335,7 @@ class Store:
         if tag not in tags:
             return False
         pinned = tags[tag]
-        version = pinned["version"] if isinstance(pinned, dict) else getattr(pinned, "version", None)
+        version = (
+            pinned["version"] if isinstance(pinned, dict) else getattr(pinned, "version", None)
+        )
         return version is None or int(version) == int(table_version)

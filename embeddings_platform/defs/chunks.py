@@ -1,6 +1,5 @@
 """Stage 2 in Dagster: `chunks`, cut for every chunking strategy in use."""
 
-
 from dagster import (
     AssetExecutionContext,
     DataVersion,
@@ -42,13 +41,24 @@ def chunks(context: AssetExecutionContext, platform: PlatformResource) -> Materi
     # migration replaces it, so its chunking strategy stays current too.
     in_use = models_in_use(config, store, config.serving.retention_hours)
     by_strategy = {model_version(m).chunking_strategy: m for m in reversed(in_use)}
-    metadata: dict[str, object] = {"snapshot_id": snapshot["snapshot_id"], "strategies": len(by_strategy)}
-    totals = {"documents_chunked": 0, "chunks_written": 0, "chunks_deleted": 0, "metadata_updated": 0, "total_chunks": 0}
+    metadata: dict[str, object] = {
+        "snapshot_id": snapshot["snapshot_id"],
+        "strategies": len(by_strategy),
+    }
+    totals = {
+        "documents_chunked": 0,
+        "chunks_written": 0,
+        "chunks_deleted": 0,
+        "metadata_updated": 0,
+        "total_chunks": 0,
+    }
     for strategy, model in sorted(by_strategy.items()):
-        report = sync_chunks(store, source, snapshot["snapshot_id"], model, strategy, load_tokenizer(model))
+        report = sync_chunks(
+            store, source, snapshot["snapshot_id"], model, strategy, load_tokenizer(model)
+        )
         context.log.info(
-            f"{strategy}: chunked {report.documents_chunked} documents, wrote {report.chunks_written}, "
-            f"deleted {report.chunks_deleted}, total {report.total_chunks}"
+            f"{strategy}: chunked {report.documents_chunked} documents, wrote "
+            f"{report.chunks_written}, deleted {report.chunks_deleted}, total {report.total_chunks}"
         )
         for key in totals:
             totals[key] += getattr(report, key)

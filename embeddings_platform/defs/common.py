@@ -1,6 +1,5 @@
 """What the stage modules share: owners, group, the grid of a partition, tables for the UI."""
 
-
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -50,8 +49,10 @@ def partition_tags(partition_key: str) -> dict[str, str]:
     partition is passed as run tags, which is what a partition key becomes anyway.
     """
     keys = source_model_partitions.get_partition_key_from_str(partition_key).keys_by_dimension
-    return {"dagster/partition": partition_key,
-            **{f"dagster/partition/{dim}": value for dim, value in keys.items()}}
+    return {
+        "dagster/partition": partition_key,
+        **{f"dagster/partition/{dim}": value for dim, value in keys.items()},
+    }
 
 
 def served_grid_keys(platform: PlatformResource, instance) -> list[str]:
@@ -60,9 +61,9 @@ def served_grid_keys(platform: PlatformResource, instance) -> list[str]:
     store = platform.store(config)
     keys = []
     for pointer in store.pointers():
-        if instance.has_dynamic_partition("source", pointer["source"]) and instance.has_dynamic_partition(
-            "model", pointer["model_version"]
-        ):
+        if instance.has_dynamic_partition(
+            "source", pointer["source"]
+        ) and instance.has_dynamic_partition("model", pointer["model_version"]):
             keys.append(str(grid_key(pointer["source"], pointer["model_version"])))
     return sorted(keys)
 

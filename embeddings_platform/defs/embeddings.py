@@ -1,7 +1,6 @@
 """Stage 3 in Dagster: `embeddings` per (source, model version), its checks (consistency,
 staleness) and `embed_job` (backfill it over shard partitions for a full embed)."""
 
-
 import time
 from dataclasses import asdict
 
@@ -51,8 +50,10 @@ def model_to_build(context: AssetExecutionContext, config: PlatformConfig, store
     if registered_model_for(config, version_id) is not None:
         return registered_model_for(config, version_id)
     if version_id not in versions_in_use(store, config.serving.retention_hours):
-        context.log.info(f"model version {version_id} is retired (not registered, not serving, past "
-                         "retention): nothing to refresh")
+        context.log.info(
+            f"model version {version_id} is retired (not registered, not serving, past "
+            "retention): nothing to refresh"
+        )
         return None
     return model_for_version(config, store, version_id)
 
@@ -69,8 +70,17 @@ def _ensure_chunks_for_strategy(context: AssetExecutionContext, store, source: s
     snapshot = store.latest_snapshot(source)
     if snapshot is None:
         raise LookupError(f"source {source!r} has no snapshot; materialize source_snapshot first")
-    report = sync_chunks(store, source, snapshot["snapshot_id"], model, version.chunking_strategy, load_tokenizer(model))
-    context.log.info(f"new chunking strategy {version.chunking_strategy}: wrote {report.chunks_written} chunks")
+    report = sync_chunks(
+        store,
+        source,
+        snapshot["snapshot_id"],
+        model,
+        version.chunking_strategy,
+        load_tokenizer(model),
+    )
+    context.log.info(
+        f"new chunking strategy {version.chunking_strategy}: wrote {report.chunks_written} chunks"
+    )
 
 
 class _TimedLoad:
@@ -92,10 +102,13 @@ class _TimedLoad:
 @asset(
     partitions_def=source_model_partitions,
     deps=["chunks"],
-    pool="embedding_model",  # runs in parallel, but at most pools.default_limit model-loading steps at once
+    # runs in parallel, but at most pools.default_limit model-loading steps at once
+    pool="embedding_model",
     # Model calls retry inside the step (config `retry:`); this retries the step itself after
     # other failures (storage, a killed worker). It resumes: committed batches are not redone.
-    retry_policy=RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
+    retry_policy=RetryPolicy(
+        max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+    ),
     group_name=GROUP,
     automation_condition=ON_UPSTREAM_CHANGE,
     kinds={"python", "lancedb"},
@@ -112,8 +125,10 @@ def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> Ma
     store = platform.store(config)
     model = model_to_build(context, config, store, version_id)
     if model is None:
-        return MaterializeResult(metadata={"retired": True, "model_version": version_id},
-                                 data_version=DataVersion(f"{version_id}@retired"))
+        return MaterializeResult(
+            metadata={"retired": True, "model_version": version_id},
+            data_version=DataVersion(f"{version_id}@retired"),
+        )
     version = model_version(model)
     store.record_model_spec(version_id, model.name, asdict(model))
     _ensure_chunks_for_strategy(context, store, source, model)
@@ -121,16 +136,29 @@ def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> Ma
     log_progress = EmbedProgress(context.log.info, f"{source} x {version_id}")
     load = _TimedLoad(lambda: platform.embedder(model))
     report = sync_embeddings(
-        store, source, version, load, context.run_id,
-        batch_size=model.batch_size * 8, progress=log_progress, retry=config.retry,
+        store,
+        source,
+        version,
+        load,
+        context.run_id,
+        batch_size=model.batch_size * 8,
+        progress=log_progress,
+        retry=config.retry,
         dimension=model_dimension(model),
     )
     log_progress.close()
     if report.dead_lettered:
-        context.log.warning(f"{report.dead_lettered} chunks kept failing in the model and went to the quarantine "
-                            "table (reason per chunk); they are retried on the next run")
-    counts = {"embedded": report.embedded, "skipped": report.skipped, "deleted": report.deleted,
-              "metadata_updated": report.metadata_updated, "dead_lettered": report.dead_lettered}
+        context.log.warning(
+            f"{report.dead_lettered} chunks kept failing in the model and went to the quarantine "
+            "table (reason per chunk); they are retried on the next run"
+        )
+    counts = {
+        "embedded": report.embedded,
+        "skipped": report.skipped,
+        "deleted": report.deleted,
+        "metadata_updated": report.metadata_updated,
+        "dead_lettered": report.dead_lettered,
+    }
     return MaterializeResult(
         metadata={
             **counts,
@@ -168,9 +196,17 @@ def _data_version(store, report) -> int | None:
         "serving_index (and so the serving pointer) from moving in the same run."
     ),
 )
-def embeddings_consistency(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
-    return grid_check(context, platform, "consistency", lambda config, store, source, version: core.consistency(
-        store, source, version, expected_dimension(config, store, version), check_pointer=False))
+def embeddings_consistency(
+    context: AssetCheckExecutionContext, platform: PlatformResource
+) -> AssetCheckResult:
+    return grid_check(
+        context,
+        platform,
+        "consistency",
+        lambda config, store, source, version: core.consistency(
+            store, source, version, expected_dimension(config, store, version), check_pointer=False
+        ),
+    )
 
 
 @asset_check(
@@ -183,9 +219,17 @@ def embeddings_consistency(context: AssetCheckExecutionContext, platform: Platfo
         "changed in the newest snapshot still in the table, lag behind the newest snapshot."
     ),
 )
-def embeddings_staleness(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
-    return grid_check(context, platform, "staleness", lambda config, store, source, version: core.staleness(
-        store, source, version, config.checks))
+def embeddings_staleness(
+    context: AssetCheckExecutionContext, platform: PlatformResource
+) -> AssetCheckResult:
+    return grid_check(
+        context,
+        platform,
+        "staleness",
+        lambda config, store, source, version: core.staleness(
+            store, source, version, config.checks
+        ),
+    )
 
 
 embed_job = define_asset_job(
@@ -193,8 +237,9 @@ embed_job = define_asset_job(
     selection=AssetSelection.assets("embeddings", "serving_index"),
     partitions_def=source_model_partitions,
     description=(
-        "Embed and index one (source or shard, model version) partition, with its checks. Backfill it over "
-        "the shard partitions of a source for a full embed or a migration: any number of workers take them."
+        "Embed and index one (source or shard, model version) partition, with its checks. "
+        "Backfill it over the shard partitions of a source for a full embed or a migration: "
+        "any number of workers take them."
     ),
 )
 

@@ -22,7 +22,6 @@ CELERY_BROKER_ENV = "EMBEDDINGS_PLATFORM_CELERY_BROKER"
 CELERY_BACKEND_ENV = "EMBEDDINGS_PLATFORM_CELERY_BACKEND"
 
 
-
 def platform_executor():
     """The Celery executor when a broker is configured, else the in-process executor."""
     if not os.environ.get(CELERY_BROKER_ENV):
@@ -33,5 +32,3 @@ def platform_executor():
     if os.environ.get(CELERY_BACKEND_ENV):
         config["backend"] = {"env": CELERY_BACKEND_ENV}
     return celery_executor.configured(config, name="celery")
-
-

@@ -11,7 +11,9 @@ from ..core.models import model_is_prepared, model_version
 
 source_partitions = DynamicPartitionsDefinition(name="source")
 model_partitions = DynamicPartitionsDefinition(name="model")
-source_model_partitions = MultiPartitionsDefinition({"model": model_partitions, "source": source_partitions})
+source_model_partitions = MultiPartitionsDefinition(
+    {"model": model_partitions, "source": source_partitions}
+)
 
 
 def registered_partition_keys(

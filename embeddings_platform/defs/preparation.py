@@ -27,9 +27,7 @@ def prepare_models(context: OpExecutionContext, platform: PlatformResource) -> N
         context.log.info(f"model {model.name!r} ready: version {model_version(model).version_id}")
 
 
-@job(
-    description="Prepare registered models (distil, export); the sensor requests it for new ones."
-)
+@job(description="Prepare registered models (distil, export); the sensor requests it for new ones.")
 def prepare_models_job():
     prepare_models()
 

@@ -15,8 +15,13 @@ from typing import Callable
 class EmbedProgress:
     """The `progress(done, total, seconds)` callback of `sync_embeddings`."""
 
-    def __init__(self, log: Callable[[str], None], label: str, every_seconds: float = 10.0,
-                 bar: bool | None = None):
+    def __init__(
+        self,
+        log: Callable[[str], None],
+        label: str,
+        every_seconds: float = 10.0,
+        bar: bool | None = None,
+    ):
         self.log = log
         self.label = label
         self.every_seconds = every_seconds
@@ -31,13 +36,17 @@ class EmbedProgress:
             if self._bar is None:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, desc=f"embedding {self.label}", unit="chunk", file=sys.stderr)
+                self._bar = tqdm(
+                    total=total, desc=f"embedding {self.label}", unit="chunk", file=sys.stderr
+                )
             self._bar.update(done - self._bar.n)
         now = time.monotonic()
         if done >= total or now - self._last_log >= self.every_seconds:
             left = (total - done) / rate if rate > 0 else float("nan")
-            self.log(f"embedded {done}/{total} chunks ({done / max(total, 1):.0%}), {rate:.1f} chunks/s, "
-                     f"about {left:.0f} s left")
+            self.log(
+                f"embedded {done}/{total} chunks ({done / max(total, 1):.0%}), {rate:.1f} "
+                f"chunks/s, about {left:.0f} s left"
+            )
             self._last_log = now
             self.lines += 1
 

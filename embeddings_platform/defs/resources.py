@@ -1,6 +1,5 @@
 """Resources: the platform config and store, and the (cached) embedding models."""
 
-
 from typing import Optional
 
 from dagster import ConfigurableResource

@@ -1,4 +1,5 @@
-"""core check reports -> Dagster AssetCheckResults, shared by the checks and the assets that run them."""
+"""core check reports -> Dagster AssetCheckResults, shared by the checks and the assets
+that run them."""
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
@@ -16,7 +17,9 @@ def to_result(report, label: str) -> AssetCheckResult:
     metadata["table"] = MetadataValue.text(f"{report.table_name}@v{report.table_version}")
     return AssetCheckResult(
         passed=passed,
-        severity=AssetCheckSeverity.ERROR if report.severity == core.ERROR else AssetCheckSeverity.WARN,
+        severity=AssetCheckSeverity.ERROR
+        if report.severity == core.ERROR
+        else AssetCheckSeverity.WARN,
         metadata=metadata,
         description=summary[:1000],
     )

@@ -33,7 +33,9 @@ def materialize_graph(
     resources = resources or {"platform": PlatformResource(config_path=str(config.config_path))}
     assets = [*defs.assets, *(defs.asset_checks or [])]  # selections include their checks
     results = []
-    partition_keys = [key for s in config.sources if not sources or s.name in sources for key in s.partition_keys]
+    partition_keys = [
+        key for s in config.sources if not sources or s.name in sources for key in s.partition_keys
+    ]
     # An edited entry's old version keeps serving (and following the source) until migrated.
     in_use = models_in_use(config, Store(config.storage_uri), config.serving.retention_hours)
     model_configs = [m for m in in_use if not models or m.name in models]
@@ -42,18 +44,30 @@ def materialize_graph(
     if missing:
         instance.add_dynamic_partitions("model", missing)
     for source in partition_keys:  # a sharded source runs one partition per shard
-        results.append(materialize(
-            assets, selection=AssetSelection.assets("source_snapshot", "chunks"), partition_key=source,
-            instance=instance, resources=resources, raise_on_error=raise_on_error,
-        ))
+        results.append(
+            materialize(
+                assets,
+                selection=AssetSelection.assets("source_snapshot", "chunks"),
+                partition_key=source,
+                instance=instance,
+                resources=resources,
+                raise_on_error=raise_on_error,
+            )
+        )
         if not results[-1].success:  # (raise_on_error=False) its cells would only retry and fail
             continue
         for model in model_configs:
             key = grid_key(source, model_version(model).version_id)
-            results.append(materialize(
-                assets, selection=AssetSelection.assets("embeddings", "serving_index"), partition_key=key,
-                instance=instance, resources=resources, raise_on_error=raise_on_error,
-            ))
+            results.append(
+                materialize(
+                    assets,
+                    selection=AssetSelection.assets("embeddings", "serving_index"),
+                    partition_key=key,
+                    instance=instance,
+                    resources=resources,
+                    raise_on_error=raise_on_error,
+                )
+            )
     return results
 
 
@@ -73,18 +87,32 @@ def run_sensor_requests(instance: DagsterInstance, sensor_result, resources: dic
         job = defs.resolve_job_def(request.job_name)
         selection = [key.to_user_string() for key in job.asset_layer.executable_asset_keys]
         if not selection:  # an op job (model preparation)
-            results.append(job.execute_in_process(instance=instance, resources=resources,
-                                                  tags=dict(request.tags)))
+            results.append(
+                job.execute_in_process(
+                    instance=instance, resources=resources, tags=dict(request.tags)
+                )
+            )
             continue
-        results.append(materialize(
-            [*defs.assets, *(defs.asset_checks or [])], selection=selection, partition_key=request.partition_key,
-            instance=instance, resources=resources, tags=dict(request.tags),
-        ))
+        results.append(
+            materialize(
+                [*defs.assets, *(defs.asset_checks or [])],
+                selection=selection,
+                partition_key=request.partition_key,
+                instance=instance,
+                resources=resources,
+                tags=dict(request.tags),
+            )
+        )
     return results
 
 
-def run_automation_until_quiet(instance: DagsterInstance, resources: dict, cursor=None,
-                               max_ticks: int = 10, launched: list | None = None):
+def run_automation_until_quiet(
+    instance: DagsterInstance,
+    resources: dict,
+    cursor=None,
+    max_ticks: int = 10,
+    launched: list | None = None,
+):
     """Tick the automation conditions and run what they request until nothing is requested.
 
     In-process stand-in for the daemon's `embeddings_automation` sensor (tests, benchmarks): the
@@ -105,27 +133,43 @@ def run_automation_until_quiet(instance: DagsterInstance, resources: dict, curso
     for _ in range(max_ticks):
         result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = result.cursor
-        requested = {name: sorted(result.get_requested_partitions(AssetKey(name))) for name in GRAPH_ORDER}
+        requested = {
+            name: sorted(result.get_requested_partitions(AssetKey(name))) for name in GRAPH_ORDER
+        }
         requested = {name: keys for name, keys in requested.items() if keys}
         ticks.append(requested)
         subsets = result._requested_subsets  # noqa: SLF001 - what the daemon groups into runs
-        runs = build_run_requests(entity_subsets=subsets, asset_graph=defs.resolve_asset_graph(),
-                                  run_tags=None, emit_backfills=False)
+        runs = build_run_requests(
+            entity_subsets=subsets,
+            asset_graph=defs.resolve_asset_graph(),
+            run_tags=None,
+            emit_backfills=False,
+        )
         if not runs:
             return ticks, cursor
         for run in runs:
             keys, checks = list(run.asset_selection or []), list(run.asset_check_keys or [])
             if launched is not None:
-                launched.append({
-                    "partition": run.partition_key,
-                    "assets": sorted(k.to_user_string() for k in keys),
-                    "checks": sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in checks),
-                })
+                launched.append(
+                    {
+                        "partition": run.partition_key,
+                        "assets": sorted(k.to_user_string() for k in keys),
+                        "checks": sorted(
+                            f"{k.asset_key.to_user_string()}:{k.name}" for k in checks
+                        ),
+                    }
+                )
             selection = AssetSelection.assets(*keys).without_checks() | AssetSelection.checks(
-                *checks)
+                *checks
+            )
             # a checks-only run takes its partition from the tags (see checks.partition_tags)
             partition = run.partition_key if keys else None
-            materialize(assets, selection=selection, partition_key=partition,
-                        instance=instance, resources=resources,
-                        tags={**run.tags, "dagster/from_automation_condition": "true"})
+            materialize(
+                assets,
+                selection=selection,
+                partition_key=partition,
+                instance=instance,
+                resources=resources,
+                tags={**run.tags, "dagster/from_automation_condition": "true"},
+            )
     raise RuntimeError(f"automation still requesting work after {max_ticks} ticks: {ticks[-1]}")

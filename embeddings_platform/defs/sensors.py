@@ -54,22 +54,34 @@ from .resources import PlatformResource
 from .settings import REFRESH
 
 snapshot_job = define_asset_job(
-    "snapshot_job", selection=["source_snapshot", "chunks"], partitions_def=source_partitions,
+    "snapshot_job",
+    selection=["source_snapshot", "chunks"],
+    partitions_def=source_partitions,
     description="Snapshot a changed source and cut its chunks in one run; automation goes on.",
 )
 recheck_source_job = define_asset_job(
-    "recheck_source_job", selection=["source_snapshot", "chunks"], partitions_def=source_partitions,
-    description="Freshness re-check of one source: snapshot and chunks (no-ops when nothing changed).",
+    "recheck_source_job",
+    selection=["source_snapshot", "chunks"],
+    partitions_def=source_partitions,
+    description=(
+        "Freshness re-check of one source: snapshot and chunks (no-ops when nothing changed)."
+    ),
 )
 recheck_grid_job = define_asset_job(
-    "recheck_grid_job", selection=["embeddings", "serving_index"], partitions_def=source_model_partitions,
-    description="Freshness re-check of one (source, model version): zero model calls when nothing changed.",
+    "recheck_grid_job",
+    selection=["embeddings", "serving_index"],
+    partitions_def=source_model_partitions,
+    description=(
+        "Freshness re-check of one (source, model version): zero model calls when nothing changed."
+    ),
 )
 sweep_job = define_asset_job(
     "consistency_sweep_job",
     selection=AssetSelection.checks_for_assets("embeddings", "serving_index"),
     partitions_def=source_model_partitions,
-    description="Every asset check of one (source, model version), without re-materializing anything.",
+    description=(
+        "Every asset check of one (source, model version), without re-materializing anything."
+    ),
 )
 
 
@@ -126,7 +138,8 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
         try:  # an unchanged file listing needs no read: an idle tick does not read the corpus
             listing = listing_signature(config.source(key))
             fingerprint = known_fingerprint(key, listing, cursor) or source_fingerprint(
-                config.source(key), config.documents)
+                config.source(key), config.documents
+            )
         except Exception as exc:  # noqa: BLE001 - one unreadable source must not stop the others
             context.log.error(f"source {key!r} could not be read: {exc}")
             continue
@@ -138,11 +151,14 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
             # The cursor keeps a change from being requested twice. A run key of the content
             # alone would make the daemon drop an edit that returns to earlier content (edit,
             # undo, redo): a run key is used once. The tick's time makes each change its own.
-            runs.append(RunRequest(
-                job_name=snapshot_job.name, partition_key=key,
-                run_key=f"change:{key}:{fingerprint}:{now.timestamp():.3f}",
-                tags={TRIGGER: "content-change"},
-            ))
+            runs.append(
+                RunRequest(
+                    job_name=snapshot_job.name,
+                    partition_key=key,
+                    run_key=f"change:{key}:{fingerprint}:{now.timestamp():.3f}",
+                    tags={TRIGGER: "content-change"},
+                )
+            )
             continue
         runs.extend(_rechecks(instance, key, models, now, window))
         runs.extend(_missed_first_builds(instance, key, models, cursor.unbuilt, unbuilt))
@@ -160,17 +176,25 @@ def _prepare(context: SensorEvaluationContext, config, now: datetime) -> list[Ru
     if not models:
         return []
     names = ", ".join(m.name for m in models)
-    context.log.info(f"models not prepared yet, their partitions wait: {names}; "
-                     f"requesting {prepare_models_job.name}")
-    busy = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-            DagsterRunStatus.STARTED]
+    context.log.info(
+        f"models not prepared yet, their partitions wait: {names}; "
+        f"requesting {prepare_models_job.name}"
+    )
+    busy = [
+        DagsterRunStatus.QUEUED,
+        DagsterRunStatus.NOT_STARTED,
+        DagsterRunStatus.STARTING,
+        DagsterRunStatus.STARTED,
+    ]
     running = RunsFilter(job_name=prepare_models_job.name, statuses=busy)
     if context.instance.get_run_records(running, limit=1):
         return []
     return [prepare_request(models, now)]
 
 
-def _rechecks(instance, source: str, models: list[str], now: datetime, window: timedelta) -> list[RunRequest]:
+def _rechecks(
+    instance, source: str, models: list[str], now: datetime, window: timedelta
+) -> list[RunRequest]:
     """Re-materialize only the partitions of `source` whose last run is older than the window.
 
     Narrower than AutomationCondition.freshness_failed(), which would select every partition
@@ -183,20 +207,33 @@ def _rechecks(instance, source: str, models: list[str], now: datetime, window: t
     if instance.has_dynamic_partition("source", source) and recheck_due(
         last_materialized(instance, "source_snapshot", source), now, window
     ):
-        requests.append(RunRequest(job_name=recheck_source_job.name, partition_key=source,
-                                   run_key=f"recheck:{source}:{bucket}", tags=tags))
+        requests.append(
+            RunRequest(
+                job_name=recheck_source_job.name,
+                partition_key=source,
+                run_key=f"recheck:{source}:{bucket}",
+                tags=tags,
+            )
+        )
     for model in models:
         if not instance.has_dynamic_partition("model", model):
             continue
         key = str(grid_key(source, model))
         if recheck_due(last_materialized(instance, "serving_index", key), now, window):
-            requests.append(RunRequest(job_name=recheck_grid_job.name, partition_key=key,
-                                       run_key=f"recheck:{key}:{bucket}", tags=tags))
+            requests.append(
+                RunRequest(
+                    job_name=recheck_grid_job.name,
+                    partition_key=key,
+                    run_key=f"recheck:{key}:{bucket}",
+                    tags=tags,
+                )
+            )
     return requests
 
 
-def _missed_first_builds(instance, source: str, models: list[str], seen: set[str],
-                         unbuilt: set[str]) -> list[RunRequest]:
+def _missed_first_builds(
+    instance, source: str, models: list[str], seen: set[str], unbuilt: set[str]
+) -> list[RunRequest]:
     """First builds the automation did not start: it starts a partition that *becomes* missing,
     but not one that already was at its very first evaluation (a fresh install's first ticks).
 
@@ -218,8 +255,14 @@ def _missed_first_builds(instance, source: str, models: list[str], seen: set[str
             continue  # a run took it (the automation's, or one still on its way)
         unbuilt.add(key)
         if key in seen:
-            requests.append(RunRequest(job_name=embed_job.name, partition_key=key,
-                                       run_key=f"initial:{key}", tags={TRIGGER: "initial-build"}))
+            requests.append(
+                RunRequest(
+                    job_name=embed_job.name,
+                    partition_key=key,
+                    run_key=f"initial:{key}",
+                    tags={TRIGGER: "initial-build"},
+                )
+            )
     return requests
 
 
@@ -230,7 +273,7 @@ embeddings_automation = AutomationConditionSensorDefinition(
     minimum_interval_seconds=tick_interval(REFRESH.automation_interval_seconds),
     emit_backfills=False,  # one run per partition, each visible as automation-triggered
     description="Evaluates the automation conditions of every asset and check (running by default; "
-                "refresh.automation_interval_seconds).",
+    "refresh.automation_interval_seconds).",
 )
 
 
@@ -239,17 +282,27 @@ embeddings_automation = AutomationConditionSensorDefinition(
     job=sweep_job,
     cron_schedule=REFRESH.sweep_cron,
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Full consistency sweep: every check of every registered (source, model version) (refresh.sweep_cron).",
+    description=(
+        "Full consistency sweep: every check of every registered (source, model version) "
+        "(refresh.sweep_cron)."
+    ),
 )
 def consistency_sweep_schedule(context: ScheduleEvaluationContext, platform: PlatformResource):
     sources, models = registered_partition_keys(platform.load(), prepared_only=True)
     keys = [
-        str(grid_key(s, m)) for s in sources for m in models
-        if context.instance.has_dynamic_partition("source", s) and context.instance.has_dynamic_partition("model", m)
+        str(grid_key(s, m))
+        for s in sources
+        for m in models
+        if context.instance.has_dynamic_partition("source", s)
+        and context.instance.has_dynamic_partition("model", m)
     ]
     if not keys:
         return SkipReason("nothing registered yet")
-    stamp = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+    stamp = (
+        context.scheduled_execution_time.isoformat()
+        if context.scheduled_execution_time
+        else "manual"
+    )
     return [RunRequest(run_key=f"sweep:{key}:{stamp}", tags=partition_tags(key)) for key in keys]
 
 

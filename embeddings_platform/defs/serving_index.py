@@ -1,7 +1,6 @@
 """Stage 4 in Dagster: `serving_index`, the checks of what serves (consistency, staleness,
 ANN recall, retrieval recall), the migration gate, and the served-staleness schedule."""
 
-
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -66,10 +65,16 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
     source, version_id = grid_of(context)
     model = model_to_build(context, config, platform.store(config), version_id)
     if model is None:
-        return MaterializeResult(metadata={"retired": True, "model_version": version_id},
-                                 data_version=DataVersion(f"{version_id}@retired"))
+        return MaterializeResult(
+            metadata={"retired": True, "model_version": version_id},
+            data_version=DataVersion(f"{version_id}@retired"),
+        )
     report = build_serving_index(
-        platform.store(config), source, version_id, config.serving, context.run_id,
+        platform.store(config),
+        source,
+        version_id,
+        config.serving,
+        context.run_id,
         is_default_model=model.name == config.serving_model(source),
         expected_dimension=model_dimension(model),  # the pointer only moves to a consistent table
     )
@@ -98,10 +103,16 @@ def _sample_search(platform: PlatformResource, config: PlatformConfig, source: s
         return {}
     query = queries[0].text
     hits = text_preview(platform.store(config), report.table_name, report.table_version, query)
-    lines = [f"**{query}** (full-text, table `{report.table_name}` v{report.table_version})", "",
-             "| # | document | score | text |", "| ---: | --- | ---: | --- |",
-             *[f"| {i} | `{h['doc_id']}` | {h['score']:.2f} | {h['text'].replace('|', '/')} |"
-               for i, h in enumerate(hits, start=1)]]
+    lines = [
+        f"**{query}** (full-text, table `{report.table_name}` v{report.table_version})",
+        "",
+        "| # | document | score | text |",
+        "| ---: | --- | ---: | --- |",
+        *[
+            f"| {i} | `{h['doc_id']}` | {h['score']:.2f} | {h['text'].replace('|', '/')} |"
+            for i, h in enumerate(hits, start=1)
+        ],
+    ]
     return {"sample_search": MetadataValue.md("\n".join(lines))}
 
 
@@ -115,9 +126,17 @@ def _sample_search(platform: PlatformResource, config: PlatformConfig, source: s
         "serving pointer targets a table version that still exists."
     ),
 )
-def served_consistency(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
-    return grid_check(context, platform, "served consistency", lambda config, store, source, version: core.consistency(
-        store, source, version, expected_dimension(config, store, version), at="served"))
+def served_consistency(
+    context: AssetCheckExecutionContext, platform: PlatformResource
+) -> AssetCheckResult:
+    return grid_check(
+        context,
+        platform,
+        "served consistency",
+        lambda config, store, source, version: core.consistency(
+            store, source, version, expected_dimension(config, store, version), at="served"
+        ),
+    )
 
 
 @asset_check(
@@ -130,9 +149,17 @@ def served_consistency(context: AssetCheckExecutionContext, platform: PlatformRe
         "and hours the served data is behind the newest snapshot. Also runs on a schedule."
     ),
 )
-def served_staleness(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
-    return grid_check(context, platform, "served staleness", lambda config, store, source, version: core.staleness(
-        store, source, version, config.checks, at="served"))
+def served_staleness(
+    context: AssetCheckExecutionContext, platform: PlatformResource
+) -> AssetCheckResult:
+    return grid_check(
+        context,
+        platform,
+        "served staleness",
+        lambda config, store, source, version: core.staleness(
+            store, source, version, config.checks, at="served"
+        ),
+    )
 
 
 @asset_check(
@@ -146,8 +173,14 @@ def served_staleness(context: AssetCheckExecutionContext, platform: PlatformReso
     ),
 )
 def ann_recall(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
-    return grid_check(context, platform, "ann recall", lambda config, store, source, version: core.ann_recall(
-        store, source, version, config.checks))
+    return grid_check(
+        context,
+        platform,
+        "ann recall",
+        lambda config, store, source, version: core.ann_recall(
+            store, source, version, config.checks
+        ),
+    )
 
 
 @asset_check(
@@ -161,22 +194,35 @@ def ann_recall(context: AssetCheckExecutionContext, platform: PlatformResource) 
         "a 2-point drop, ERROR past checks.retrieval.drop_points.error."
     ),
 )
-def retrieval_recall(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
+def retrieval_recall(
+    context: AssetCheckExecutionContext, platform: PlatformResource
+) -> AssetCheckResult:
     config = platform.load()
     source, version_id = grid_of(context)
     queries = labelled_queries(config.source(source))
     store = platform.store(config)
     if not queries:
-        return to_result(core.retrieval_recall(store, source, version_id, [], lambda texts: None, config.checks),
-                         "retrieval recall")
+        return to_result(
+            core.retrieval_recall(store, source, version_id, [], lambda texts: None, config.checks),
+            "retrieval recall",
+        )
     try:
         model = model_for_version(config, store, version_id)
     except LookupError as exc:  # queries cannot be embedded without the model
-        report = core.RetrievalReport(source, version_id, "", 0, severity=core.WARN, problems=[str(exc)])
+        report = core.RetrievalReport(
+            source, version_id, "", 0, severity=core.WARN, problems=[str(exc)]
+        )
         return to_result(report, "retrieval recall")
     # loaded only if a query is not in the query-vector cache yet
-    report = core.retrieval_recall(store, source, version_id, queries, lambda texts: platform.embedder(model).embed(texts),
-                                   config.checks, run_id=context.run.run_id)
+    report = core.retrieval_recall(
+        store,
+        source,
+        version_id,
+        queries,
+        lambda texts: platform.embedder(model).embed(texts),
+        config.checks,
+        run_id=context.run.run_id,
+    )
     return to_result(report, "retrieval recall")
 
 
@@ -186,25 +232,44 @@ def retrieval_recall(context: AssetCheckExecutionContext, platform: PlatformReso
     partitions_def=source_model_partitions,
     automation_condition=AFTER_DATA_CHANGE,
     description=(
-        "For a model version that does not serve its source: recall@k and nDCG@k of its index on the "
-        "source's labelled queries against the serving index. Fails (ERROR) when the candidate is worse "
-        "than migration.max_recall_drop / max_ndcg_drop allow; only a passing candidate may swap in."
+        "For a model version that does not serve its source: recall@k and nDCG@k of its index "
+        "on the source's labelled queries against the serving index. Fails (ERROR) when the "
+        "candidate is worse than migration.max_recall_drop / max_ndcg_drop allow; only a "
+        "passing candidate may swap in. WARN (not evaluable) without labelled queries."
     ),
 )
-def migration_gate(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
+def migration_gate(
+    context: AssetCheckExecutionContext, platform: PlatformResource
+) -> AssetCheckResult:
     config = platform.load()
     source, version_id = grid_of(context)
     store = platform.store(config)
     pointer = store.pointer(source)
     if pointer is not None and pointer["model_version"] == version_id:
-        return AssetCheckResult(passed=True, metadata={"serving": 1, "passed": 1},
-                                description="this model version serves the source; nothing to gate")
-    report = evaluate_gate(store, source, version_id, labelled_queries(config.source(source)),
-                           query_embedders(store, config, platform.embedder), config.migration)
+        return AssetCheckResult(
+            passed=True,
+            metadata={"serving": 1, "passed": 1},
+            description="this model version serves the source; nothing to gate",
+        )
+    report = evaluate_gate(
+        store,
+        source,
+        version_id,
+        labelled_queries(config.source(source)),
+        query_embedders(store, config, platform.embedder),
+        config.migration,
+    )
     if report.passed and config.migration.promote == "auto":  # the operator chose: a pass swaps
-        row = swap(store, report, run_id=context.run.run_id,
-                   expected_dimension=model_dimension(model_for_version(config, store, version_id)))
-        summary = f"gate passed: swapped in (migration.promote: auto) at {row['table_name']}@v{row['table_version']}"
+        row = swap(
+            store,
+            report,
+            run_id=context.run.run_id,
+            expected_dimension=model_dimension(model_for_version(config, store, version_id)),
+        )
+        summary = (
+            "gate passed: swapped in (migration.promote: auto) at "
+            f"{row['table_name']}@v{row['table_version']}"
+        )
     elif report.passed:
         summary = "gate passed: may swap in (embeddings-platform migrate --source S --model M)"
     elif not report.evaluable:  # nothing to judge by is not a failure of the candidate
@@ -214,10 +279,14 @@ def migration_gate(context: AssetCheckExecutionContext, platform: PlatformResour
     return AssetCheckResult(
         passed=report.passed,
         severity=AssetCheckSeverity.ERROR if report.evaluable else AssetCheckSeverity.WARN,
-        metadata={**report.metadata, "serving": 0, "summary": MetadataValue.text(summary),
-                  "serving_model_version": MetadataValue.text(report.serving_version or ""),
-                  "serving_table_version": MetadataValue.text(str(report.serving_table_version)),
-                  "candidate_profile": MetadataValue.text(report.candidate_profile)},
+        metadata={
+            **report.metadata,
+            "serving": 0,
+            "summary": MetadataValue.text(summary),
+            "serving_model_version": MetadataValue.text(report.serving_version or ""),
+            "serving_table_version": MetadataValue.text(str(report.serving_table_version)),
+            "candidate_profile": MetadataValue.text(report.candidate_profile),
+        },
         description=summary[:1000],
     )
 
@@ -234,13 +303,19 @@ def _served_staleness(context: ScheduleEvaluationContext, platform: PlatformReso
     keys = served_grid_keys(platform, context.instance)
     if not keys:
         return SkipReason("no source is served yet")
-    stamp = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+    stamp = (
+        context.scheduled_execution_time.isoformat()
+        if context.scheduled_execution_time
+        else "manual"
+    )
     return [RunRequest(run_key=f"{key}:{stamp}", tags=partition_tags(key)) for key in keys]
 
 
 # Data ages without any run: served_staleness re-runs on `checks.staleness.schedule`.
 served_staleness_schedule = schedule(
-    name="served_staleness_schedule", job=staleness_job, cron_schedule=CHECKS.staleness_cron,
+    name="served_staleness_schedule",
+    job=staleness_job,
+    cron_schedule=CHECKS.staleness_cron,
     default_status=DefaultScheduleStatus.RUNNING,
     description="Re-runs served_staleness for every served partition (checks.staleness.schedule).",
 )(_served_staleness)

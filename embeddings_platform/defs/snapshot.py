@@ -1,7 +1,6 @@
 """Stage 1 in Dagster: `source_snapshot` (one partition per source or shard) and its
 quarantine check, evaluated inside every snapshot run."""
 
-
 from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
@@ -28,28 +27,44 @@ from .results import to_result
         "validated and hashed; bad documents quarantined with a reason."
     ),
     # Evaluated inside every snapshot run, so it can never lag the snapshot it describes.
-    check_specs=[AssetCheckSpec(
-        "quarantine", asset="source_snapshot", partitions_def=source_partitions,
-        description="Documents of the newest snapshot set aside in the quarantine table, counted by reason "
-                    "(undecodable, empty, unprintable, lossy text, too large, parser errors, "
-                    "broken links, special files, no usable tokens, duplicates). "
-                    "WARN when any.")],
+    check_specs=[
+        AssetCheckSpec(
+            "quarantine",
+            asset="source_snapshot",
+            partitions_def=source_partitions,
+            description=(
+                "Documents of the newest snapshot set aside in the quarantine table, counted by "
+                "reason (undecodable, empty, unprintable, lossy text, too large, parser errors, "
+                "broken links, special files, no usable tokens, duplicates). "
+                "WARN when any."
+            ),
+        )
+    ],
 )
-def source_snapshot(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
+def source_snapshot(
+    context: AssetExecutionContext, platform: PlatformResource
+) -> MaterializeResult:
     config = platform.load()
     store = platform.store(config)
-    report = take_snapshot(store, config.source(context.partition_key), context.run_id,
-                           config.documents)
+    report = take_snapshot(
+        store, config.source(context.partition_key), context.run_id, config.documents
+    )
     for rejected in report.quarantined[:20]:
         context.log.warning(f"quarantined {rejected.doc_id!r}: {rejected.reason}")
     if report.lossy_documents:
-        context.log.warning(f"kept {report.lossy_documents} documents holding a few U+FFFD "
-                            "(below documents.max_replacement_fraction)")
+        context.log.warning(
+            f"kept {report.lossy_documents} documents holding a few U+FFFD "
+            "(below documents.max_replacement_fraction)"
+        )
     quarantine = to_result(core_checks.quarantine(store, context.partition_key), "quarantine")
     counts = {
-        "documents": report.documents, "added": report.added, "changed": report.changed,
-        "removed": report.removed, "unchanged": report.unchanged,
-        "metadata_changed": report.metadata_changed, "quarantined": len(report.quarantined),
+        "documents": report.documents,
+        "added": report.added,
+        "changed": report.changed,
+        "removed": report.removed,
+        "unchanged": report.unchanged,
+        "metadata_changed": report.metadata_changed,
+        "quarantined": len(report.quarantined),
         "lossy_documents": report.lossy_documents,
     }
     return MaterializeResult(

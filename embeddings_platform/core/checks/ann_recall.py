@@ -26,10 +26,10 @@ class AnnRecallReport(Report):
     unindexed_rows: int = 0
     sample: int = 0
     k: int = 10
-    recall: float = 1.0           # mean recall@k of the index against exact search
+    recall: float = 1.0  # mean recall@k of the index against exact search
     min_query_recall: float = 1.0
     floor: float = 0.95
-    ann_ms: float = 0.0           # mean latency per query
+    ann_ms: float = 0.0  # mean latency per query
     exact_ms: float = 0.0
     seconds: float = 0.0
     note: str = ""
@@ -59,18 +59,26 @@ def ann_recall(
     t = thresholds
     name = vectors_table_name(source, version_id)
     if not store.has_table(name):
-        report = AnnRecallReport(source, version_id, name, 0, severity=ERROR, floor=t.ann_recall_floor)
+        report = AnnRecallReport(
+            source, version_id, name, 0, severity=ERROR, floor=t.ann_recall_floor
+        )
         report.problems.append(f"table {name} does not exist; materialize embeddings first")
         return report
     version, _ = resolve_version(store, source, name, at)
     table = store.open_table(name, version)
     k = t.ann_k
-    report = AnnRecallReport(source, version_id, name, int(table.version), k=k, floor=t.ann_recall_floor)
+    report = AnnRecallReport(
+        source, version_id, name, int(table.version), k=k, floor=t.ann_recall_floor
+    )
     report.rows = table.count_rows()
     index = vector_index(table)
     if index is None or report.rows == 0:
-        report.note = ("no ANN index (rows below serving.ann_min_rows): search is exact, recall 1.0 by construction"
-                       if report.rows else "empty table")
+        report.note = (
+            "no ANN index (rows below serving.ann_min_rows): search is exact, "
+            "recall 1.0 by construction"
+            if report.rows
+            else "empty table"
+        )
         report.seconds = time.perf_counter() - started
         return report
     report.has_ann_index = True
@@ -94,22 +102,41 @@ def ann_recall(
     if vectors:
         # one batched exact scan for all queries: a flat scan per query costs ~1 s at 1M rows
         t0 = time.perf_counter()
-        exact_all = (table.search(vectors if len(vectors) > 1 else vectors[0], vector_column_name="vector")
-                     .metric("cosine").bypass_vector_index().select(["chunk_id", "_distance"]).limit(k + 1).to_arrow())
+        exact_all = (
+            table.search(vectors if len(vectors) > 1 else vectors[0], vector_column_name="vector")
+            .metric("cosine")
+            .bypass_vector_index()
+            .select(["chunk_id", "_distance"])
+            .limit(k + 1)
+            .to_arrow()
+        )
         exact_seconds = time.perf_counter() - t0
-        query_index = (exact_all.column("query_index").to_pylist() if "query_index" in exact_all.column_names
-                       else [0] * exact_all.num_rows)
+        query_index = (
+            exact_all.column("query_index").to_pylist()
+            if "query_index" in exact_all.column_names
+            else [0] * exact_all.num_rows
+        )
         exact_by_query: dict[int, list[tuple[str, float]]] = {}
-        for qi, cid, dist in zip(query_index, exact_all.column("chunk_id").to_pylist(),
-                                 exact_all.column("_distance").to_pylist()):
+        for qi, cid, dist in zip(
+            query_index,
+            exact_all.column("chunk_id").to_pylist(),
+            exact_all.column("_distance").to_pylist(),
+        ):
             exact_by_query.setdefault(qi, []).append((cid, dist))
     plan = served_plan(table)  # the serving query settings, read once for the whole sample
     for qi, (chunk_id, query) in enumerate(zip(ids, vectors)):
         t1 = time.perf_counter()
-        ann_query = table.search(query, vector_column_name="vector").metric("cosine").select(["chunk_id", "_distance"]).limit(k + 1)
+        ann_query = (
+            table.search(query, vector_column_name="vector")
+            .metric("cosine")
+            .select(["chunk_id", "_distance"])
+            .limit(k + 1)
+        )
         approx = (configure(ann_query) if configure else tuned(ann_query, plan)).to_list()
         ann_seconds += time.perf_counter() - t1
-        exact = sorted((h for h in exact_by_query.get(qi, []) if h[0] != chunk_id), key=lambda h: h[1])[:k]
+        exact = sorted(
+            (h for h in exact_by_query.get(qi, []) if h[0] != chunk_id), key=lambda h: h[1]
+        )[:k]
         approx = [h for h in approx if h["chunk_id"] != chunk_id][:k]
         if not exact:
             continue
@@ -127,7 +154,8 @@ def ann_recall(
         report.severity = ERROR
         report.problems.append(
             f"ANN recall@{k} {report.recall:.3f} is below the floor {t.ann_recall_floor} "
-            f"({report.index_type}, {report.sample} sampled queries); tune nprobes/refine_factor or rebuild the index"
+            f"({report.index_type}, {report.sample} sampled queries); "
+            "tune nprobes/refine_factor or rebuild the index"
         )
     report.seconds = time.perf_counter() - started
     return report

@@ -52,13 +52,15 @@ def resolve_version(store: Store, source: str, name: str, at: str) -> tuple[int 
 
 def strategy_of(store: Store, source: str, table) -> tuple[str | None, list[str]]:
     """The chunking strategy of a vectors table (from its rows, else the only chunks table)."""
-    strategies = Store.read(table, ["chunking_strategy"]).column("chunking_strategy").unique().to_pylist()
+    strategies = (
+        Store.read(table, ["chunking_strategy"]).column("chunking_strategy").unique().to_pylist()
+    )
     strategies = sorted(s for s in strategies if s is not None)
     if strategies:
         return strategies[0], strategies
     prefix = f"chunks__{source}__"
     tables = [n for n in store.table_names() if n.startswith(prefix)]
-    return (tables[0][len(prefix):] if len(tables) == 1 else None), []
+    return (tables[0][len(prefix) :] if len(tables) == 1 else None), []
 
 
 def chunks_table(store: Store, source: str, strategy: str | None):
@@ -69,7 +71,11 @@ def chunks_table(store: Store, source: str, strategy: str | None):
 
 
 def as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return (
+        value.replace(tzinfo=timezone.utc)
+        if value.tzinfo is None
+        else value.astimezone(timezone.utc)
+    )
 
 
 def version_time(table) -> datetime:
@@ -77,7 +83,9 @@ def version_time(table) -> datetime:
     current = int(table.version)
     for entry in table.list_versions():
         if int(entry["version"]) == current:
-            return entry["timestamp"].astimezone(timezone.utc)  # naive = local time, as astimezone assumes
+            return entry["timestamp"].astimezone(
+                timezone.utc
+            )  # naive = local time, as astimezone assumes
     return utcnow()
 
 
@@ -86,14 +94,17 @@ def shard_rows(rows: pa.Table, source: str) -> pa.Table:
     shard = parse_shard_key(source)
     if shard.count == 1:
         return rows
-    return rows.filter(pa.array([shard.holds(d) for d in rows.column("doc_id").to_pylist()], pa.bool_()))
+    return rows.filter(
+        pa.array([shard.holds(d) for d in rows.column("doc_id").to_pylist()], pa.bool_())
+    )
 
 
 def snapshots_of(store: Store, source: str) -> list[dict[str, Any]]:
     if not store.has_table("snapshots"):
         return []
-    rows = Store.read(store.open_table("snapshots"), ["snapshot_id", "created_at"],
-                      where=equal(source=source)).to_pylist()
+    rows = Store.read(
+        store.open_table("snapshots"), ["snapshot_id", "created_at"], where=equal(source=source)
+    ).to_pylist()
     return sorted(rows, key=lambda r: r["created_at"])
 
 

@@ -41,9 +41,9 @@ class ConsistencyReport:
     null_vectors: int = 0
     zero_norm: int = 0
     duplicate_ids: int = 0
-    dead_lettered: int = 0         # chunks without a vector because the model kept failing (in quarantine)
+    dead_lettered: int = 0  # chunks without a vector because the model kept failing (in quarantine)
     chunking_strategies: int = 0
-    counts_compared: bool = True   # False while chunks changed after the vectors (staleness's job)
+    counts_compared: bool = True  # False while chunks changed after the vectors (staleness's job)
     serving: bool = False
     pointer_target_exists: bool = True  # vacuously true when the pointer names another table
     seconds: float = 0.0
@@ -67,7 +67,8 @@ class ConsistencyError(RuntimeError):
     def __init__(self, report: ConsistencyReport):
         self.report = report
         super().__init__(
-            f"refusing to serve {report.table_name}@v{report.table_version}: " + "; ".join(report.problems)
+            f"refusing to serve {report.table_name}@v{report.table_version}: "
+            + "; ".join(report.problems)
         )
 
 
@@ -131,7 +132,9 @@ def consistency(
             "one serving index must hold exactly one model version"
         )
     if report.vectors:
-        report.duplicate_ids = report.vectors - int(pc.count_distinct(rows.column("chunk_id")).as_py())
+        report.duplicate_ids = report.vectors - int(
+            pc.count_distinct(rows.column("chunk_id")).as_py()
+        )
     if report.duplicate_ids:
         problems.append(f"{report.duplicate_ids} duplicate chunk_id rows")
 
@@ -139,8 +142,12 @@ def consistency(
     if expected_dimension:
         report.expected_dimension = int(expected_dimension)
         if report.dimension != expected_dimension:
-            problems.append(f"vector dimension {report.dimension} differs from the model's {expected_dimension}")
-    report.null_vectors, report.nan_or_inf, report.zero_norm = _scan_vectors(table.to_lance(), report.dimension)
+            problems.append(
+                f"vector dimension {report.dimension} differs from the model's {expected_dimension}"
+            )
+    report.null_vectors, report.nan_or_inf, report.zero_norm = _scan_vectors(
+        table.to_lance(), report.dimension
+    )
     if report.null_vectors:
         problems.append(f"{report.null_vectors} rows without a vector")
     if report.nan_or_inf:
@@ -151,13 +158,17 @@ def consistency(
     strategy, strategies = strategy_of(store, source, table)
     report.chunking_strategies = len(strategies)
     if len(strategies) > 1:
-        problems.append(f"vectors of {len(strategies)} chunking strategies in one table: {strategies}")
+        problems.append(
+            f"vectors of {len(strategies)} chunking strategies in one table: {strategies}"
+        )
     chunk_table = chunks_table(store, source, strategy)
     report.chunks = chunk_table.count_rows() if chunk_table is not None else 0
     # Counts must agree once the vectors were synced after the chunks' last change. Chunks
     # changed later (or a pinned version older than the newest) is pending work: staleness.
     newest = version is None or version == store.open_table(name).version
-    report.counts_compared = newest and (chunk_table is None or version_time(chunk_table) <= version_time(table))
+    report.counts_compared = newest and (
+        chunk_table is None or version_time(chunk_table) <= version_time(table)
+    )
     chunks_here, vectors_here = report.chunks, report.vectors
     if parse_shard_key(source).count > 1 and chunk_table is not None:  # other shards may be mid-way
         chunks_here = shard_rows(Store.read(chunk_table, ["doc_id"]), source).num_rows
@@ -167,21 +178,29 @@ def consistency(
         report.dead_lettered = _dead_lettered(store, source, version_id, chunk_table, rows)
         vectors_here += report.dead_lettered
     if report.counts_compared and chunks_here != vectors_here:
-        problems.append(f"{chunks_here} chunks but {vectors_here - report.dead_lettered} vectors"
-                        + (f" and {report.dead_lettered} dead-lettered" if report.dead_lettered else ""))
+        problems.append(
+            f"{chunks_here} chunks but {vectors_here - report.dead_lettered} vectors"
+            + (f" and {report.dead_lettered} dead-lettered" if report.dead_lettered else "")
+        )
 
     pointer = store.pointer(source)
-    if pointer is not None and (pointer["table_name"] == name or pointer["model_version"] == version_id):
+    if pointer is not None and (
+        pointer["table_name"] == name or pointer["model_version"] == version_id
+    ):
         report.serving = True
         if check_pointer:
             report.pointer_target_exists = _pointer_target_exists(store, pointer)
             if pointer["table_name"] != name:
                 report.pointer_target_exists = False
-                problems.append(f"pointer of {source} names model version {version_id} but table {pointer['table_name']}")
+                problems.append(
+                    f"pointer of {source} names model version {version_id} but table "
+                    f"{pointer['table_name']}"
+                )
             elif not report.pointer_target_exists:
                 problems.append(
-                    f"serving pointer of {source} targets {pointer['table_name']}@v{pointer['table_version']}, "
-                    "which no longer exists; roll back or rebuild the serving index"
+                    f"serving pointer of {source} targets "
+                    f"{pointer['table_name']}@v{pointer['table_version']}, which no longer exists; "
+                    "roll back or rebuild the serving index"
                 )
     report.seconds = time.perf_counter() - started
     return report
@@ -192,11 +211,19 @@ def _dead_lettered(store: Store, source: str, version_id: str, chunk_table, rows
     if not store.has_table("quarantine"):
         return 0
     have = set(rows.column("chunk_id").to_pylist())
-    chunks = shard_rows(Store.read(chunk_table, ["chunk_id", "doc_id", "source"]), source).to_pylist()
-    wanted = {dead_letter_id(c["source"], version_id, c["chunk_id"]) for c in chunks if c["chunk_id"] not in have}
+    chunks = shard_rows(
+        Store.read(chunk_table, ["chunk_id", "doc_id", "source"]), source
+    ).to_pylist()
+    wanted = {
+        dead_letter_id(c["source"], version_id, c["chunk_id"])
+        for c in chunks
+        if c["chunk_id"] not in have
+    }
     if not wanted:
         return 0
-    found = Store.read(store.table("quarantine"), ["quarantine_id"], where=one_of("quarantine_id", sorted(wanted)))
+    found = Store.read(
+        store.table("quarantine"), ["quarantine_id"], where=one_of("quarantine_id", sorted(wanted))
+    )
     return found.num_rows
 
 

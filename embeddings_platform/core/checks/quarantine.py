@@ -25,8 +25,12 @@ class QuarantineReport:
 
     def metadata(self) -> dict[str, float | int]:
         share = self.quarantined / max(1, self.documents + self.quarantined)
-        return {"documents": self.documents, "quarantined": self.quarantined, "quarantined_share": round(share, 4),
-                **{f"reason_{kind}": n for kind, n in sorted(self.by_kind.items())}}
+        return {
+            "documents": self.documents,
+            "quarantined": self.quarantined,
+            "quarantined_share": round(share, 4),
+            **{f"reason_{kind}": n for kind, n in sorted(self.by_kind.items())},
+        }
 
 
 def reason_kind(reason: str) -> str:
@@ -44,8 +48,12 @@ def quarantine(store: Store, source: str) -> QuarantineReport:
         return report
     table = store.table("quarantine")
     report.table_version = table.version
-    rows = Store.read(table, ["doc_id", "reason"], where=equal(source=source, snapshot_id=snapshot["snapshot_id"])).to_pylist()
-    rows = [r for r in rows if not r["reason"].startswith(DEAD_LETTER_REASON)]  # those belong to embeddings
+    rows = Store.read(
+        table, ["doc_id", "reason"], where=equal(source=source, snapshot_id=snapshot["snapshot_id"])
+    ).to_pylist()
+    rows = [
+        r for r in rows if not r["reason"].startswith(DEAD_LETTER_REASON)
+    ]  # those belong to embeddings
     report.quarantined = len(rows)
     for row in rows:
         kind = reason_kind(row["reason"])
@@ -53,5 +61,7 @@ def quarantine(store: Store, source: str) -> QuarantineReport:
     if rows:
         report.severity = WARN
         examples = ", ".join(f"{r['doc_id']!r} ({r['reason'][:60]})" for r in rows[:3])
-        report.problems.append(f"{len(rows)} documents quarantined in snapshot {snapshot['snapshot_id']}: {examples}")
+        report.problems.append(
+            f"{len(rows)} documents quarantined in snapshot {snapshot['snapshot_id']}: {examples}"
+        )
     return report

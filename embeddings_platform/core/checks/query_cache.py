@@ -10,10 +10,13 @@ import pyarrow as pa
 from ..ids import digest
 from ..store import Store, one_of
 
-QUERY_VECTORS = pa.schema([
-    pa.field("query_key", pa.string(), nullable=False), pa.field("model_version", pa.string()),
-    pa.field("vector", pa.list_(pa.float32())),
-])
+QUERY_VECTORS = pa.schema(
+    [
+        pa.field("query_key", pa.string(), nullable=False),
+        pa.field("model_version", pa.string()),
+        pa.field("vector", pa.list_(pa.float32())),
+    ]
+)
 
 
 QUERY_VECTORS_TABLE = "check_query_vectors"
@@ -37,8 +40,14 @@ def cached_query_embedder(store: Store, version_id: str, embed: Callable[[list[s
             table = store.open_table(QUERY_VECTORS_TABLE)
             unique = sorted(set(keys))
             for start in range(0, len(unique), 5000):
-                rows = Store.read(table, ["query_key", "vector"], where=one_of("query_key", unique[start:start + 5000]))
-                for k, v in zip(rows.column("query_key").to_pylist(), rows.column("vector").to_pylist()):
+                rows = Store.read(
+                    table,
+                    ["query_key", "vector"],
+                    where=one_of("query_key", unique[start : start + 5000]),
+                )
+                for k, v in zip(
+                    rows.column("query_key").to_pylist(), rows.column("vector").to_pylist()
+                ):
                     found[k] = np.asarray(v, dtype=np.float32)
         todo: dict[str, int] = {}  # one embedding per distinct uncached text
         for i, k in enumerate(keys):
@@ -47,8 +56,10 @@ def cached_query_embedder(store: Store, version_id: str, embed: Callable[[list[s
         missing = list(todo.values())
         if missing:
             vectors = np.asarray(embed([texts[i] for i in missing]), dtype=np.float32)
-            rows = [{"query_key": keys[i], "model_version": version_id, "vector": v.tolist()}
-                    for i, v in zip(missing, vectors)]
+            rows = [
+                {"query_key": keys[i], "model_version": version_id, "vector": v.tolist()}
+                for i, v in zip(missing, vectors)
+            ]
             table = store.table(QUERY_VECTORS_TABLE, QUERY_VECTORS, "query_key")
             store.upsert(table, pa.Table.from_pylist(rows, schema=QUERY_VECTORS), "query_key")
             found.update({keys[i]: v for i, v in zip(missing, vectors)})

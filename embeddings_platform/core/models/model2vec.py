@@ -28,16 +28,18 @@ from .base import (
 @settings(config=STRICT, kw_only=True)
 class Model2VecModel(ModelSettings):
     kind: Literal["model2vec"] = "model2vec"
-    path: ModelPath                   # the model2vec folder; made from distill_from if missing
+    path: ModelPath  # the model2vec folder; made from distill_from if missing
     distill_from: ModelPath | None = None  # an installed sentence-transformers model
-    pca_dims: PositiveInt = 256       # dimensions kept when distilling
+    pca_dims: PositiveInt = 256  # dimensions kept when distilling
 
     def check(self, where: str) -> None:
         if self.is_prepared():
             return
         if not self.distill_from:
-            raise ConfigError(f"{where}.path: {self.path} does not exist; point it at a model2vec folder or set "
-                              f"{where}.distill_from to an installed model to make it from")
+            raise ConfigError(
+                f"{where}.path: {self.path} does not exist; point it at a model2vec folder or set "
+                f"{where}.distill_from to an installed model to make it from"
+            )
         check_loadable(self.distill_from, f"{where}.distill_from")
 
     def is_prepared(self) -> bool:
@@ -60,8 +62,10 @@ class Model2VecModel(ModelSettings):
 
     def _ready_path(self) -> Path:
         if not self.is_prepared():
-            raise ConfigError(f"models[{self.name}]: the static model at {self.path} is not distilled yet; "
-                              "run `embeddings-platform prepare` (or any materialize run) first")
+            raise ConfigError(
+                f"models[{self.name}]: the static model at {self.path} is not distilled yet; "
+                "run `embeddings-platform prepare` (or any materialize run) first"
+            )
         return Path(self.path).resolve()
 
 
@@ -75,8 +79,10 @@ def distilled_model_path(model: Model2VecModel) -> Path:
     if model.is_prepared():
         return path.resolve()
     if not model.distill_from:
-        raise ConfigError(f"models.path: no model2vec model at {path}; set distill_from to make it from an "
-                          "installed model")
+        raise ConfigError(
+            f"models.path: no model2vec model at {path}; set distill_from to make it from an "
+            "installed model"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f".{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -84,7 +90,9 @@ def distilled_model_path(model: Model2VecModel) -> Path:
             from model2vec.distill import distill
 
             teacher = resolve_model_path(model.distill_from)
-            distill(model_name=str(teacher), pca_dims=model.pca_dims, device="cpu").save_pretrained(str(path))
+            distill(model_name=str(teacher), pca_dims=model.pca_dims, device="cpu").save_pretrained(
+                str(path)
+            )
     return path.resolve()
 
 
@@ -100,5 +108,7 @@ class StaticModelEmbedder(Counting):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self._count(texts)
-        return np.asarray(self.model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False),
-                          dtype=np.float32)
+        return np.asarray(
+            self.model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False),
+            dtype=np.float32,
+        )

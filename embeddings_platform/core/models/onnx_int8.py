@@ -41,7 +41,12 @@ from .base import (
 
 ONNX_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
 
 
 @dataclass(frozen=True)
@@ -62,13 +67,15 @@ class Quantisation:
 @settings(config=STRICT, kw_only=True)
 class OnnxInt8Model(ModelSettings):
     kind: Literal["onnx-int8"] = "onnx-int8"
-    source: ModelPath                 # the sentence-transformers model to export
-    cache_dir: ModelPath = ".embeddings_platform/models/onnx"  # exports, one folder per weights+settings
+    source: ModelPath  # the sentence-transformers model to export
+    cache_dir: ModelPath = (
+        ".embeddings_platform/models/onnx"  # exports, one folder per weights+settings
+    )
     weight_type: Literal["QInt8", "QUInt8"] = "QInt8"
     per_channel: StrictBool = True
     op_types: tuple[str, ...] = ("MatMul",)  # quantised operators; the others stay fp32
     opset: PositiveInt = 17
-    threads: NonNegativeInt = 0       # onnxruntime intra-op threads (0: one per core)
+    threads: NonNegativeInt = 0  # onnxruntime intra-op threads (0: one per core)
 
     special_tokens = 2
 
@@ -94,13 +101,17 @@ class OnnxInt8Model(ModelSettings):
         if not is_exported(folder):
             from ..registry import ConfigError
 
-            raise ConfigError(f"models[{self.name}]: the int8 export of {self.source} is not made yet; run "
-                              "`embeddings-platform prepare` (or any materialize run) first")
+            raise ConfigError(
+                f"models[{self.name}]: the int8 export of {self.source} is not made yet; run "
+                "`embeddings-platform prepare` (or any materialize run) first"
+            )
         return folder
 
     def identity(self) -> tuple[str, str]:
         """The ONNX file's hash and the quantisation settings: a new export is a new version."""
-        return weights_sha256(self._ready()), f"onnxruntime-{self.weight_type.lower()}-{self.quantisation.fingerprint}"
+        return weights_sha256(
+            self._ready()
+        ), f"onnxruntime-{self.weight_type.lower()}-{self.quantisation.fingerprint}"
 
     def tokenizer_fingerprint(self) -> str:
         return folder_tokenizer_fingerprint(resolve_model_path(self.source))
@@ -109,7 +120,9 @@ class OnnxInt8Model(ModelSettings):
         return auto_tokenizer(resolve_model_path(self.source))
 
     def load(self) -> "OnnxEmbedder":
-        return OnnxEmbedder(self._ready(), self.normalize, self.max_seq_length, self.batch_size, self.threads)
+        return OnnxEmbedder(
+            self._ready(), self.normalize, self.max_seq_length, self.batch_size, self.threads
+        )
 
     def output_dimension(self) -> int | None:
         from .sentence_transformers import folder_dimension
@@ -145,7 +158,9 @@ def export_int8(source: Path, folder: Path, quant: Quantisation) -> Path:
         for name in TOKENIZER_FILES:
             if (source / name).exists():
                 shutil.copy2(source / name, work / name)
-        (work / "export.json").write_text(json.dumps({"source": str(source), **asdict(quant)}, indent=2))
+        (work / "export.json").write_text(
+            json.dumps({"source": str(source), **asdict(quant)}, indent=2)
+        )
         shutil.rmtree(folder, ignore_errors=True)
         work.rename(folder)
     return folder
@@ -159,15 +174,31 @@ def _export(source: Path, work: Path, quant: Quantisation) -> None:
 
     model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
     pooled = _MeanPooled(model[0].auto_model.eval()).eval()
-    sample = model.tokenizer(["an example", "a second, longer example"], padding=True, return_tensors="pt")
+    sample = model.tokenizer(
+        ["an example", "a second, longer example"], padding=True, return_tensors="pt"
+    )
     fp32 = work / "fp32.onnx"
-    axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS} | {"sentence_embedding": {0: "batch"}}
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS} | {
+        "sentence_embedding": {0: "batch"}
+    }
     with torch.no_grad():
-        torch.onnx.export(pooled, tuple(sample[name] for name in INPUTS), str(fp32), input_names=list(INPUTS),
-                          output_names=["sentence_embedding"], dynamic_axes=axes, opset_version=quant.opset,
-                          dynamo=False)
-    quantize_dynamic(str(fp32), str(work / ONNX_FILE), weight_type=getattr(QuantType, quant.weight_type),
-                     per_channel=quant.per_channel, op_types_to_quantize=list(quant.op_types))
+        torch.onnx.export(
+            pooled,
+            tuple(sample[name] for name in INPUTS),
+            str(fp32),
+            input_names=list(INPUTS),
+            output_names=["sentence_embedding"],
+            dynamic_axes=axes,
+            opset_version=quant.opset,
+            dynamo=False,
+        )
+    quantize_dynamic(
+        str(fp32),
+        str(work / ONNX_FILE),
+        weight_type=getattr(QuantType, quant.weight_type),
+        per_channel=quant.per_channel,
+        op_types_to_quantize=list(quant.op_types),
+    )
     fp32.unlink()
 
 
@@ -182,8 +213,9 @@ def _MeanPooled(transformer):  # noqa: N802 - builds a torch module lazily (torc
             self.inner = inner
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                                token_type_ids=token_type_ids).last_hidden_state
+            hidden = self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
@@ -193,14 +225,18 @@ def _MeanPooled(transformer):  # noqa: N802 - builds a torch module lazily (torc
 class OnnxEmbedder(Counting):
     """Runs an exported model on onnxruntime (no torch at run time)."""
 
-    def __init__(self, folder: Path, normalize: bool, max_seq_length: int, batch_size: int, threads: int = 0):
+    def __init__(
+        self, folder: Path, normalize: bool, max_seq_length: int, batch_size: int, threads: int = 0
+    ):
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+        )
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.normalize = normalize
         self.max_seq_length = max_seq_length
@@ -213,9 +249,14 @@ class OnnxEmbedder(Counting):
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths pad less
         for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            encoded = self._tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                                      max_length=self.max_seq_length, return_tensors="np")
+            rows = order[start : start + self.batch_size]
+            encoded = self._tokenizer(
+                [texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=self.max_seq_length,
+                return_tensors="np",
+            )
             feed = {name: encoded[name].astype(np.int64) for name in INPUTS}
             out[rows] = self.session.run(None, feed)[0]
         if self.normalize:

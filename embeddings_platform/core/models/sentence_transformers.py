@@ -47,9 +47,13 @@ class SentenceTransformersModel(ModelSettings):
     def load(self) -> "SentenceTransformerEmbedder":
         path = resolve_model_path(self.path)
         try:
-            return SentenceTransformerEmbedder(path, self.normalize, self.max_seq_length, self.batch_size)
+            return SentenceTransformerEmbedder(
+                path, self.normalize, self.max_seq_length, self.batch_size
+            )
         except Exception as exc:  # surfaced as a config problem: the model cannot be loaded
-            raise ConfigError(f"models.path: model {self.name!r} at {path} cannot be loaded: {exc}") from exc
+            raise ConfigError(
+                f"models.path: model {self.name!r} at {path} cannot be loaded: {exc}"
+            ) from exc
 
     def output_dimension(self) -> int | None:
         try:
@@ -100,6 +104,11 @@ class SentenceTransformerEmbedder(Counting):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self._count(texts)
-        vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=self.normalize,
-                                    convert_to_numpy=True, show_progress_bar=False)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=self.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.asarray(vectors, dtype=np.float32)

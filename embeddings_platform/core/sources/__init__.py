@@ -14,5 +14,15 @@ from .parquet import ParquetSource
 from .postgres import PostgresSource
 from .pydoc_topics import PydocTopicsSource
 
-__all__ = ["FOLDER_SUFFIXES", "BeirSource", "FolderSource", "IcebergSource", "JsonlSource",
-           "ParquetSource", "PostgresSource", "PydocTopicsSource", "RawDocument", "SourceSettings"]
+__all__ = [
+    "FOLDER_SUFFIXES",
+    "BeirSource",
+    "FolderSource",
+    "IcebergSource",
+    "JsonlSource",
+    "ParquetSource",
+    "PostgresSource",
+    "PydocTopicsSource",
+    "RawDocument",
+    "SourceSettings",
+]

@@ -34,9 +34,11 @@ class SourceSettings(KnownKeys):
 
     name: str
     kind: str
-    canary: ConfigPath | None = None  # labelled queries: {"query": ..., "relevant": [doc ids]} per line
-    shards: PositiveInt = 1           # partitions cut by doc-id hash (docs/sharding.md)
-    serve_model: str | None = None    # the model a new source serves from (default: the first)
+    canary: ConfigPath | None = (
+        None  # labelled queries: {"query": ..., "relevant": [doc ids]} per line
+    )
+    shards: PositiveInt = 1  # partitions cut by doc-id hash (docs/sharding.md)
+    serve_model: str | None = None  # the model a new source serves from (default: the first)
 
     @property
     def partition_keys(self) -> list[str]:
@@ -98,5 +100,3 @@ def source_error(source: SourceSettings, key: str, problem: str) -> SourceError:
 def clean_id(name: str) -> str:
     """A file name that is not UTF-8 cannot be stored as an id: escape its bytes visibly."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-

@@ -25,7 +25,9 @@ class BeirSource(SourceSettings):
 
     def check(self) -> None:
         if not (self.path / "corpus.jsonl").is_file():
-            raise source_error(self, "path", f"{self.path} has no corpus.jsonl; point it at a BEIR dataset folder")
+            raise source_error(
+                self, "path", f"{self.path} has no corpus.jsonl; point it at a BEIR dataset folder"
+            )
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
         return read_jsonl(self, self.path / "corpus.jsonl", "_id", ("title", "text"), documents)
@@ -36,4 +38,3 @@ class BeirSource(SourceSettings):
         if not (self.path / "qrels" / f"{self.qrels_split}.tsv").is_file():
             return []
         return load_beir_queries(self.path, self.qrels_split)
-

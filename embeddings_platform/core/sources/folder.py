@@ -28,8 +28,12 @@ from .base import (
 )
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
-_FILE_TYPES = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
-               (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+_FILE_TYPES = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
 
 
 @source_kind("folder")
@@ -40,9 +44,13 @@ class FolderSource(SourceSettings):
 
     def check(self) -> None:
         if not self.path.exists():
-            raise source_error(self, "path", f"{self.path} does not exist; fix the path or create it")
+            raise source_error(
+                self, "path", f"{self.path} does not exist; fix the path or create it"
+            )
         if not self.path.is_dir():
-            raise source_error(self, "path", f"{self.path} is a file; a folder source needs a folder")
+            raise source_error(
+                self, "path", f"{self.path} is a file; a folder source needs a folder"
+            )
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
         return read_folder(self, documents)
@@ -51,14 +59,20 @@ class FolderSource(SourceSettings):
 def _folder_root(source: FolderSource) -> Path:
     root = Path(os.path.realpath(source.path))
     if not root.exists():
-        raise source_error(source, "path", f"{source.path} does not exist; fix the path or create it")
+        raise source_error(
+            source, "path", f"{source.path} does not exist; fix the path or create it"
+        )
     if not root.is_dir():
-        raise source_error(source, "path", f"{source.path} is a file; a folder source needs a folder")
+        raise source_error(
+            source, "path", f"{source.path} is a file; a folder source needs a folder"
+        )
     try:
         with os.scandir(root):
             pass
     except OSError as exc:
-        raise source_error(source, "path", f"{source.path} cannot be listed: {exc.strerror}") from exc
+        raise source_error(
+            source, "path", f"{source.path} cannot be listed: {exc.strerror}"
+        ) from exc
     return root
 
 
@@ -77,8 +91,9 @@ def _entries(root: Path, include_hidden: bool) -> list[tuple[Path, str]]:
         base = Path(folder)
         found.extend((base / name, "") for name in dirs if (base / name).is_symlink())
         found.extend((base / name, "") for name in files)
-    found.extend((Path(e.filename), f"unreadable: folder cannot be listed: {e.strerror}")
-                 for e in errors)
+    found.extend(
+        (Path(e.filename), f"unreadable: folder cannot be listed: {e.strerror}") for e in errors
+    )
     return sorted(found)
 
 
@@ -88,11 +103,13 @@ def _target(path: Path, root: Path) -> os.stat_result | None:
         info = os.stat(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise Unusable(f"symlink loop: links to {os.readlink(path)}, which leads back to "
-                            "itself") from exc
+            raise Unusable(
+                f"symlink loop: links to {os.readlink(path)}, which leads back to itself"
+            ) from exc
         if exc.errno == errno.ENOENT and path.is_symlink():
-            raise Unusable(f"dangling symlink: links to {os.readlink(path)}, "
-                            "which does not exist") from exc
+            raise Unusable(
+                f"dangling symlink: links to {os.readlink(path)}, which does not exist"
+            ) from exc
         raise Unusable(f"unreadable: {exc.strerror}") from exc
     real = Path(os.path.realpath(path))
     if not real.is_relative_to(root):
@@ -148,5 +165,3 @@ def read_bounded(path: Path, limit: int) -> bytes:
     if len(content) > limit:
         raise Unusable(f"too large: more than {limit} bytes (the file grew while it was read)")
     return content
-
-

@@ -25,7 +25,7 @@ SNAPSHOT_KEY = "iceberg_snapshot_id"
 class IcebergSource(SourceSettings):
     kind: Literal["iceberg"] = "iceberg"
     catalog: dict[str, str]  # pyiceberg catalog properties (type, uri, warehouse, ...)
-    table: str               # namespace.name
+    table: str  # namespace.name
     catalog_name: str = "default"  # the catalog's name (the SQL catalog keys tables by it)
     id_column: str = "id"
     text_columns: tuple[str, ...] = ("text",)  # joined with a blank line, in this order
@@ -41,16 +41,19 @@ class IcebergSource(SourceSettings):
         try:
             catalog = load_catalog(self.catalog_name, **self.catalog)
         except Exception as exc:  # noqa: BLE001 - each catalog type raises its own
-            raise source_error(self, "catalog", f"cannot load the catalog: "
-                               f"{type(exc).__name__}: {exc}") from exc
+            raise source_error(
+                self, "catalog", f"cannot load the catalog: {type(exc).__name__}: {exc}"
+            ) from exc
         try:
             return catalog.load_table(self.table)
         except NoSuchTableError as exc:
-            raise source_error(self, "table", f"table {self.table!r} does not exist in the "
-                               "catalog") from exc
+            raise source_error(
+                self, "table", f"table {self.table!r} does not exist in the catalog"
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - an unreachable catalog, a bad identifier
-            raise source_error(self, "table", f"cannot load table {self.table!r}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+            raise source_error(
+                self, "table", f"cannot load table {self.table!r}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def check(self) -> None:
         check_columns(self, self._table().schema().column_names, f"table {self.table!r}")
@@ -61,8 +64,9 @@ class IcebergSource(SourceSettings):
         if snapshot is None:  # a table never written to: an empty source
             return
         columns = needed_columns(self.id_column, self.text_columns, self.metadata_columns)
-        reader = table.scan(selected_fields=tuple(columns),
-                            snapshot_id=snapshot.snapshot_id).to_arrow_batch_reader()
+        reader = table.scan(
+            selected_fields=tuple(columns), snapshot_id=snapshot.snapshot_id
+        ).to_arrow_batch_reader()
         yield from batch_documents(self, reader, "", {SNAPSHOT_KEY: snapshot.snapshot_id})
 
     def signature(self) -> str | None:

@@ -16,8 +16,11 @@ from typing import Iterable, Iterator
 def listing_digest(entries: Iterable[tuple[str, os.stat_result | None]]) -> str:
     digest = hashlib.sha256()
     for rel, st in entries:
-        seen = "gone" if st is None else "\0".join(
-            str(v) for v in (st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
+        seen = (
+            "gone"
+            if st is None
+            else "\0".join(str(v) for v in (st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
+        )
         digest.update(f"{rel}\0{seen}\n".encode())
     return digest.hexdigest()
 

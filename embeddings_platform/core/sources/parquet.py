@@ -36,16 +36,21 @@ class ParquetSource(SourceSettings):
         """The Parquet files of the source, sorted; SourceError when the path names nothing."""
         text = str(self.path)
         if any(c in text for c in _GLOB_CHARS):
-            base = Path(text[:min(text.index(c) for c in _GLOB_CHARS if c in text)]).parent
+            base = Path(text[: min(text.index(c) for c in _GLOB_CHARS if c in text)]).parent
             if not base.is_dir():
-                raise source_error(self, "path", f"{base} (the folder of the glob {text}) does "
-                                   "not exist; fix the path or create it")
+                raise source_error(
+                    self,
+                    "path",
+                    f"{base} (the folder of the glob {text}) does "
+                    "not exist; fix the path or create it",
+                )
             return sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
         if self.path.is_dir():
             return sorted(p for p in self.path.rglob("*.parquet") if p.is_file())
         if not self.path.exists():
-            raise source_error(self, "path", f"{self.path} does not exist; fix the path or "
-                               "create it")
+            raise source_error(
+                self, "path", f"{self.path} does not exist; fix the path or create it"
+            )
         return [self.path]
 
     def check(self) -> None:
@@ -55,8 +60,9 @@ class ParquetSource(SourceSettings):
             try:
                 schema = pq.read_schema(path)
             except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
-                raise source_error(self, "path", f"{path} is not a readable Parquet file: "
-                                   f"{exc}") from exc
+                raise source_error(
+                    self, "path", f"{path} is not a readable Parquet file: {exc}"
+                ) from exc
             check_columns(self, schema.names, str(path))
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:

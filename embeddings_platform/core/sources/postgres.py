@@ -41,7 +41,7 @@ def redacted(dsn: str) -> str:
 @settings(config=STRICT, kw_only=True)
 class PostgresSource(SourceSettings):
     kind: Literal["postgres"] = "postgres"
-    table: str                          # a table or view, optionally schema-qualified
+    table: str  # a table or view, optionally schema-qualified
     dsn_env: str = "EMBEDDINGS_PG_DSN"  # the environment variable holding the connection string
     id_column: str = "id"
     text_columns: tuple[str, ...] = ("text",)  # joined with a blank line, in this order
@@ -54,8 +54,12 @@ class PostgresSource(SourceSettings):
     def _dsn(self) -> str:
         dsn = os.environ.get(self.dsn_env)
         if not dsn:
-            raise source_error(self, "dsn_env", f"the environment variable {self.dsn_env} is not "
-                               "set; export the server's connection string in it")
+            raise source_error(
+                self,
+                "dsn_env",
+                f"the environment variable {self.dsn_env} is not "
+                "set; export the server's connection string in it",
+            )
         return dsn
 
     def _failure(self, key: str, what: str, exc: Exception, dsn: str) -> SourceError:
@@ -74,16 +78,21 @@ class PostgresSource(SourceSettings):
         try:
             conn = psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS)
         except psycopg.Error as exc:
-            raise self._failure("dsn_env", f"cannot connect to the server in ${self.dsn_env}",
-                                exc, dsn) from exc
+            raise self._failure(
+                "dsn_env", f"cannot connect to the server in ${self.dsn_env}", exc, dsn
+            ) from exc
         try:
             with conn:
                 yield conn
         except psycopg.errors.UndefinedTable as exc:
             raise self._failure("table", f"table {self.table!r} does not exist", exc, dsn) from exc
         except psycopg.OperationalError as exc:
-            raise self._failure("dsn_env", f"lost the server in ${self.dsn_env} while reading "
-                                f"{self.table!r}", exc, dsn) from exc
+            raise self._failure(
+                "dsn_env",
+                f"lost the server in ${self.dsn_env} while reading {self.table!r}",
+                exc,
+                dsn,
+            ) from exc
         except psycopg.Error as exc:  # e.g. a column dropped between check and read
             raise self._failure("table", f"cannot read table {self.table!r}", exc, dsn) from exc
 
@@ -97,14 +106,20 @@ class PostgresSource(SourceSettings):
             columns = self._columns(conn)
         check_columns(self, columns, f"table {self.table!r}")
         if self.updated_at_column and self.updated_at_column not in columns:
-            raise source_error(self, "updated_at_column", f"column {self.updated_at_column!r} "
-                               f"is not in table {self.table!r} (columns: {', '.join(columns)})")
+            raise source_error(
+                self,
+                "updated_at_column",
+                f"column {self.updated_at_column!r} "
+                f"is not in table {self.table!r} (columns: {', '.join(columns)})",
+            )
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
         columns = needed_columns(self.id_column, self.text_columns, self.metadata_columns)
         query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)), self._table(),
-            sql.Identifier(self.id_column))
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            self._table(),
+            sql.Identifier(self.id_column),
+        )
         with self._connect() as conn, conn.cursor(name="embeddings_platform_read") as cur:
             cur.itersize = BATCH_ROWS
             cur.execute(query)
@@ -120,7 +135,8 @@ class PostgresSource(SourceSettings):
         if self.updated_at_column is None:
             return None
         query = sql.SQL("SELECT max({}), count(*) FROM {}").format(
-            sql.Identifier(self.updated_at_column), self._table())
+            sql.Identifier(self.updated_at_column), self._table()
+        )
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(query)
             latest, count = cur.fetchone()

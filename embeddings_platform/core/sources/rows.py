@@ -18,29 +18,37 @@ from .base import RawDocument, SourceSettings, Unusable, rejected, source_error
 BATCH_ROWS = 512  # rows per batch read: memory is bounded by a batch, never the whole table
 
 
-def needed_columns(id_column: str, text_columns: Sequence[str], metadata_columns: Sequence[str]
-                   ) -> list[str]:
+def needed_columns(
+    id_column: str, text_columns: Sequence[str], metadata_columns: Sequence[str]
+) -> list[str]:
     return list(dict.fromkeys([id_column, *text_columns, *metadata_columns]))
 
 
 def check_columns(source: SourceSettings, available: Iterable[str], where: str) -> None:
     """SourceError naming the first setting whose column is missing from `where`."""
     available = list(available)
-    settings = [("id_column", [source.id_column]), ("text_columns", list(source.text_columns)),
-                ("metadata_columns", list(source.metadata_columns))]
+    settings = [
+        ("id_column", [source.id_column]),
+        ("text_columns", list(source.text_columns)),
+        ("metadata_columns", list(source.metadata_columns)),
+    ]
     for key, columns in settings:
         for column in columns:
             if column not in available:
-                raise source_error(source, key, f"column {column!r} is not in {where} "
-                                   f"(columns: {', '.join(available)})")
+                raise source_error(
+                    source,
+                    key,
+                    f"column {column!r} is not in {where} (columns: {', '.join(available)})",
+                )
 
 
 def _decoded(value: bytes, what: str) -> str:
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise Unusable(f"undecodable: {what} is not UTF-8: {exc.reason} at byte {exc.start}"
-                       ) from exc
+        raise Unusable(
+            f"undecodable: {what} is not UTF-8: {exc.reason} at byte {exc.start}"
+        ) from exc
 
 
 def _doc_id(value: Any, column: str) -> str:
@@ -49,8 +57,9 @@ def _doc_id(value: Any, column: str) -> str:
     if isinstance(value, (bytes, memoryview)):
         return _decoded(bytes(value), f"id column {column!r}")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise Unusable(f"bad id: column {column!r} must be text or a whole number, "
-                       f"not {type(value).__name__}")
+        raise Unusable(
+            f"bad id: column {column!r} must be text or a whole number, not {type(value).__name__}"
+        )
     return str(value)
 
 
@@ -67,8 +76,12 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def row_document(source: SourceSettings, row: dict[str, Any], ref: str,
-                 extra_metadata: dict[str, Any] | None = None) -> RawDocument:
+def row_document(
+    source: SourceSettings,
+    row: dict[str, Any],
+    ref: str,
+    extra_metadata: dict[str, Any] | None = None,
+) -> RawDocument:
     """The document of one row; `ref` names the row in a rejection when its id is unusable."""
     try:
         doc_id = _doc_id(row.get(source.id_column), source.id_column)
@@ -84,16 +97,22 @@ def row_document(source: SourceSettings, row: dict[str, Any], ref: str,
                 parts.append(str(value))
         if not parts:
             names = ", ".join(map(repr, source.text_columns))
-            raise Unusable(f"empty: text column{'s' if len(source.text_columns) > 1 else ''} "
-                           f"{names} NULL or empty")
+            raise Unusable(
+                f"empty: text column{'s' if len(source.text_columns) > 1 else ''} "
+                f"{names} NULL or empty"
+            )
         metadata = {c: _json_value(row.get(c)) for c in source.metadata_columns}
     except Unusable as exc:
         return rejected(doc_id, str(exc))
     return RawDocument(doc_id, "\n\n".join(parts), {**metadata, **(extra_metadata or {})})
 
 
-def batch_documents(source: SourceSettings, batches: Iterable[pa.RecordBatch], ref_prefix: str,
-                    extra_metadata: dict[str, Any] | None = None) -> Iterator[RawDocument]:
+def batch_documents(
+    source: SourceSettings,
+    batches: Iterable[pa.RecordBatch],
+    ref_prefix: str,
+    extra_metadata: dict[str, Any] | None = None,
+) -> Iterator[RawDocument]:
     """Documents of Arrow record batches, one batch in memory at a time."""
     row_no = 0
     for batch in batches:

@@ -37,7 +37,12 @@ class ChunkReport:
 
 
 def sync_chunks(
-    store: Store, source: str, snapshot_id: str, model: ModelConfig, strategy: str, tokenizer: Tokenizer
+    store: Store,
+    source: str,
+    snapshot_id: str,
+    model: ModelConfig,
+    strategy: str,
+    tokenizer: Tokenizer,
 ) -> ChunkReport:
     """Bring the chunk table of (source, strategy) in line with a snapshot.
 
@@ -47,11 +52,19 @@ def sync_chunks(
     started = time.perf_counter()
     manifest = store.snapshot_manifest(source, snapshot_id)
     if not manifest and store.snapshot(source, snapshot_id) is None:  # an empty snapshot is valid
-        raise LookupError(f"snapshot {snapshot_id!r} of source {source!r} is not recorded; materialize source_snapshot first")
+        raise LookupError(
+            f"snapshot {snapshot_id!r} of source {source!r} is not recorded; materialize "
+            "source_snapshot first"
+        )
     table = store.table(chunks_table_name(source, strategy), CHUNKS, "chunk_id")
     shard = parse_shard_key(source)  # a shard owns only its documents' rows of the shared table
-    existing = [r for r in Store.read(table, ["chunk_id", "doc_id", "doc_sha256", "metadata_json"]).to_pylist()
-                if shard.holds(r["doc_id"])]
+    existing = [
+        r
+        for r in Store.read(
+            table, ["chunk_id", "doc_id", "doc_sha256", "metadata_json"]
+        ).to_pylist()
+        if shard.holds(r["doc_id"])
+    ]
     existing_sha: dict[str, str] = {}
     for row in existing:
         existing_sha.setdefault(row["doc_id"], row["doc_sha256"])
@@ -61,28 +74,49 @@ def sync_chunks(
     new_rows = []
     for doc_id in to_chunk:
         sha, meta = manifest[doc_id]
-        for chunk in chunk_document(doc_id, texts[sha], tokenizer, window, model.chunking.overlap, strategy):
-            new_rows.append({
-                "chunk_id": chunk.chunk_id, "doc_id": doc_id, "source": shard.source,
-                "chunk_index": chunk.chunk_index, "text": chunk.text, "chunk_sha256": chunk.chunk_sha256,
-                "doc_sha256": sha, "chunking_strategy": strategy, "source_snapshot": snapshot_id,
-                "metadata_json": meta,
-            })
+        for chunk in chunk_document(
+            doc_id, texts[sha], tokenizer, window, model.chunking.overlap, strategy
+        ):
+            new_rows.append(
+                {
+                    "chunk_id": chunk.chunk_id,
+                    "doc_id": doc_id,
+                    "source": shard.source,
+                    "chunk_index": chunk.chunk_index,
+                    "text": chunk.text,
+                    "chunk_sha256": chunk.chunk_sha256,
+                    "doc_sha256": sha,
+                    "chunking_strategy": strategy,
+                    "source_snapshot": snapshot_id,
+                    "metadata_json": meta,
+                }
+            )
     store.upsert(table, pa.Table.from_pylist(new_rows, schema=CHUNKS), "chunk_id")
     new_ids = {r["chunk_id"] for r in new_rows}
     rechunked = set(to_chunk)
     stale = [
-        r["chunk_id"] for r in existing
-        if (r["doc_id"] not in manifest or r["doc_id"] in rechunked) and r["chunk_id"] not in new_ids
+        r["chunk_id"]
+        for r in existing
+        if (r["doc_id"] not in manifest or r["doc_id"] in rechunked)
+        and r["chunk_id"] not in new_ids
     ]
     store.delete_where_in(table, "chunk_id", stale)
     drift = [
         {"chunk_id": r["chunk_id"], "metadata_json": manifest[r["doc_id"]][1]}
         for r in existing
-        if r["doc_id"] in manifest and r["doc_id"] not in rechunked and r["metadata_json"] != manifest[r["doc_id"]][1]
+        if r["doc_id"] in manifest
+        and r["doc_id"] not in rechunked
+        and r["metadata_json"] != manifest[r["doc_id"]][1]
     ]
     store.update_columns(table, drift, {"metadata_json": pa.string()})
     return ChunkReport(
-        source, strategy, snapshot_id, len(to_chunk), len(new_rows), len(stale), len(drift),
-        table.count_rows(), time.perf_counter() - started,
+        source,
+        strategy,
+        snapshot_id,
+        len(to_chunk),
+        len(new_rows),
+        len(stale),
+        len(drift),
+        table.count_rows(),
+        time.perf_counter() - started,
     )

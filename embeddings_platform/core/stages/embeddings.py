@@ -72,17 +72,31 @@ def sync_embeddings(
     version_id = version.version_id
     chunk_table_name = chunks_table_name(source, version.chunking_strategy)
     if not store.has_table(chunk_table_name):
-        raise LookupError(f"no chunks for source {source!r} and strategy {version.chunking_strategy!r}; materialize chunks first")
+        raise LookupError(
+            f"no chunks for source {source!r} and strategy {version.chunking_strategy!r}; "
+            "materialize chunks first"
+        )
     shard = parse_shard_key(source)  # a shard owns only its documents' rows of the shared tables
-    chunks = [c for c in Store.read(store.table(chunk_table_name)).to_pylist() if shard.holds(c["doc_id"])]
+    chunks = [
+        c for c in Store.read(store.table(chunk_table_name)).to_pylist() if shard.holds(c["doc_id"])
+    ]
     name = vectors_table_name(source, version_id)
     table = store.table(name) if store.has_table(name) else None
-    existing = ([r for r in Store.read(table, ["chunk_id", "doc_id", *LINEAGE_OF_TEXT]).to_pylist() if shard.holds(r["doc_id"])]
-                if table is not None else [])
+    existing = (
+        [
+            r
+            for r in Store.read(table, ["chunk_id", "doc_id", *LINEAGE_OF_TEXT]).to_pylist()
+            if shard.holds(r["doc_id"])
+        ]
+        if table is not None
+        else []
+    )
     existing_meta = {r["chunk_id"]: tuple(r[c] for c in LINEAGE_OF_TEXT) for r in existing}
     current_ids = {c["chunk_id"] for c in chunks}
     # Longest first: batches of similar length pad less, as encode() over the whole list would.
-    todo = sorted((c for c in chunks if c["chunk_id"] not in existing_meta), key=lambda c: -len(c["text"]))
+    todo = sorted(
+        (c for c in chunks if c["chunk_id"] not in existing_meta), key=lambda c: -len(c["text"])
+    )
     embedder: Embedder | None = None
     calls_before = 0
     embed_seconds = 0.0
@@ -95,41 +109,67 @@ def sync_embeddings(
         t0 = time.perf_counter()
         outcome = embed_isolating_failures(embedder.embed, [c["text"] for c in batch], retry)
         embed_seconds += time.perf_counter() - t0
-        dead_letters.extend(_dead_letter(batch[i], version_id, reason, run_id) for i, reason in outcome.failures.items())
+        dead_letters.extend(
+            _dead_letter(batch[i], version_id, reason, run_id)
+            for i, reason in outcome.failures.items()
+        )
         if outcome.indices:
             vectors = outcome.matrix()
             if table is None:
                 table = store.table(name, vectors_schema(vectors.shape[1]), "chunk_id")
             now = utcnow()
             rows = [
-                dict(batch[i], model_name=version.name, model_version=version_id, created_at=now, run_id=run_id,
-                     vector=vectors[row].tolist())
+                dict(
+                    batch[i],
+                    model_name=version.name,
+                    model_version=version_id,
+                    created_at=now,
+                    run_id=run_id,
+                    vector=vectors[row].tolist(),
+                )
                 for row, i in enumerate(outcome.indices)
             ]
             store.upsert(table, pa.Table.from_pylist(rows, schema=table.schema), "chunk_id")
         if progress:
             progress(min(start + batch_size, len(todo)), len(todo), time.perf_counter() - started)
-    if table is None:  # an empty source (or shard) still gets a table: it serves nothing, not stale data
+    if (
+        table is None
+    ):  # an empty source (or shard) still gets a table: it serves nothing, not stale data
         table = store.table(name, vectors_schema(dimension or get_embedder().dimension), "chunk_id")
-    if dead_letters:  # set aside with the reason; the next run tries them again (they have no vector)
-        store.upsert(store.table("quarantine", QUARANTINE, "quarantine_id"),
-                     pa.Table.from_pylist(dead_letters, schema=QUARANTINE), "quarantine_id")
-    deleted = store.delete_where_in(table, "chunk_id", [c for c in existing_meta if c not in current_ids])
+    if (
+        dead_letters
+    ):  # set aside with the reason; the next run tries them again (they have no vector)
+        store.upsert(
+            store.table("quarantine", QUARANTINE, "quarantine_id"),
+            pa.Table.from_pylist(dead_letters, schema=QUARANTINE),
+            "quarantine_id",
+        )
+    deleted = store.delete_where_in(
+        table, "chunk_id", [c for c in existing_meta if c not in current_ids]
+    )
     # Same chunk text under a new document version or new metadata: the vector stays (it
     # embeds identical text); its lineage moves to the document version it now stands for.
     drift = [
         {"chunk_id": c["chunk_id"], **{col: c[col] for col in LINEAGE_OF_TEXT}}
         for c in chunks
-        if c["chunk_id"] in existing_meta and existing_meta[c["chunk_id"]] != tuple(c[col] for col in LINEAGE_OF_TEXT)
+        if c["chunk_id"] in existing_meta
+        and existing_meta[c["chunk_id"]] != tuple(c[col] for col in LINEAGE_OF_TEXT)
     ]
     store.update_columns(table, drift, {col: pa.string() for col in LINEAGE_OF_TEXT})
     return EmbedReport(
-        source=source, model_version=version_id, embedded=len(todo) - len(dead_letters),
-        skipped=len(chunks) - len(todo), dead_lettered=len(dead_letters),
-        deleted=deleted, metadata_updated=len(drift),
+        source=source,
+        model_version=version_id,
+        embedded=len(todo) - len(dead_letters),
+        skipped=len(chunks) - len(todo),
+        dead_lettered=len(dead_letters),
+        deleted=deleted,
+        metadata_updated=len(drift),
         model_calls=(getattr(embedder, "calls", 0) - calls_before) if embedder else 0,
-        embed_seconds=embed_seconds, total_seconds=time.perf_counter() - started,
-        total_vectors=table.count_rows(), table_name=name, table_version=table.version,
+        embed_seconds=embed_seconds,
+        total_seconds=time.perf_counter() - started,
+        total_vectors=table.count_rows(),
+        table_name=name,
+        table_version=table.version,
         dimension=_dimension(table),
     )
 
@@ -137,10 +177,14 @@ def sync_embeddings(
 def _dead_letter(chunk: dict, version_id: str, reason: str, run_id: str) -> dict:
     """A quarantine row for a chunk the model kept failing on."""
     return {
-        "quarantine_id": dead_letter_id(chunk["source"], version_id, chunk["chunk_id"]), "source": chunk["source"],
-        "snapshot_id": chunk["source_snapshot"], "doc_id": chunk["doc_id"],
+        "quarantine_id": dead_letter_id(chunk["source"], version_id, chunk["chunk_id"]),
+        "source": chunk["source"],
+        "snapshot_id": chunk["source_snapshot"],
+        "doc_id": chunk["doc_id"],
         "reason": f"{DEAD_LETTER_REASON} ({version_id}, chunk {chunk['chunk_id']}): {reason}",
-        "sample": chunk["text"][:200], "detected_at": utcnow(), "run_id": run_id,
+        "sample": chunk["text"][:200],
+        "detected_at": utcnow(),
+        "run_id": run_id,
     }
 
 

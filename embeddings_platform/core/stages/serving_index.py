@@ -67,7 +67,10 @@ def build_serving_index(
     started = time.perf_counter()
     name = vectors_table_name(source, version_id)
     if not store.has_table(name):
-        raise LookupError(f"no vectors for source {source!r} and model {version_id!r}; materialize embeddings first")
+        raise LookupError(
+            f"no vectors for source {source!r} and model {version_id!r}; materialize embeddings "
+            "first"
+        )
     table = store.table(name)
     found = model_versions_in(table)
     if found - {version_id}:
@@ -92,12 +95,15 @@ def build_serving_index(
         _tag(table, table.version)
     table_version = table.version
     tag = serve_tag(table_version)
-    already_pinned = serves_this and pointer["table_name"] == name and pointer["table_version"] == table_version
+    already_pinned = (
+        serves_this and pointer["table_name"] == name and pointer["table_version"] == table_version
+    )
     moved = not already_pinned and (serves_this or (pointer is None and is_default_model))
     # A table that was dropped and rebuilt restarts its version numbers: the pinned version is
     # gone, so the rebuild must be pinned even though its number is lower.
-    target_lost = serves_this and not store.target_exists(pointer["table_name"], pointer["table_version"],
-                                                          pointer["tag"])
+    target_lost = serves_this and not store.target_exists(
+        pointer["table_name"], pointer["table_version"], pointer["tag"]
+    )
     refused_empty = moved and rows == 0 and not serving.serve_empty and pointer is not None
     if refused_empty:  # the operator's choice: keep the last good target; the checks report ERROR
         moved = False
@@ -106,17 +112,33 @@ def build_serving_index(
         if not check.ok:
             raise ConsistencyError(check)
     if moved:  # a refresh only ever moves forward: a slower shard cannot pin an older version
-        moved = store.set_pointer({
-            "source": owner(source), "model_version": version_id, "table_name": name,
-            "table_version": table_version, "tag": tag, "swapped_at": utcnow(), "run_id": run_id,
-            "reason": "refresh" if serves_this else "initial",
-            # a refresh keeps how the source is answered; a first target starts with the default
-            "profile": pointer.get("profile") if serves_this else serving.retrieval.to_json(),
-        }, only_forward=not target_lost)
+        moved = store.set_pointer(
+            {
+                "source": owner(source),
+                "model_version": version_id,
+                "table_name": name,
+                "table_version": table_version,
+                "tag": tag,
+                "swapped_at": utcnow(),
+                "run_id": run_id,
+                "reason": "refresh" if serves_this else "initial",
+                # a refresh keeps how the source is answered; a first target starts with the default
+                "profile": pointer.get("profile") if serves_this else serving.retrieval.to_json(),
+            },
+            only_forward=not target_lost,
+        )
     return IndexReport(
-        source, version_id, name, table_version, rows, _index_type(table), moved,
+        source,
+        version_id,
+        name,
+        table_version,
+        rows,
+        _index_type(table),
+        moved,
         version_id if (moved or serves_this) else (pointer["model_version"] if pointer else None),
-        time.perf_counter() - started, rebuilt=rebuilt, refused_empty=refused_empty,
+        time.perf_counter() - started,
+        rebuilt=rebuilt,
+        refused_empty=refused_empty,
     )
 
 

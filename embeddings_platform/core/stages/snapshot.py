@@ -45,7 +45,9 @@ class SnapshotReport:
 
 def snapshot_id_of(docs: list[Document]) -> str:
     """Content address of a snapshot: equal documents and metadata give an equal id."""
-    lines = sorted(f"{d.doc_id}\x1e{d.content_sha256}\x1e{_metadata_json(d.metadata)}" for d in docs)
+    lines = sorted(
+        f"{d.doc_id}\x1e{d.content_sha256}\x1e{_metadata_json(d.metadata)}" for d in docs
+    )
     return digest("snapshot-v1", *lines)
 
 
@@ -62,12 +64,22 @@ def take_snapshot(
     added = sum(1 for d in current if d not in previous)
     changed = sum(1 for d, v in current.items() if d in previous and previous[d][0] != v[0])
     metadata_changed = sum(
-        1 for d, v in current.items() if d in previous and previous[d][0] == v[0] and previous[d][1] != v[1]
+        1
+        for d, v in current.items()
+        if d in previous and previous[d][0] == v[0] and previous[d][1] != v[1]
     )
     removed = sum(1 for d in previous if d not in current)
     report = SnapshotReport(
-        source.name, snapshot_id, previous_id, len(docs), added, changed, removed,
-        len(docs) - added - changed, metadata_changed, rejected,
+        source.name,
+        snapshot_id,
+        previous_id,
+        len(docs),
+        added,
+        changed,
+        removed,
+        len(docs) - added - changed,
+        metadata_changed,
+        rejected,
         lossy_documents=sum(1 for d in docs if d.lossy),
     )
     now = utcnow()
@@ -76,8 +88,13 @@ def take_snapshot(
         rows = [
             {
                 "quarantine_id": digest(source.name, snapshot_id, r.doc_id, r.reason),
-                "source": source.name, "snapshot_id": snapshot_id, "doc_id": r.doc_id,
-                "reason": r.reason, "sample": r.sample[:200], "detected_at": now, "run_id": run_id,
+                "source": source.name,
+                "snapshot_id": snapshot_id,
+                "doc_id": r.doc_id,
+                "reason": r.reason,
+                "sample": r.sample[:200],
+                "detected_at": now,
+                "run_id": run_id,
             }
             for r in rejected
         ]
@@ -88,13 +105,21 @@ def take_snapshot(
     unique = {d.content_sha256: d.text for d in docs}
     store.upsert(
         texts,
-        pa.Table.from_pylist([{"content_sha256": h, "text": t} for h, t in unique.items()], schema=DOCUMENT_TEXTS),
+        pa.Table.from_pylist(
+            [{"content_sha256": h, "text": t} for h, t in unique.items()], schema=DOCUMENT_TEXTS
+        ),
         "content_sha256",
     )
     manifest = store.table("snapshot_documents", SNAPSHOT_DOCUMENTS, "row_key")
     rows = [
-        {"row_key": f"{source.name}:{snapshot_id}:{doc_id}", "source": source.name,
-         "snapshot_id": snapshot_id, "doc_id": doc_id, "content_sha256": sha, "metadata_json": meta}
+        {
+            "row_key": f"{source.name}:{snapshot_id}:{doc_id}",
+            "source": source.name,
+            "snapshot_id": snapshot_id,
+            "doc_id": doc_id,
+            "content_sha256": sha,
+            "metadata_json": meta,
+        }
         for doc_id, (sha, meta) in current.items()
     ]
     store.upsert(manifest, pa.Table.from_pylist(rows, schema=SNAPSHOT_DOCUMENTS), "row_key")
@@ -102,12 +127,25 @@ def take_snapshot(
     snapshots = store.table("snapshots", SNAPSHOTS, "snapshot_key")
     store.upsert(
         snapshots,
-        pa.Table.from_pylist([{
-            "snapshot_key": f"{source.name}:{snapshot_id}:{now.isoformat()}", "source": source.name,
-            "snapshot_id": snapshot_id, "created_at": now, "run_id": run_id, "documents": len(docs),
-            "added": added, "changed": changed, "removed": removed, "unchanged": report.unchanged,
-            "quarantined": len(rejected), "previous_snapshot_id": previous_id,
-        }], schema=SNAPSHOTS),
+        pa.Table.from_pylist(
+            [
+                {
+                    "snapshot_key": f"{source.name}:{snapshot_id}:{now.isoformat()}",
+                    "source": source.name,
+                    "snapshot_id": snapshot_id,
+                    "created_at": now,
+                    "run_id": run_id,
+                    "documents": len(docs),
+                    "added": added,
+                    "changed": changed,
+                    "removed": removed,
+                    "unchanged": report.unchanged,
+                    "quarantined": len(rejected),
+                    "previous_snapshot_id": previous_id,
+                }
+            ],
+            schema=SNAPSHOTS,
+        ),
         "snapshot_key",
     )
     return report
