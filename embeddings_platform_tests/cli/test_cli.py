@@ -22,7 +22,7 @@ from embeddings_platform.core.store import Store, vectors_table_name
 from embeddings_platform.defs import resources
 from embeddings_platform.testing import DOCS, write_config, write_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # anything a terminal acts on, but "\n"
 
 

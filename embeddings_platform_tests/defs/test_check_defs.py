@@ -39,7 +39,7 @@ from embeddings_platform.defs.runner import materialize_graph
 from embeddings_platform.defs.serving_index import served_staleness_schedule
 from embeddings_platform.testing import write_config
 
-from .test_checks import CANARY
+from ..core.test_checks import CANARY
 
 # the checks of the asset graph (the migration gate has its own tests)
 CHECKS = [

@@ -36,8 +36,7 @@ from embeddings_platform.defs.runner import (
     run_automation_until_quiet,
     run_sensor_requests,
 )
-
-from .conftest import write_config
+from embeddings_platform.testing import write_config
 
 TRIGGER = "embeddings_platform/trigger"
 HASH = {
