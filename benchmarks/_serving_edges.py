@@ -19,17 +19,11 @@ from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.serving import models_in_use
 from embeddings_platform.core.store import Store
 from embeddings_platform.defs.resources import cached_embedder
-from embeddings_platform.testing import DOCS, write_config, write_corpus
+from embeddings_platform.testing import DOCS, hashing_model, write_config, write_corpus
 
 
 def _model(name: str, dimension: int) -> dict:
-    return {
-        "name": name,
-        "kind": "hashing",
-        "dimension": dimension,
-        "max_seq_length": 16,
-        "chunking": {"max_tokens": 12, "overlap": 3},
-    }
+    return hashing_model(name, dimension)
 
 
 def _refresh_all(path: Path) -> None:

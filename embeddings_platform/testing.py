@@ -25,13 +25,20 @@ DOCS = {
     "</body></html>",
 }
 
-HASHING_MODEL = {
-    "name": "hash",
-    "kind": "hashing",
-    "dimension": 256,
-    "max_seq_length": 16,
-    "chunking": {"max_tokens": 12, "overlap": 3},
-}
+
+def hashing_model(name: str = "hash", dimension: int = 256) -> dict:
+    """A registry entry of the deterministic hashing model, with windows small enough that the
+    tiny test documents make several chunks."""
+    return {
+        "name": name,
+        "kind": "hashing",
+        "dimension": dimension,
+        "max_seq_length": 16,
+        "chunking": {"max_tokens": 12, "overlap": 3},
+    }
+
+
+HASHING_MODEL = hashing_model()
 
 
 def write_corpus(folder: Path, docs: dict[str, str]) -> None:

@@ -29,7 +29,7 @@ from embeddings_platform.definitions import defs
 from embeddings_platform.defs.partitions import grid_key
 from embeddings_platform.defs.resources import PlatformResource, cached_embedder
 from embeddings_platform.defs.runner import materialize_graph
-from embeddings_platform.testing import write_config
+from embeddings_platform.testing import hashing_model, write_config
 
 CANARY = [
     {"query": "cat purrs hunts mice", "relevant": ["cats.md"]},
@@ -41,13 +41,7 @@ CANARY = [
 
 
 def _model(name: str, dimension: int) -> dict:
-    return {
-        "name": name,
-        "kind": "hashing",
-        "dimension": dimension,
-        "max_seq_length": 16,
-        "chunking": {"max_tokens": 12, "overlap": 3},
-    }
+    return hashing_model(name, dimension)
 
 
 @pytest.fixture
