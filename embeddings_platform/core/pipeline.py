@@ -17,7 +17,7 @@ from .config import (
     ServingConfig,
     SourceConfig,
 )
-from .models import Embedder, load_tokenizer, model_dimension, model_version
+from .models import Embedder, load_tokenizer, model_dimension, model_version, prepare_model
 from .stages.chunks import ChunkReport, sync_chunks
 from .stages.embeddings import EmbedReport, sync_embeddings
 from .stages.serving_index import (
@@ -70,6 +70,7 @@ def refresh(
     The same calls the Dagster assets make, in order; for benchmarks, scripts and tests
     that do not need the orchestrator.
     """
+    prepare_model(model)  # a distilled or exported version is made once, here in the run
     version = model_version(model)
     store.record_model_spec(version.version_id, model.name, asdict(model))
     snap = take_snapshot(store, source, run_id, documents)

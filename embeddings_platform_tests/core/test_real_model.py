@@ -84,8 +84,12 @@ def test_static_model_is_distilled_locally_chunks_every_token_and_is_its_own_ver
         )
     )
     model, minilm = config.models  # listed first: it serves the source
+    from embeddings_platform.core.models import model_is_prepared, prepare_model
+
+    assert not model_is_prepared(model)  # nothing is distilled by asking for its identity
+    prepare_model(model)
     version = model_version(model)
-    assert (tmp_path / "m2v" / "model.safetensors").exists()  # made on first use, no download
+    assert (tmp_path / "m2v" / "model.safetensors").exists()  # made by prepare, no download
     assert version.version_id != model_version(minilm).version_id
     assert (
         version.backend == "model2vec-static-pca64"
