@@ -330,3 +330,19 @@ def _attribute(segments: list[Segment], t0: float, t1: float) -> dict[str, float
         label = max(active, key=lambda s: PRIORITY.get(s.label, 0)).label if active else "other"
         totals[label] = totals.get(label, 0.0) + (b - a)
     return totals
+
+
+def runs_since(instance, t0: float) -> list[dict]:
+    """Every run created since the save, on the path to serving or not (check runs after it)."""
+    from dagster import RunsFilter
+
+    records = instance.get_run_records(
+        filters=RunsFilter(created_after=_dt(t0 - 1)), order_by="create_timestamp", ascending=True
+    )
+    return [
+        {
+            "job": r.dagster_run.job_name,
+            "trigger": r.dagster_run.tags.get("embeddings_platform/trigger") or "automation",
+        }
+        for r in records
+    ]

@@ -69,7 +69,7 @@ def render(r: dict) -> str:
         for c in CATEGORIES
         if any(m[c] >= 0.05 for m in means)
     ]
-    runs = [f"- {v['name']}: " + _runs_line(v) for v in variants]
+    runs = [f"- {v['name']}: " + _runs_line(v) + _all_runs(v) for v in variants]
     idle = [
         f"- {v['name']}: `source_change_sensor` {_idle(v, 'source_change_sensor')}; "
         f"`embeddings_automation` {_idle(v, 'embeddings_automation')}"
@@ -81,16 +81,17 @@ def render(r: dict) -> str:
         + " |"
         for i, c in enumerate(variants[0]["changes"])
     ]
-    return f"""Command: `{r["command"].strip()}` (commit {r["commit"]}).
-Machine: {r["machine"]}; CPU {r["cpu"]} ({r.get("nproc", 2)} cores, shared with other jobs:
-the load average during each variant is in the table).
+    build = f"{r['build_seconds']:.0f}"
+    return f"""Command: `{r["command"].strip()}`; "this change" is commit {r["commit"]}.
+Machine: {r["machine"]}; CPU {r["cpu"]}, {r.get("nproc", 2)} cores shared with other jobs (load
+average during each variant in the table).
 Data: SciFact's first {r["docs"]:,} abstracts as a `folder` source (one file per abstract), model
-`{r["model"]}`; initial build (untimed, `embeddings-platform materialize`)
-{r["build_seconds"]:.0f} s. Each
-variant runs `dagster dev` (webserver + daemon, deploy/dagster.local.yaml) at the project's default
-intervals on a copy of that build; the same edits and deletes are saved at the same random moments
-(0-30 s after the daemon went quiet). Served = the first `core.serving.search` on the pinned serving
-pointer (polled every 0.5 s) that returns the new text, or no longer returns a deleted document.
+`{r["model"]}`; initial build (untimed, `embeddings-platform materialize`) {build} s.
+Each variant runs `dagster dev` (webserver + daemon, its deploy/dagster.local.yaml) at its
+default intervals on a copy of that build; the same edits and deletes are saved at the same
+random moments (0-30 s after the daemon went quiet). Served = the first `core.serving.search` on
+the pinned serving pointer (polled every 0.5 s) that returns the new text, or no longer returns
+a deleted document. {_headline(variants)}
 
 **Save to served, seconds**
 
@@ -105,7 +106,7 @@ events; each instant counted once, for the activity on the path to serving)
 | --- | {" | ".join("---:" for _ in names)} |
 {chr(10).join(parts)}
 
-Runs one edit took:
+Runs on the path from save to served (first edit; check runs after it are not listed):
 {chr(10).join(runs)}
 
 Idle cost of the daemon (ticks that requested nothing, mean seconds and how often they come):
@@ -119,6 +120,22 @@ Idle cost of the daemon (ticks that requested nothing, mean seconds and how ofte
 
 </details>
 """
+
+
+def _all_runs(variant: dict) -> str:
+    counts = [len(c["runs"]) for c in variant["changes"] if "runs" in c]
+    if not counts:
+        return ""
+    return f" ({sum(counts) / len(counts):.1f} runs per change in all, until the daemon was quiet)"
+
+
+def _headline(variants: list[dict]) -> str:
+    if len(variants) < 2:
+        return ""
+    (a, b) = (summary(variants[0])["all"], summary(variants[-1])["all"])
+    return (
+        f"**p50 {_f(a['p50'])} s -> {_f(b['p50'])} s, p95 {_f(a['p95'])} s -> {_f(b['p95'])} s.**"
+    )
 
 
 def _idle(variant: dict, name: str) -> str:

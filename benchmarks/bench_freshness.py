@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _dagster_dev import DagsterDev, breakdown, wait_quiet  # noqa: E402
+from _dagster_dev import DagsterDev, breakdown, runs_since, wait_quiet  # noqa: E402
 from _freshness_changes import SOURCE, Load, one_change, plan_changes  # noqa: E402
 from _results import OUT, ROOT, SCIFACT, bench_main, machine  # noqa: E402
 
@@ -78,19 +78,27 @@ def _write_source(folder: Path, docs: int | None) -> list[str]:
     return ids
 
 
-def _registry(folder: Path, model: dict) -> Path:
-    """The registry of one copy: storage, source and model; refresh at the project's defaults."""
+def _registry(folder: Path, model: dict, refresh: dict | None = None) -> Path:
+    """The registry of one copy: storage, source and model; refresh at the project's defaults
+    unless --sensor-interval / --automation-interval set them."""
     path = folder / "platform.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "storage": {"uri": str(folder / "lancedb")},
-                "sources": [{"name": SOURCE, "kind": "folder", "path": str(folder / "source")}],
-                "models": [model],
-            }
-        )
-    )
+    registry = {
+        "storage": {"uri": str(folder / "lancedb")},
+        "sources": [{"name": SOURCE, "kind": "folder", "path": str(folder / "source")}],
+        "models": [model],
+    }
+    if refresh:
+        registry["refresh"] = refresh
+    path.write_text(yaml.safe_dump(registry))
     return path
+
+
+def _refresh(args) -> dict:
+    chosen = {
+        "sensor_interval_seconds": args.sensor_interval,
+        "automation_interval_seconds": args.automation_interval,
+    }
+    return {k: v for k, v in chosen.items() if v is not None}
 
 
 def _env(code_root: Path, home: Path, registry: Path) -> dict[str, str]:
@@ -133,7 +141,9 @@ def _variant(
 
     folder = work / name.split()[0]
     shutil.copytree(build, folder, symlinks=True)
-    registry = _registry(folder, MODELS[args.model])
+    # interval options are this code's settings: older code may not know them
+    refresh = None if name.startswith("baseline") else _refresh(args)
+    registry = _registry(folder, MODELS[args.model], refresh)
     home = folder / "home"
     shutil.copy(code_root / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
     server = DagsterDev(
@@ -151,7 +161,14 @@ def _variant(
             t0, seconds = one_change(folder, store, embed, step, args.timeout)
             wait_quiet(instance)
             parts = breakdown(instance, SOURCE, t0, t0 + seconds) if seconds is not None else None
-            results.append({**step, "seconds": seconds and round(seconds, 2), "breakdown": parts})
+            results.append(
+                {
+                    **step,
+                    "seconds": seconds and round(seconds, 2),
+                    "breakdown": parts,
+                    "runs": runs_since(instance, t0),
+                }
+            )
             print(
                 f"[{name}] {i + 1}/{len(plan)} {step['kind']} {step['id']}: "
                 f"{'timeout' if seconds is None else f'{seconds:.1f} s'}",
@@ -297,18 +314,45 @@ def main(argv: list[str] | None = None) -> int:
             "--baseline-ref", default=None, help="also measure this git revision's code"
         )
         parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+        parser.add_argument(
+            "--sensor-interval",
+            type=int,
+            default=None,
+            help="refresh.sensor_interval_seconds (default: the project's)",
+        )
+        parser.add_argument(
+            "--automation-interval",
+            type=int,
+            default=None,
+            help="refresh.automation_interval_seconds (default: the project's)",
+        )
+
+    import argparse
 
     smoke = lambda args: args.docs is not None and args.docs < 1000  # noqa: E731
+    # intervals other than the defaults keep their own saved result and RESULTS.md section
+    probe = argparse.ArgumentParser(add_help=False)
+    arguments(probe)
+    chosen = probe.parse_known_args(argv)[0]
+    tail = "".join(
+        f"-{kind}{value}"
+        for kind, value in (("s", chosen.sensor_interval), ("a", chosen.automation_interval))
+        if value
+    )
+    title = "Freshness: save to served under `dagster dev`"
+    if tail:
+        title += f", intervals sensor {chosen.sensor_interval or 'default'} s / automation "
+        title += f"{chosen.automation_interval or 'default'} s"
     return bench_main(
         argv,
         __doc__,
-        "freshness",
-        "Freshness: save to served under `dagster dev`",
+        f"freshness{tail}",
+        title,
         run,
         render,
         arguments,
         smoke=smoke,
-        key="bench_freshness",
+        key=f"bench_freshness{tail}",
     )
 
 

@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark in turn; each rewrites its own section of RESULTS.md.
 
-    .venv/bin/python benchmarks/run_all.py            # everything (about an hour on 2 cores)
+    .venv/bin/python benchmarks/run_all.py            # everything (about 90 minutes on 2 cores)
     .venv/bin/python benchmarks/run_all.py scifact    # only the steps whose name contains 'scifact'
 
 Benchmarks run one after another, never in parallel: they measure wall time on a shared
@@ -27,6 +27,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("scale", ["bench_scale.py"]),
     ("shards", ["bench_shards.py"]),
     ("langchain", ["bench_langchain.py"]),
+    ("freshness", ["bench_freshness.py"]),
 ]
 
 
