@@ -82,13 +82,15 @@ def render(r: dict) -> str:
         for i, c in enumerate(variants[0]["changes"])
     ]
     build = f"{r['build_seconds']:.0f}"
+    chosen = ", ".join(f"`{k}: {v}`" for k, v in (r.get("refresh") or {}).items())
+    intervals = f"with refresh {chosen}" if chosen else "at its default intervals"
     return f"""Command: `{r["command"].strip()}`; "this change" is commit {r["commit"]}.
 Machine: {r["machine"]}; CPU {r["cpu"]}, {r.get("nproc", 2)} cores shared with other jobs (load
 average during each variant in the table).
 Data: SciFact's first {r["docs"]:,} abstracts as a `folder` source (one file per abstract), model
 `{r["model"]}`; initial build (untimed, `embeddings-platform materialize`) {build} s.
-Each variant runs `dagster dev` (webserver + daemon, its deploy/dagster.local.yaml) at its
-default intervals on a copy of that build; the same edits and deletes are saved at the same
+Each variant runs `dagster dev` (webserver + daemon, its deploy/dagster.local.yaml) {intervals}
+on a copy of that build; the same edits and deletes are saved at the same
 random moments (0-30 s after the daemon went quiet). Served = the first `core.serving.search` on
 the pinned serving pointer (polled every 0.5 s) that returns the new text, or no longer returns
 a deleted document. {_headline(variants)}

@@ -251,6 +251,7 @@ def run(args) -> dict:
         "build_seconds": round(build_seconds, 1),
         "variants": variants,
         "commit": commit,
+        "refresh": _refresh(args),
         "nproc": os.cpu_count(),
     }
     if args.docs is not None and args.docs < 1000:  # a smoke run: printed, not recorded
