@@ -21,6 +21,7 @@ from .config import MigrationConfig, PlatformConfig
 from .evaluation import LabelledQuery, evaluate, table_retriever
 from .models import model_version
 from .retrieval import RetrievalProfile
+from .serving import retained_targets
 from .sharding import owner
 from .stages.serving_index import MixedModelVersionsError, model_versions_in
 from .store import Store, latest_serve_tag, serve_tag, utcnow, vectors_table_name
@@ -311,24 +312,12 @@ class CleanupReport:
     bytes_removed: int = 0
 
 
-def retained_targets(store: Store, retention_hours: float, now: datetime) -> set[tuple[str, int]]:
-    """(table, version) pairs that serve now or stopped serving within the retention window."""
-    keep = {(p["table_name"], p["table_version"]) for p in store.pointers()}
-    window = timedelta(hours=retention_hours)
-    for pointer in store.pointers():
-        events = store.pointer_history(pointer["source"])
-        for event, successor in zip(events, events[1:]):
-            if now - successor["swapped_at"] <= window:
-                keep.add((event["table_name"], event["table_version"]))
-    return keep
-
-
 def cleanup(store: Store, config: PlatformConfig, now: datetime | None = None) -> CleanupReport:
     """Retention expiry: drop tables of unregistered model versions nothing retains, delete expired
     serve tags, and remove table versions older than the window (tagged ones are kept)."""
     now = now or utcnow()
     hours = config.serving.retention_hours
-    keep = retained_targets(store, hours, now)
+    keep = {(t["table_name"], t["table_version"]) for t in retained_targets(store, hours, now)}
     registered = {model_version(m).version_id for m in config.models}
     report = CleanupReport()
     for name in store.table_names():

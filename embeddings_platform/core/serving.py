@@ -137,18 +137,24 @@ def models_in_use(
     return models
 
 
-def versions_in_use(store: Store, retention_hours: float, now=None) -> set[str]:
-    """Model versions that serve a source now or stopped serving within the retention window."""
+def retained_targets(store: Store, retention_hours: float, now=None) -> list[dict[str, Any]]:
+    """The pointer rows that serve now, and the history rows that stopped serving within the
+    retention window: what rollback may restore and cleanup must keep."""
     now = now or utcnow()
     window = timedelta(hours=retention_hours)
-    versions = set()
+    targets = []
     for pointer in store.pointers():
-        versions.add(pointer["model_version"])
+        targets.append(pointer)
         events = store.pointer_history(pointer["source"])
-        for event, successor in zip(events, events[1:]):
-            if now - successor["swapped_at"] <= window:
-                versions.add(event["model_version"])
-    return versions
+        targets.extend(
+            e for e, successor in zip(events, events[1:]) if now - successor["swapped_at"] <= window
+        )
+    return targets
+
+
+def versions_in_use(store: Store, retention_hours: float, now=None) -> set[str]:
+    """Model versions that serve a source now or stopped serving within the retention window."""
+    return {t["model_version"] for t in retained_targets(store, retention_hours, now)}
 
 
 def search(

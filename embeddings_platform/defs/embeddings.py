@@ -47,8 +47,9 @@ from .resources import PlatformResource
 def model_to_build(context: AssetExecutionContext, config: PlatformConfig, store, version_id: str):
     """The settings of a version to refresh, or None for a retired one: unregistered and neither
     serving nor restorable by a rollback, so it no longer needs to follow the source."""
-    if registered_model_for(config, version_id) is not None:
-        return registered_model_for(config, version_id)
+    registered = registered_model_for(config, version_id)
+    if registered is not None:
+        return registered
     if version_id not in versions_in_use(store, config.serving.retention_hours):
         context.log.info(
             f"model version {version_id} is retired (not registered, not serving, past "
