@@ -20,6 +20,7 @@ from .core.config import CONFIG_ENV
 from .defs import (
     chunks,
     embeddings,
+    gate_reruns,
     maintenance,
     preparation,
     sensors,
@@ -49,13 +50,14 @@ platform = (
 defs = Definitions(
     assets=map_asset_specs(lambda spec: apply_freshness_policy(spec, FRESHNESS), ASSETS),
     asset_checks=[*embeddings.CHECKS_DEFS, *serving_index.CHECKS_DEFS],
-    sensors=[*sensors.SENSORS],
+    sensors=[*sensors.SENSORS, *gate_reruns.SENSORS],
     schedules=[*serving_index.SCHEDULES, *sensors.SCHEDULES, *maintenance.SCHEDULES],
     jobs=[
         *snapshot.JOBS,
         *embeddings.JOBS,
         *serving_index.JOBS,
         *sensors.JOBS,
+        *gate_reruns.JOBS,
         *maintenance.JOBS,
         *preparation.JOBS,
     ],

@@ -70,6 +70,13 @@ class GateReport:
     serving_table_version: int = 0
 
     @property
+    def serving_target(self) -> str:
+        """What this gate compared with (see `serving_target`)."""
+        if not self.serving_version:
+            return ""
+        return f"{self.serving_version} {self.serving_profile}"
+
+    @property
     def metadata(self) -> dict[str, float | int]:
         """Numbers the UI plots: both sides and their difference."""
         return {
@@ -84,6 +91,15 @@ class GateReport:
             "ndcg_delta": round(self.candidate_ndcg - self.serving_ndcg, 4),
             "evaluable": int(self.evaluable),
         }
+
+
+def serving_target(pointer: dict | None) -> str:
+    """What serves a source as far as a gate is concerned: model version and retrieval profile.
+    A gate evaluated against another target is out of date (swap, rollback, profile change)."""
+    if pointer is None:
+        return ""
+    profile = RetrievalProfile.from_json(pointer.get("profile"))
+    return f"{pointer['model_version']} {profile.profile_id}"
 
 
 def evaluate_gate(

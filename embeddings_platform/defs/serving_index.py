@@ -23,7 +23,7 @@ from dagster import (
 from ..core import checks as core
 from ..core.config import PlatformConfig
 from ..core.evaluation import labelled_queries
-from ..core.migration import evaluate_gate, query_embedders, swap
+from ..core.migration import evaluate_gate, query_embedders, serving_target, swap
 from ..core.models import model_dimension
 from ..core.serving import (
     model_for_version,
@@ -248,7 +248,7 @@ def migration_gate(
     if pointer is not None and pointer["model_version"] == version_id:
         return AssetCheckResult(
             passed=True,
-            metadata={"serving": 1, "passed": 1},
+            metadata={"serving": 1, "passed": 1, "serving_target": serving_target(pointer)},
             description="this model version serves the source; nothing to gate",
         )
     report = evaluate_gate(
@@ -284,6 +284,7 @@ def migration_gate(
             "serving": 0,
             "summary": MetadataValue.text(summary),
             "serving_model_version": MetadataValue.text(report.serving_version or ""),
+            "serving_target": MetadataValue.text(report.serving_target),
             "serving_table_version": MetadataValue.text(str(report.serving_table_version)),
             "candidate_profile": MetadataValue.text(report.candidate_profile),
         },

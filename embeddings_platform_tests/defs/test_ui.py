@@ -70,6 +70,7 @@ SOURCE = "notes"
 STOPPED = [
     ("sensor", "source_change_sensor"),
     ("sensor", "embeddings_automation"),
+    ("sensor", "gate_rerun_sensor"),
     ("schedule", "served_staleness_schedule"),
     ("schedule", "consistency_sweep_schedule"),
     ("schedule", "retention_cleanup_schedule"),
