@@ -286,9 +286,11 @@ s excluded from both):
 {r["embeddings_step_seconds"]:.1f} |
 | **ratio** (target <= 1.10) | **{r["embed_ratio"]:.3f}**: {ok(r["embed_ratio"] <= 1.10)} |
 
-**Refresh cost** against the full run in the same process (full = snapshot + chunks run and \
-embeddings +
-serving_index run with their checks: {r["full_seconds"]:.1f} s):
+**Refresh cost, warm in one process** (model pre-loaded, runs in-process: not the path users \
+run; the users'-path figures, 3 runs each, are in the section "SciFact refresh cost on the \
+users' path" from bench_refresh.py), against the full run in the same process (full = snapshot \
++ chunks run and embeddings + serving_index run with their checks: {r["full_seconds"]:.1f} s; \
+one run each):
 
 | refresh | model texts embedded | seconds | share of full | target |
 | --- | ---: | ---: | ---: | --- |

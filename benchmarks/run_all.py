@@ -27,6 +27,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("scale", ["bench_scale.py"]),
     ("shards", ["bench_shards.py"]),
     ("langchain", ["bench_langchain.py"]),
+    ("refresh-users-path", ["bench_refresh.py"]),
     ("freshness", ["bench_freshness.py"]),
 ]
 
