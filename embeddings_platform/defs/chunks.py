@@ -4,6 +4,7 @@ from dagster import (
     AssetExecutionContext,
     DataVersion,
     MaterializeResult,
+    MetadataValue,
     asset,
 )
 
@@ -43,7 +44,7 @@ def chunks(context: AssetExecutionContext, platform: PlatformResource) -> Materi
     by_strategy = {model_version(m).chunking_strategy: m for m in reversed(in_use)}
     metadata: dict[str, object] = {
         "snapshot_id": snapshot["snapshot_id"],
-        "strategies": len(by_strategy),
+        "strategies": MetadataValue.text(", ".join(sorted(by_strategy))),
     }
     totals = {
         "documents_chunked": 0,

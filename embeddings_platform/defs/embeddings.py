@@ -12,6 +12,7 @@ from dagster import (
     DataVersion,
     Jitter,
     MaterializeResult,
+    MetadataValue,
     RetryPolicy,
     asset,
     asset_check,
@@ -154,9 +155,10 @@ def _embed(context, platform: PlatformResource, progress: EmbedProgress) -> Mate
             "embed_seconds": round(report.embed_seconds, 3),
             "model_load_seconds": round(progress.load_seconds, 3),  # 0: no model was needed
             "model_version": version_id,
-            "dimension": report.dimension or 0,
+            # identities: text, not plotted (a plot of a constant is noise)
+            "dimension": MetadataValue.text(str(report.dimension or "unknown")),
             "table": report.table_name,
-            "table_version": report.table_version or 0,
+            "table_version": MetadataValue.text(str(report.table_version or "none")),
             "summary": _markdown_table(counts),
         },
         # rows, not indexes: serving_index's own index commits must not look like new data
@@ -221,7 +223,6 @@ def embeddings_staleness(
 embed_job = define_asset_job(
     "embed_job",
     selection=AssetSelection.assets("embeddings", "serving_index"),
-    partitions_def=source_model_partitions,
     description=(
         "Embed and index one (source or shard, model version) partition, with its checks. "
         "Backfill it over the shard partitions of a source for a full embed or a migration: "

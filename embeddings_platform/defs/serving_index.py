@@ -43,8 +43,10 @@ from .conditions import AFTER_DATA_CHANGE, ON_UPSTREAM_CHANGE
 from .embeddings import model_to_build
 from .partitions import source_model_partitions
 from .resources import PlatformResource
-from .results import to_result
+from .results import as_metadata, to_result
 from .settings import CHECKS
+
+GATE_FACTS = ("queries", "k", "passed", "evaluable")  # settings and flags: text, not plotted
 
 
 @asset(
@@ -74,7 +76,7 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
         source,
         version_id,
         config.serving,
-        context.run_id,
+        context.run.run_id,
         is_default_model=model.name == config.serving_model(source),
         expected_dimension=model_dimension(model),  # the pointer only moves to a consistent table
     )
@@ -85,7 +87,7 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
             "rows": report.rows,
             "index_type": report.index_type,
             "table": report.table_name,
-            "table_version": report.table_version,
+            "table_version": MetadataValue.text(str(report.table_version)),
             "pointer_moved": report.pointer_moved,
             "serving_model_version": report.serving_model_version or "",
             "rebuilt": report.rebuilt,
@@ -169,7 +171,8 @@ def served_staleness(
     automation_condition=AFTER_DATA_CHANGE,
     description=(
         "recall@k of the ANN index against exact search on the same table version, sampled stored "
-        "vectors as queries; ERROR below checks.ann_recall.floor. Exact search reports 1.0."
+        "vectors as queries; ERROR below checks.ann_recall.floor. Without an ANN index (exact "
+        "search) there is nothing to evaluate: it passes and says so, with no recall figure."
     ),
 )
 def ann_recall(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
@@ -191,7 +194,8 @@ def ann_recall(context: AssetCheckExecutionContext, platform: PlatformResource) 
     description=(
         "recall@k, nDCG@k and ragas ID-based context recall/precision of the source's labelled "
         "queries through the served index, against the first passing result (baseline): WARN past "
-        "a 2-point drop, ERROR past checks.retrieval.drop_points.error."
+        "a 2-point drop, ERROR past checks.retrieval.drop_points.error. WARN (nothing to "
+        "evaluate, no figures) for a source without labelled queries."
     ),
 )
 def retrieval_recall(
@@ -210,7 +214,7 @@ def retrieval_recall(
         model = model_for_version(config, store, version_id)
     except LookupError as exc:  # queries cannot be embedded without the model
         report = core.RetrievalReport(
-            source, version_id, "", 0, severity=core.WARN, problems=[str(exc)]
+            source, version_id, "", 0, severity=core.WARN, evaluated=False, note=str(exc)
         )
         return to_result(report, "retrieval recall")
     # loaded only if a query is not in the query-vector cache yet
@@ -248,7 +252,7 @@ def migration_gate(
     if pointer is not None and pointer["model_version"] == version_id:
         return AssetCheckResult(
             passed=True,
-            metadata={"serving": 1, "passed": 1},
+            metadata=as_metadata({"serving": True, "evaluable": False}),
             description="this model version serves the source; nothing to gate",
         )
     report = evaluate_gate(
@@ -273,20 +277,31 @@ def migration_gate(
     elif report.passed:
         summary = "gate passed: may swap in (embeddings-platform migrate --source S --model M)"
     elif not report.evaluable:  # nothing to judge by is not a failure of the candidate
-        summary = "; ".join(report.reasons)
+        summary = "nothing to evaluate: " + "; ".join(report.reasons)
     else:
         summary = "gate failed: " + "; ".join(report.reasons)
     return AssetCheckResult(
         passed=report.passed,
         severity=AssetCheckSeverity.ERROR if report.evaluable else AssetCheckSeverity.WARN,
         metadata={
-            **report.metadata,
-            "serving": 0,
-            "summary": MetadataValue.text(summary),
-            "serving_model_version": MetadataValue.text(report.serving_version or ""),
-            "serving_table_version": MetadataValue.text(str(report.serving_table_version)),
-            "candidate_profile": MetadataValue.text(report.candidate_profile),
-        },
+            # measured only when evaluable: no zeros posing as recall of a gate never run
+            **{k: v for k, v in report.metadata.items() if k not in GATE_FACTS},
+            **as_metadata(
+                {
+                    "serving": False,
+                    "evaluable": report.evaluable,
+                    "passed": report.passed,
+                    "queries": str(report.queries),
+                    "k": str(report.k),
+                    "summary": summary,
+                    "serving_model_version": report.serving_version or "",
+                    "serving_table_version": str(report.serving_table_version),
+                    "candidate_profile": report.candidate_profile,
+                }
+            ),
+        }
+        if report.evaluable
+        else as_metadata({"serving": False, "evaluable": False, "summary": summary}),
         description=summary[:1000],
     )
 
@@ -294,7 +309,6 @@ def migration_gate(
 staleness_job = define_asset_job(
     "served_staleness_job",
     selection=AssetSelection.checks(served_staleness),
-    partitions_def=source_model_partitions,
     description="The time-based staleness check of every served (source, model version).",
 )
 

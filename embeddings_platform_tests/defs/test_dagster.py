@@ -2,7 +2,14 @@
 
 import json
 
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    FloatMetadataValue,
+    IntMetadataValue,
+    TextMetadataValue,
+    materialize,
+)
 
 from embeddings_platform import cli
 from embeddings_platform.core.models import model_version
@@ -37,6 +44,17 @@ def test_full_materialization_with_ephemeral_instance(config_path, config, embed
     assert events.partition == key
     assert events.metadata["embedded"].value == CHUNKS_OF_DOCS
     assert events.metadata["model_version"].value == version_id
+    # what changes over time plots (ints, floats); identities are text, not a flat line
+    plotted = {
+        k
+        for k, v in events.metadata.items()
+        if isinstance(v, (IntMetadataValue, FloatMetadataValue))
+    }
+    assert {"embedded", "vectors", "embed_seconds", "chunks_per_second"} <= plotted
+    assert not plotted & {"dimension", "table_version", "model_version"}
+    assert events.metadata["dimension"] == TextMetadataValue("256")
+    served = instance.get_latest_materialization_event(AssetKey("serving_index"))
+    assert isinstance(served.asset_materialization.metadata["table_version"], TextMetadataValue)
     calls = embedder.calls
     # second run of the embeddings cell: nothing to embed, no model call
     again = materialize(
