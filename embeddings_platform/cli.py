@@ -29,20 +29,15 @@ from .cli_output import (
     table_error,
 )
 from .core.config import (
-    CONFIG_ENV,
-    CONFIG_NAME,
     ConfigError,
     SourceError,
-    find_config,
     load_config,
 )
 from .core.serving import (
     NotServingError,
     TableReadError,
-    embedder_query_function,
     lineage,
     reading,
-    search,
     source_problem,
     status,
 )
@@ -60,12 +55,11 @@ def _dagster_home(config) -> Path:
     return home.resolve()
 
 
-def _search(config, source: str, query: str, k: int, mode: str):
-    from .defs.resources import cached_embedder
+def _search(config, source: str, query: str, k: int, mode: str | None):
+    """Through the Python API: the model is loaded once per process (api.Searcher)."""
+    from .api import Searcher
 
-    store = Store(config.storage_uri)
-    embed = embedder_query_function(config, store, cached_embedder, query)
-    return search(store, source, query, k, embed, mode)
+    return Searcher(config).search(query, source, k, mode)
 
 
 def _registered(chosen: list[str] | None, known: list[str], what: str, config) -> list[str]:
@@ -183,7 +177,9 @@ def cmd_lineage(args, config) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embeddings-platform", description=__doc__)
     parser.add_argument(
-        "--config", help="registry YAML (default: $EMBEDDINGS_PLATFORM_CONFIG or the bundled one)"
+        "--config",
+        help="registry YAML (default: embeddings_platform.yaml in this folder or the nearest "
+        "parent, else $EMBEDDINGS_PLATFORM_CONFIG)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -280,15 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_path(given: str | None):
     """--config, else embeddings_platform.yaml here or in a parent folder (as git finds its
     repository), else $EMBEDDINGS_PLATFORM_CONFIG; never a file the user did not point at."""
-    if given:
-        return given
-    found = find_config()
-    if found is None:
-        raise ConfigError(
-            f"config: no {CONFIG_NAME} in {Path.cwd()} or its parents and "
-            f"${CONFIG_ENV} is not set; run where it is, or pass --config"
-        )
-    return found
+    from .api import resolve_config
+
+    return resolve_config(given)
 
 
 def _where(config) -> str:

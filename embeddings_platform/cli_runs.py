@@ -67,7 +67,7 @@ def run_lines(result) -> list[str]:
         where = _where(materialization.partition or "")
         took = seconds.get(event.step_key)
         lines.append(
-            f"  {where:<36} {asset:<16} {describe(asset, meta, where)}"
+            f"  {where:<40} {asset:<16} {describe(asset, meta, where)}"
             + (f" ({took:.1f} s)" if took is not None else "")
         )
     checks = result.get_asset_check_evaluations()
@@ -78,9 +78,9 @@ def run_lines(result) -> list[str]:
             text += "; not passed: " + ", ".join(
                 f"{c.check_name} ({c.severity.value})" for c in failed
             )
-        lines.append(f"  {where:<36} {'checks':<16} {text}")
+        lines.append(f"  {where:<40} {'checks':<16} {text}")
     for failure in result.get_step_failure_events():
-        lines.append(f"  {where:<36} {failure.step_key:<16} FAILED (see the Dagster log)")
+        lines.append(f"  {where:<40} {failure.step_key:<16} FAILED (see the Dagster log)")
     return [clean(line) for line in lines]
 
 

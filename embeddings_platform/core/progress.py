@@ -9,7 +9,6 @@ counts embedding time only, never the model load. Pure Python: the Dagster layer
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Callable
@@ -45,6 +44,7 @@ class EmbedProgress:
         self.embed_seconds = 0.0
         self.load_seconds = 0.0
         self._loading_since: float | None = None
+        self._batch_done_at = self._started
         self.lines = 0
 
     # --- what sync_embeddings tells it ------------------------------------------------------
@@ -68,6 +68,7 @@ class EmbedProgress:
     def embedded(self, done: int, embed_seconds: float) -> None:
         with self._lock:
             self.done, self.embed_seconds = done, embed_seconds
+            self._batch_done_at = self._clock()
 
     # --- the lines ----------------------------------------------------------------------------
 
@@ -89,7 +90,9 @@ class EmbedProgress:
                 )
             if self.done == 0:
                 return f"embedding {self.to_embed} chunks: first batch running ({elapsed:.0f} s)"
-            left = (self.to_embed - self.done) / self.rate if self.rate > 0 else math.nan
+            # the time left counts down while a batch runs (its chunks are not done yet)
+            since = self._clock() - self._batch_done_at
+            left = max(0.0, (self.to_embed - self.done) / self.rate - since)
             return (
                 f"embedded {self.done}/{self.to_embed} chunks ({self.done / self.to_embed:.0%}), "
                 f"{self.rate:.1f} chunks/s, about {left:.0f} s left"

@@ -53,7 +53,7 @@ def test_materialize_prints_a_short_account_and_logs_the_rest_to_a_named_file(tm
     assert len(out) <= 30, done.stdout  # short: a line per step, the table, three hits
     assert not [line for line in out if NOISE.search(line)], done.stdout
     assert out[0] == f"config {path}, storage {tmp_path / 'lancedb'}"
-    steps = {line[39:56].strip(): line for line in out if line.startswith("  notes")}
+    steps = {line[43:60].strip(): line for line in out if line.startswith("  notes")}
     assert [s for s in steps if s != "checks"] == list(ASSETS)  # one line per step
     assert len([line for line in out if line.startswith("  notes")]) == len(ASSETS) + 2
     assert "8 embedded, 0 unchanged, 0 deleted" in steps["embeddings"]

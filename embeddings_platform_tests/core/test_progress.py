@@ -141,3 +141,5 @@ def test_each_line_says_where_the_step_is():
     assert progress.line() == "embedding 1000 chunks: first batch running (20 s)"
     progress.embedded(250, 10.0)  # 25 chunks/s of embedding time: 750 left take 30 s
     assert progress.line() == "embedded 250/1000 chunks (25%), 25.0 chunks/s, about 30 s left"
+    now[0] = 132.0  # the next batch has run 12 s: the estimate counts down meanwhile
+    assert progress.line() == "embedded 250/1000 chunks (25%), 25.0 chunks/s, about 18 s left"
