@@ -4,7 +4,6 @@ ANN recall, retrieval recall), the migration gate, and the served-staleness sche
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetExecutionContext,
     AssetSelection,
     DataVersion,
@@ -22,8 +21,6 @@ from dagster import (
 
 from ..core import checks as core
 from ..core.config import PlatformConfig
-from ..core.evaluation import labelled_queries
-from ..core.migration import evaluate_gate, query_embedders, swap
 from ..core.models import model_dimension
 from ..core.serving import (
     model_for_version,
@@ -41,12 +38,11 @@ from .common import (
 )
 from .conditions import AFTER_DATA_CHANGE, ON_UPSTREAM_CHANGE
 from .embeddings import model_to_build
+from .migration_gate import labelled, migration_gate
 from .partitions import source_model_partitions
 from .resources import PlatformResource
-from .results import as_metadata, to_result
+from .results import to_result
 from .settings import CHECKS
-
-GATE_FACTS = ("queries", "k", "passed", "evaluable")  # settings and flags: text, not plotted
 
 
 @asset(
@@ -80,7 +76,7 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
         is_default_model=model.name == config.serving_model(source),
         expected_dimension=model_dimension(model),  # the pointer only moves to a consistent table
     )
-    preview = _sample_search(platform, config, source, report)
+    preview = _sample_search(context, platform, config, source, report)
     return MaterializeResult(
         metadata={
             **preview,
@@ -98,9 +94,11 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
     )
 
 
-def _sample_search(platform: PlatformResource, config: PlatformConfig, source: str, report) -> dict:
+def _sample_search(context, platform, config: PlatformConfig, source: str, report) -> dict:
     """A Markdown preview of what the index returns for the source's first labelled query."""
-    queries = labelled_queries(config.source(source))
+    queries, problem = labelled(config, source)
+    if problem:
+        context.log.warning(f"no sample search: {problem}")
     if not queries or not report.rows:
         return {}
     query = queries[0].text
@@ -203,8 +201,13 @@ def retrieval_recall(
 ) -> AssetCheckResult:
     config = platform.load()
     source, version_id = grid_of(context)
-    queries = labelled_queries(config.source(source))
+    queries, problem = labelled(config, source)
     store = platform.store(config)
+    if problem:
+        report = core.RetrievalReport(
+            source, version_id, "", 0, severity=core.ERROR, evaluated=False, note=problem
+        )
+        return to_result(report, "retrieval recall")
     if not queries:
         return to_result(
             core.retrieval_recall(store, source, version_id, [], lambda texts: None, config.checks),
@@ -228,82 +231,6 @@ def retrieval_recall(
         run_id=context.run.run_id,
     )
     return to_result(report, "retrieval recall")
-
-
-@asset_check(
-    asset=serving_index,
-    name="migration_gate",
-    partitions_def=source_model_partitions,
-    automation_condition=AFTER_DATA_CHANGE,
-    description=(
-        "For a model version that does not serve its source: recall@k and nDCG@k of its index "
-        "on the source's labelled queries against the serving index. Fails (ERROR) when the "
-        "candidate is worse than migration.max_recall_drop / max_ndcg_drop allow; only a "
-        "passing candidate may swap in. WARN (not evaluable) without labelled queries."
-    ),
-)
-def migration_gate(
-    context: AssetCheckExecutionContext, platform: PlatformResource
-) -> AssetCheckResult:
-    config = platform.load()
-    source, version_id = grid_of(context)
-    store = platform.store(config)
-    pointer = store.pointer(source)
-    if pointer is not None and pointer["model_version"] == version_id:
-        return AssetCheckResult(
-            passed=True,
-            metadata=as_metadata({"serving": True, "evaluable": False}),
-            description="this model version serves the source; nothing to gate",
-        )
-    report = evaluate_gate(
-        store,
-        source,
-        version_id,
-        labelled_queries(config.source(source)),
-        query_embedders(store, config, platform.embedder),
-        config.migration,
-    )
-    if report.passed and config.migration.promote == "auto":  # the operator chose: a pass swaps
-        row = swap(
-            store,
-            report,
-            run_id=context.run.run_id,
-            expected_dimension=model_dimension(model_for_version(config, store, version_id)),
-        )
-        summary = (
-            "gate passed: swapped in (migration.promote: auto) at "
-            f"{row['table_name']}@v{row['table_version']}"
-        )
-    elif report.passed:
-        summary = "gate passed: may swap in (embeddings-platform migrate --source S --model M)"
-    elif not report.evaluable:  # nothing to judge by is not a failure of the candidate
-        summary = "nothing to evaluate: " + "; ".join(report.reasons)
-    else:
-        summary = "gate failed: " + "; ".join(report.reasons)
-    return AssetCheckResult(
-        passed=report.passed,
-        severity=AssetCheckSeverity.ERROR if report.evaluable else AssetCheckSeverity.WARN,
-        metadata={
-            # measured only when evaluable: no zeros posing as recall of a gate never run
-            **{k: v for k, v in report.metadata.items() if k not in GATE_FACTS},
-            **as_metadata(
-                {
-                    "serving": False,
-                    "evaluable": report.evaluable,
-                    "passed": report.passed,
-                    "queries": str(report.queries),
-                    "k": str(report.k),
-                    "summary": summary,
-                    "serving_model_version": report.serving_version or "",
-                    "serving_table_version": str(report.serving_table_version),
-                    "candidate_profile": report.candidate_profile,
-                }
-            ),
-        }
-        if report.evaluable
-        else as_metadata({"serving": False, "evaluable": False, "summary": summary}),
-        description=summary[:1000],
-    )
 
 
 staleness_job = define_asset_job(
