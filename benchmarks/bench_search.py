@@ -1,6 +1,6 @@
 """Search latency, cold and warm, with the real MiniLM on the bundled default corpus.
 
-    .venv/bin/python benchmarks/bench_search.py            # about 3 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_search.py   # about 5 minutes on 2 shared cores
 
 The corpus and model `make demo` serves: the Python reference topics (`pydoc_topics`, 79
 documents, 608 chunks) embedded with the bundled all-MiniLM-L6-v2, built once with the core

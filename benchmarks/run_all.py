@@ -28,6 +28,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("shards", ["bench_shards.py"]),
     ("langchain", ["bench_langchain.py"]),
     ("freshness", ["bench_freshness.py"]),
+    ("search", ["bench_search.py"]),
 ]
 
 
