@@ -145,12 +145,14 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
             # The cursor keeps a change from being requested twice. A run key of the content
             # alone would make the daemon drop an edit that returns to earlier content (edit,
             # undo, redo): a run key is used once. The tick's time makes each change its own.
+            # a source never snapshot before is being built, not changed: say so on its run
+            trigger = "content-change" if latest else "initial-build"
             runs.append(
                 RunRequest(
                     job_name=snapshot_job.name,
                     partition_key=key,
                     run_key=f"change:{key}:{fingerprint}:{now.timestamp():.3f}",
-                    tags={TRIGGER: "content-change"},
+                    tags={TRIGGER: trigger},
                 )
             )
             continue

@@ -196,6 +196,17 @@ def test_a_first_build_the_automation_missed_runs_tagged_initial_build(env_confi
     assert run_automation_until_quiet(instance, resources, automation_cursor)[0] == [{}]
 
 
+def test_a_new_sources_first_snapshot_run_is_labelled_the_initial_build(env_config, corpus):
+    instance = DagsterInstance.ephemeral()
+    resources = {"platform": PlatformResource(config_path=str(env_config))}
+    first, cursor = _tick(instance)  # a fresh install: the source has no snapshot yet
+    assert _runs(first) == [("snapshot_job", "notes", "initial-build")]
+    run_sensor_requests(instance, first, resources)
+    (corpus / "cats.md").write_text("Cats sleep sixteen hours a day.")
+    changed, _ = _tick(instance, cursor)  # from now on its runs are content changes
+    assert _runs(changed) == [("snapshot_job", "notes", "content-change")]
+
+
 def _key(name: str):
     from dagster import AssetKey
 
