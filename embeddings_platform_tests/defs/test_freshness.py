@@ -207,6 +207,17 @@ def test_a_new_sources_first_snapshot_run_is_labelled_the_initial_build(env_conf
     assert _runs(changed) == [("snapshot_job", "notes", "content-change")]
 
 
+def test_chunks_are_only_built_with_their_snapshot_never_by_the_automation_alone():
+    """The automation racing the snapshot run used to request a second, empty chunks run."""
+    graph = defs.resolve_asset_graph()
+    assert graph.get(_key("chunks")).automation_condition is None
+    assert graph.get(_key("source_snapshot")).automation_condition is None
+    for job in defs.resolve_all_job_defs():
+        selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+        if "source_snapshot" in selected or "chunks" in selected:
+            assert {"source_snapshot", "chunks"} <= selected, job.name
+
+
 def _key(name: str):
     from dagster import AssetKey
 
