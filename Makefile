@@ -8,6 +8,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
+DEV_WARNING := ignore:Function `dev_command` is superseded:FutureWarning
+
 .PHONY: setup system-deps demo test ui bench clean
 
 setup: $(STAMP)
@@ -42,8 +44,9 @@ test: setup system-deps
 	$(BIN)/ruff format --check embeddings_platform embeddings_platform_tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# `dagster dev` says on every start that `dg dev` supersedes it; dg is not installed here.
 ui: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
+	PYTHONWARNINGS='$(DEV_WARNING)' $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

@@ -29,6 +29,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("langchain", ["bench_langchain.py"]),
     ("refresh-users-path", ["bench_refresh.py"]),
     ("freshness", ["bench_freshness.py"]),
+    ("search", ["bench_search.py"]),
 ]
 
 

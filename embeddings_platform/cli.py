@@ -29,20 +29,15 @@ from .cli_output import (
     table_error,
 )
 from .core.config import (
-    CONFIG_ENV,
-    CONFIG_NAME,
     ConfigError,
     SourceError,
-    find_config,
     load_config,
 )
 from .core.serving import (
     NotServingError,
     TableReadError,
-    embedder_query_function,
     lineage,
     reading,
-    search,
     source_problem,
     status,
 )
@@ -51,22 +46,20 @@ from .core.store import Store
 READ_COMMANDS = ("search", "status", "lineage", "evaluate")
 
 
-def _instance(config):
-    """The persistent Dagster instance `dagster dev` shows (DAGSTER_HOME, else by the config)."""
-    from dagster import DagsterInstance
-
+def _dagster_home(config) -> Path:
+    """The persistent Dagster instance's folder `dagster dev` shows: DAGSTER_HOME, else
+    `.dagster_home` beside the config (exported, so the runs find it too)."""
     home = Path(os.environ.get("DAGSTER_HOME") or Path(config.config_path).parent / ".dagster_home")
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home.resolve())
-    return DagsterInstance.get()
+    return home.resolve()
 
 
-def _search(config, source: str, query: str, k: int, mode: str):
-    from .defs.resources import cached_embedder
+def _search(config, source: str, query: str, k: int, mode: str | None):
+    """Through the Python API: the model is loaded once per process (api.Searcher)."""
+    from .api import Searcher
 
-    store = Store(config.storage_uri)
-    embed = embedder_query_function(config, store, cached_embedder, query)
-    return search(store, source, query, k, embed, mode)
+    return Searcher(config).search(query, source, k, mode)
 
 
 def _registered(chosen: list[str] | None, known: list[str], what: str, config) -> list[str]:
@@ -83,27 +76,48 @@ def _registered(chosen: list[str] | None, known: list[str], what: str, config) -
 
 
 def cmd_materialize(args, config) -> int:
-    """Build every chosen source; one that fails is reported, and the others still build."""
+    """Build every chosen source; one that fails is reported, and the others still build.
+
+    The terminal gets one line per step as each run ends; Dagster's full log (DEBUG events,
+    whatever libraries print) goes to a file named up front.
+    """
+    from .cli_runs import log_path, output_into, run_lines
     from .defs.runner import materialize_graph
 
     sources = _registered(args.source, [s.name for s in config.sources], "source", config)
     models = _registered(args.model, [m.name for m in config.models], "model", config)
     failed = {name: problem for name in sources if (problem := source_problem(config.source(name)))}
-    with _instance(config) as instance:  # disposed on exit, as the CLI leaves it
+    from dagster import DagsterInstance
+
+    print(_where(config))
+    log = log_path(_dagster_home(config))
+    print(f"Dagster log of these runs: {log}", flush=True)
+    with output_into(log):  # its notices (no dagster.yaml yet, telemetry) belong to the log
+        instance = DagsterInstance.get()
+    with instance:  # disposed on exit, as the CLI leaves it
         for name in (n for n in sources if n not in failed):
-            results = materialize_graph(instance, config, [name], models, raise_on_error=False)
+            results = materialize_graph(
+                instance,
+                config,
+                [name],
+                models,
+                raise_on_error=False,
+                on_run=lambda result: print(*run_lines(result), sep="\n", flush=True),
+                around=lambda: output_into(log),
+            )
             failure = next((r for r in results if not r.success), None)
             if failure is not None:
                 failed[name] = failure_reason(failure)
-    print(f"Built ({_where(config)}):")
+    print("\nBuilt:")
     print_status(status(Store(config.storage_uri), config), config)
     built = [name for name in sources if name not in failed]
     _print_gates(config, built)
     if built and not args.no_sample:
         print(f'\nSample search on {built[0]!r}: "{clean(args.sample_query)}"')
         print_hits(_search(config, built[0], args.sample_query, 3, None))
+    print(f"\nFull Dagster log: {log}")
     print(
-        f"\nRuns are recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}; "
+        f"Runs are recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}; "
         "see them with: make ui  (dagster dev -w workspace.yaml -h 127.0.0.1)"
     )
     for name in (n for n in sources if n in failed):
@@ -163,7 +177,9 @@ def cmd_lineage(args, config) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embeddings-platform", description=__doc__)
     parser.add_argument(
-        "--config", help="registry YAML (default: $EMBEDDINGS_PLATFORM_CONFIG or the bundled one)"
+        "--config",
+        help="registry YAML (default: embeddings_platform.yaml in this folder or the nearest "
+        "parent, else $EMBEDDINGS_PLATFORM_CONFIG)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -260,15 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_path(given: str | None):
     """--config, else embeddings_platform.yaml here or in a parent folder (as git finds its
     repository), else $EMBEDDINGS_PLATFORM_CONFIG; never a file the user did not point at."""
-    if given:
-        return given
-    found = find_config()
-    if found is None:
-        raise ConfigError(
-            f"config: no {CONFIG_NAME} in {Path.cwd()} or its parents and "
-            f"${CONFIG_ENV} is not set; run where it is, or pass --config"
-        )
-    return found
+    from .api import resolve_config
+
+    return resolve_config(given)
 
 
 def _where(config) -> str:

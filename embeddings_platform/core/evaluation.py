@@ -98,19 +98,31 @@ def write_trec_run(
 
 
 def load_canary(path: Path) -> list[LabelledQuery]:
+    """A canary file: one `{"query": ..., "relevant": [doc ids], "id": optional}` per line.
+
+    A malformed line is a ValueError naming the file and line: labelled queries that silently
+    lose a line would report a recall nobody asked for.
+    """
     queries = []
-    with path.open(encoding="utf-8") as handle:
+    with Path(path).open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            record = json.loads(line)
+            where = f"canary file {path}, line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected an object with 'query' and 'relevant'")
+            query = record.get("query")
+            if not isinstance(query, str) or not query.strip():
+                raise ValueError(f"{where}: 'query' must be a non-empty string")
             relevant = record.get("relevant") or []
             if not isinstance(relevant, list) or not relevant:
-                raise ValueError(f"{path}:{number}: 'relevant' must be a non-empty list of doc ids")
+                raise ValueError(f"{where}: 'relevant' must be a non-empty list of doc ids")
             queries.append(
-                LabelledQuery(
-                    str(record.get("id", number)), record["query"], {str(d): 1 for d in relevant}
-                )
+                LabelledQuery(str(record.get("id", number)), query, {str(d): 1 for d in relevant})
             )
     return queries
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lancedb.index import FTS, HnswSq
+
 
 @dataclass(frozen=True)
 class AnnPlan:
@@ -44,13 +46,15 @@ def build_vector_index(table, plan: AnnPlan) -> None:
     """Create (replace) the table's vector index as the plan says; FLAT builds nothing."""
     if plan.exact:
         return
-    table.create_index(
-        metric="cosine",
-        index_type=plan.index_type,
-        vector_column_name="vector",
-        num_partitions=plan.num_partitions,
-        replace=True,
-    )
+    if plan.index_type != "IVF_HNSW_SQ":
+        raise ValueError(f"no index configuration for {plan.index_type!r}")
+    config = HnswSq(distance_type="cosine", num_partitions=plan.num_partitions)
+    table.create_index("vector", config=config, replace=True)
+
+
+def build_text_index(table) -> None:
+    """Create (replace) the full-text index on `text` (LanceDB's native FTS, default tokenizer)."""
+    table.create_index("text", config=FTS(), replace=True)
 
 
 def tuned(query, plan: AnnPlan):

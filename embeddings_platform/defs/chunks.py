@@ -4,6 +4,7 @@ from dagster import (
     AssetExecutionContext,
     DataVersion,
     MaterializeResult,
+    MetadataValue,
     asset,
 )
 
@@ -13,7 +14,6 @@ from ..core.serving import (
 )
 from ..core.stages.chunks import sync_chunks
 from .common import GROUP, OWNERS, _markdown_table
-from .conditions import ON_UPSTREAM_CHANGE
 from .partitions import source_partitions
 from .resources import PlatformResource
 
@@ -22,7 +22,10 @@ from .resources import PlatformResource
     partitions_def=source_partitions,
     deps=["source_snapshot"],
     group_name=GROUP,
-    automation_condition=ON_UPSTREAM_CHANGE,
+    # No automation condition: chunks is built in the same run as its snapshot (snapshot_job,
+    # recheck_source_job, the CLI). Automated too, it raced that run: an automation tick that saw
+    # the snapshot's new data version but not yet the chunks written after it requested a second,
+    # empty chunks run (a new source's first build showed one).
     kinds={"python", "lancedb"},
     owners=OWNERS,
     description=(
@@ -43,7 +46,7 @@ def chunks(context: AssetExecutionContext, platform: PlatformResource) -> Materi
     by_strategy = {model_version(m).chunking_strategy: m for m in reversed(in_use)}
     metadata: dict[str, object] = {
         "snapshot_id": snapshot["snapshot_id"],
-        "strategies": len(by_strategy),
+        "strategies": MetadataValue.text(", ".join(sorted(by_strategy))),
     }
     totals = {
         "documents_chunked": 0,

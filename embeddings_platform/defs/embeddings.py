@@ -1,7 +1,6 @@
 """Stage 3 in Dagster: `embeddings` per (source, model version), its checks (consistency,
 staleness) and `embed_job` (backfill it over shard partitions for a full embed)."""
 
-import time
 from dataclasses import asdict
 
 from dagster import (
@@ -13,6 +12,7 @@ from dagster import (
     DataVersion,
     Jitter,
     MaterializeResult,
+    MetadataValue,
     RetryPolicy,
     asset,
     asset_check,
@@ -22,6 +22,7 @@ from dagster import (
 from ..core import checks as core
 from ..core.config import PlatformConfig
 from ..core.models import load_tokenizer, model_dimension, model_version
+from ..core.progress import EmbedProgress
 from ..core.serving import (
     model_for_version,
     registered_model_for,
@@ -40,7 +41,6 @@ from .common import (
 )
 from .conditions import AFTER_DATA_CHANGE, ON_UPSTREAM_CHANGE
 from .partitions import source_model_partitions
-from .progress import EmbedProgress
 from .resources import PlatformResource
 
 
@@ -84,22 +84,6 @@ def _ensure_chunks_for_strategy(context: AssetExecutionContext, store, source: s
     )
 
 
-class _TimedLoad:
-    """The model loader sync_embeddings calls (only if something needs embedding), timed: a
-    refresh's latency is often the model load, so each run reports it."""
-
-    def __init__(self, load):
-        self._load = load
-        self.seconds = 0.0
-
-    def __call__(self):
-        started = time.perf_counter()
-        try:
-            return self._load()
-        finally:
-            self.seconds += time.perf_counter() - started
-
-
 @asset(
     partitions_def=source_model_partitions,
     deps=["chunks"],
@@ -121,6 +105,12 @@ class _TimedLoad:
     ),
 )
 def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
+    # the timer starts with the step: its first line comes within seconds, whatever loads
+    with EmbedProgress(context.log.info) as progress:
+        return _embed(context, platform, progress)
+
+
+def _embed(context, platform: PlatformResource, progress: EmbedProgress) -> MaterializeResult:
     config = platform.load()
     source, version_id = grid_of(context)
     store = platform.store(config)
@@ -133,21 +123,17 @@ def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> Ma
     version = model_version(model)
     store.record_model_spec(version_id, model.name, asdict(model))
     _ensure_chunks_for_strategy(context, store, source, model)
-
-    log_progress = EmbedProgress(context.log.info, f"{source} x {version_id}")
-    load = _TimedLoad(lambda: platform.embedder(model))
     report = sync_embeddings(
         store,
         source,
         version,
-        load,
-        context.run_id,
+        lambda: platform.embedder(model),
+        context.run.run_id,
         batch_size=model.batch_size * 8,
-        progress=log_progress,
+        progress=progress,
         retry=config.retry,
         dimension=model_dimension(model),
     )
-    log_progress.close()
     if report.dead_lettered:
         context.log.warning(
             f"{report.dead_lettered} chunks kept failing in the model and went to the quarantine "
@@ -167,11 +153,12 @@ def embeddings(context: AssetExecutionContext, platform: PlatformResource) -> Ma
             "vectors": report.total_vectors,
             "chunks_per_second": round(report.chunks_per_second, 2),
             "embed_seconds": round(report.embed_seconds, 3),
-            "model_load_seconds": round(load.seconds, 3),  # 0 when nothing needed the model
+            "model_load_seconds": round(progress.load_seconds, 3),  # 0: no model was needed
             "model_version": version_id,
-            "dimension": report.dimension or 0,
+            # identities: text, not plotted (a plot of a constant is noise)
+            "dimension": MetadataValue.text(str(report.dimension or "unknown")),
             "table": report.table_name,
-            "table_version": report.table_version or 0,
+            "table_version": MetadataValue.text(str(report.table_version or "none")),
             "summary": _markdown_table(counts),
         },
         # rows, not indexes: serving_index's own index commits must not look like new data
@@ -236,7 +223,6 @@ def embeddings_staleness(
 embed_job = define_asset_job(
     "embed_job",
     selection=AssetSelection.assets("embeddings", "serving_index"),
-    partitions_def=source_model_partitions,
     description=(
         "Embed and index one (source or shard, model version) partition, with its checks. "
         "Backfill it over the shard partitions of a source for a full embed or a migration: "

@@ -24,10 +24,10 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from ..core.migration import serving_target
 from ..core.sharding import owner
 from .common import partition_tags
-from .partitions import grid_key, registered_partition_keys, source_model_partitions
+from .migration_gate import migration_gate
+from .partitions import grid_key, registered_partition_keys
 from .resources import PlatformResource
 from .sensors import tick_interval
-from .serving_index import migration_gate
 from .settings import REFRESH
 
 GATE = AssetCheckKey(AssetKey("serving_index"), "migration_gate")
@@ -35,7 +35,6 @@ GATE = AssetCheckKey(AssetKey("serving_index"), "migration_gate")
 gate_job = define_asset_job(
     "migration_gate_job",
     selection=AssetSelection.checks(migration_gate),
-    partitions_def=source_model_partitions,
     description="The migration gate of one (source, model version), re-run after a pointer move.",
 )
 

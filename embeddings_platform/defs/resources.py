@@ -6,22 +6,10 @@ from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
 from ..core.config import ModelConfig, PlatformConfig, load_config
-from ..core.models import Embedder, load_embedder, model_version
+from ..core.models import _EMBEDDERS as _EMBEDDERS  # noqa: F401 - tests seed the cache
+from ..core.models import Embedder, cached_embedder
+from ..core.models import clear_embedder_cache as clear_embedder_cache
 from ..core.store import Store
-
-_EMBEDDERS: dict[str, Embedder] = {}
-
-
-def cached_embedder(model: ModelConfig) -> Embedder:
-    """One loaded model per version per process: loading MiniLM takes seconds."""
-    key = model_version(model).version_id
-    if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = load_embedder(model)
-    return _EMBEDDERS[key]
-
-
-def clear_embedder_cache() -> None:
-    _EMBEDDERS.clear()
 
 
 class PlatformResource(ConfigurableResource):

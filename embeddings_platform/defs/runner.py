@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager
+
 from dagster import AssetSelection, DagsterInstance, SensorResult, materialize
 
 from ..core.config import PlatformConfig
@@ -19,16 +22,21 @@ def materialize_graph(
     models: list[str] | None = None,
     resources: dict | None = None,
     raise_on_error: bool = True,
+    on_run: Callable[[Any], None] | None = None,
+    around: Callable[[], ContextManager] = nullcontext,
 ) -> list:
     """Materialize the graph for the chosen sources x models: one run per partition.
 
     Source-level assets run once per source, then embeddings and serving_index once per
     (source, model version) cell; runs land in `instance`, so `dagster dev` shows them.
+    Each run (and model preparation) executes inside `around()` (the CLI sends its output to a
+    file there); `on_run(result)` is called after each, outside it.
     """
     from ..definitions import defs
 
     for model in config.models:  # distil or export what a version is made of, once (slow)
-        prepare_model(model)
+        with around():
+            prepare_model(model)
     sync_partitions(instance, config)
     resources = resources or {"platform": PlatformResource(config_path=str(config.config_path))}
     assets = [*defs.assets, *(defs.asset_checks or [])]  # selections include their checks
@@ -43,31 +51,27 @@ def materialize_graph(
     missing = [v for v in versions if not instance.has_dynamic_partition("model", v)]
     if missing:
         instance.add_dynamic_partitions("model", missing)
-    for source in partition_keys:  # a sharded source runs one partition per shard
-        results.append(
-            materialize(
+
+    def run(selection: list[str], partition_key) -> bool:
+        with around():
+            result = materialize(
                 assets,
-                selection=AssetSelection.assets("source_snapshot", "chunks"),
-                partition_key=source,
+                selection=AssetSelection.assets(*selection),
+                partition_key=partition_key,
                 instance=instance,
                 resources=resources,
                 raise_on_error=raise_on_error,
             )
-        )
-        if not results[-1].success:  # (raise_on_error=False) its cells would only retry and fail
-            continue
+        results.append(result)
+        if on_run is not None:
+            on_run(result)
+        return result.success
+
+    for source in partition_keys:  # a sharded source runs one partition per shard
+        if not run(["source_snapshot", "chunks"], source):
+            continue  # (raise_on_error=False) its cells would only retry and fail
         for model in model_configs:
-            key = grid_key(source, model_version(model).version_id)
-            results.append(
-                materialize(
-                    assets,
-                    selection=AssetSelection.assets("embeddings", "serving_index"),
-                    partition_key=key,
-                    instance=instance,
-                    resources=resources,
-                    raise_on_error=raise_on_error,
-                )
-            )
+            run(["embeddings", "serving_index"], grid_key(source, model_version(model).version_id))
     return results
 
 

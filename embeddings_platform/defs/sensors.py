@@ -46,8 +46,6 @@ from .embeddings import embed_job
 from .partitions import (
     grid_key,
     registered_partition_keys,
-    source_model_partitions,
-    source_partitions,
 )
 from .preparation import TRIGGER, prepare_models_job, prepare_request, unprepared
 from .resources import PlatformResource
@@ -56,13 +54,11 @@ from .settings import REFRESH
 snapshot_job = define_asset_job(
     "snapshot_job",
     selection=["source_snapshot", "chunks"],
-    partitions_def=source_partitions,
     description="Snapshot a changed source and cut its chunks in one run; automation goes on.",
 )
 recheck_source_job = define_asset_job(
     "recheck_source_job",
     selection=["source_snapshot", "chunks"],
-    partitions_def=source_partitions,
     description=(
         "Freshness re-check of one source: snapshot and chunks (no-ops when nothing changed)."
     ),
@@ -70,7 +66,6 @@ recheck_source_job = define_asset_job(
 recheck_grid_job = define_asset_job(
     "recheck_grid_job",
     selection=["embeddings", "serving_index"],
-    partitions_def=source_model_partitions,
     description=(
         "Freshness re-check of one (source, model version): zero model calls when nothing changed."
     ),
@@ -78,7 +73,6 @@ recheck_grid_job = define_asset_job(
 sweep_job = define_asset_job(
     "consistency_sweep_job",
     selection=AssetSelection.checks_for_assets("embeddings", "serving_index"),
-    partitions_def=source_model_partitions,
     description=(
         "Every asset check of one (source, model version), without re-materializing anything."
     ),
@@ -151,12 +145,14 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
             # The cursor keeps a change from being requested twice. A run key of the content
             # alone would make the daemon drop an edit that returns to earlier content (edit,
             # undo, redo): a run key is used once. The tick's time makes each change its own.
+            # a source never snapshot before is being built, not changed: say so on its run
+            trigger = "content-change" if latest else "initial-build"
             runs.append(
                 RunRequest(
                     job_name=snapshot_job.name,
                     partition_key=key,
                     run_key=f"change:{key}:{fingerprint}:{now.timestamp():.3f}",
-                    tags={TRIGGER: "content-change"},
+                    tags={TRIGGER: trigger},
                 )
             )
             continue

@@ -4,7 +4,6 @@ ANN recall, retrieval recall), the migration gate, and the served-staleness sche
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetExecutionContext,
     AssetSelection,
     DataVersion,
@@ -22,8 +21,6 @@ from dagster import (
 
 from ..core import checks as core
 from ..core.config import PlatformConfig
-from ..core.evaluation import labelled_queries
-from ..core.migration import evaluate_gate, query_embedders, serving_target, swap
 from ..core.models import model_dimension
 from ..core.serving import (
     model_for_version,
@@ -41,6 +38,7 @@ from .common import (
 )
 from .conditions import AFTER_DATA_CHANGE, ON_UPSTREAM_CHANGE
 from .embeddings import model_to_build
+from .migration_gate import labelled, migration_gate
 from .partitions import source_model_partitions
 from .resources import PlatformResource
 from .results import to_result
@@ -74,18 +72,18 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
         source,
         version_id,
         config.serving,
-        context.run_id,
+        context.run.run_id,
         is_default_model=model.name == config.serving_model(source),
         expected_dimension=model_dimension(model),  # the pointer only moves to a consistent table
     )
-    preview = _sample_search(platform, config, source, report)
+    preview = _sample_search(context, platform, config, source, report)
     return MaterializeResult(
         metadata={
             **preview,
             "rows": report.rows,
             "index_type": report.index_type,
             "table": report.table_name,
-            "table_version": report.table_version,
+            "table_version": MetadataValue.text(str(report.table_version)),
             "pointer_moved": report.pointer_moved,
             "serving_model_version": report.serving_model_version or "",
             "rebuilt": report.rebuilt,
@@ -96,9 +94,11 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
     )
 
 
-def _sample_search(platform: PlatformResource, config: PlatformConfig, source: str, report) -> dict:
+def _sample_search(context, platform, config: PlatformConfig, source: str, report) -> dict:
     """A Markdown preview of what the index returns for the source's first labelled query."""
-    queries = labelled_queries(config.source(source))
+    queries, problem = labelled(config, source)
+    if problem:
+        context.log.warning(f"no sample search: {problem}")
     if not queries or not report.rows:
         return {}
     query = queries[0].text
@@ -169,7 +169,8 @@ def served_staleness(
     automation_condition=AFTER_DATA_CHANGE,
     description=(
         "recall@k of the ANN index against exact search on the same table version, sampled stored "
-        "vectors as queries; ERROR below checks.ann_recall.floor. Exact search reports 1.0."
+        "vectors as queries; ERROR below checks.ann_recall.floor. Without an ANN index (exact "
+        "search) there is nothing to evaluate: it passes and says so, with no recall figure."
     ),
 )
 def ann_recall(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
@@ -191,7 +192,8 @@ def ann_recall(context: AssetCheckExecutionContext, platform: PlatformResource) 
     description=(
         "recall@k, nDCG@k and ragas ID-based context recall/precision of the source's labelled "
         "queries through the served index, against the first passing result (baseline): WARN past "
-        "a 2-point drop, ERROR past checks.retrieval.drop_points.error."
+        "a 2-point drop, ERROR past checks.retrieval.drop_points.error. WARN (nothing to "
+        "evaluate, no figures) for a source without labelled queries."
     ),
 )
 def retrieval_recall(
@@ -199,8 +201,13 @@ def retrieval_recall(
 ) -> AssetCheckResult:
     config = platform.load()
     source, version_id = grid_of(context)
-    queries = labelled_queries(config.source(source))
+    queries, problem = labelled(config, source)
     store = platform.store(config)
+    if problem:
+        report = core.RetrievalReport(
+            source, version_id, "", 0, severity=core.ERROR, evaluated=False, note=problem
+        )
+        return to_result(report, "retrieval recall")
     if not queries:
         return to_result(
             core.retrieval_recall(store, source, version_id, [], lambda texts: None, config.checks),
@@ -210,7 +217,7 @@ def retrieval_recall(
         model = model_for_version(config, store, version_id)
     except LookupError as exc:  # queries cannot be embedded without the model
         report = core.RetrievalReport(
-            source, version_id, "", 0, severity=core.WARN, problems=[str(exc)]
+            source, version_id, "", 0, severity=core.WARN, evaluated=False, note=str(exc)
         )
         return to_result(report, "retrieval recall")
     # loaded only if a query is not in the query-vector cache yet
@@ -226,76 +233,9 @@ def retrieval_recall(
     return to_result(report, "retrieval recall")
 
 
-@asset_check(
-    asset=serving_index,
-    name="migration_gate",
-    partitions_def=source_model_partitions,
-    automation_condition=AFTER_DATA_CHANGE,
-    description=(
-        "For a model version that does not serve its source: recall@k and nDCG@k of its index "
-        "on the source's labelled queries against the serving index. Fails (ERROR) when the "
-        "candidate is worse than migration.max_recall_drop / max_ndcg_drop allow; only a "
-        "passing candidate may swap in. WARN (not evaluable) without labelled queries."
-    ),
-)
-def migration_gate(
-    context: AssetCheckExecutionContext, platform: PlatformResource
-) -> AssetCheckResult:
-    config = platform.load()
-    source, version_id = grid_of(context)
-    store = platform.store(config)
-    pointer = store.pointer(source)
-    if pointer is not None and pointer["model_version"] == version_id:
-        return AssetCheckResult(
-            passed=True,
-            metadata={"serving": 1, "passed": 1, "serving_target": serving_target(pointer)},
-            description="this model version serves the source; nothing to gate",
-        )
-    report = evaluate_gate(
-        store,
-        source,
-        version_id,
-        labelled_queries(config.source(source)),
-        query_embedders(store, config, platform.embedder),
-        config.migration,
-    )
-    if report.passed and config.migration.promote == "auto":  # the operator chose: a pass swaps
-        row = swap(
-            store,
-            report,
-            run_id=context.run.run_id,
-            expected_dimension=model_dimension(model_for_version(config, store, version_id)),
-        )
-        summary = (
-            "gate passed: swapped in (migration.promote: auto) at "
-            f"{row['table_name']}@v{row['table_version']}"
-        )
-    elif report.passed:
-        summary = "gate passed: may swap in (embeddings-platform migrate --source S --model M)"
-    elif not report.evaluable:  # nothing to judge by is not a failure of the candidate
-        summary = "; ".join(report.reasons)
-    else:
-        summary = "gate failed: " + "; ".join(report.reasons)
-    return AssetCheckResult(
-        passed=report.passed,
-        severity=AssetCheckSeverity.ERROR if report.evaluable else AssetCheckSeverity.WARN,
-        metadata={
-            **report.metadata,
-            "serving": 0,
-            "summary": MetadataValue.text(summary),
-            "serving_model_version": MetadataValue.text(report.serving_version or ""),
-            "serving_target": MetadataValue.text(report.serving_target),
-            "serving_table_version": MetadataValue.text(str(report.serving_table_version)),
-            "candidate_profile": MetadataValue.text(report.candidate_profile),
-        },
-        description=summary[:1000],
-    )
-
-
 staleness_job = define_asset_job(
     "served_staleness_job",
     selection=AssetSelection.checks(served_staleness),
-    partitions_def=source_model_partitions,
     description="The time-based staleness check of every served (source, model version).",
 )
 

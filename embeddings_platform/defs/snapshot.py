@@ -47,7 +47,7 @@ def source_snapshot(
     config = platform.load()
     store = platform.store(config)
     report = take_snapshot(
-        store, config.source(context.partition_key), context.run_id, config.documents
+        store, config.source(context.partition_key), context.run.run_id, config.documents
     )
     for rejected in report.quarantined[:20]:
         context.log.warning(f"quarantined {rejected.doc_id!r}: {rejected.reason}")

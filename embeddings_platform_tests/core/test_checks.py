@@ -348,12 +348,13 @@ def _synthetic_cell(store: Store, rows=3000, dim=32, clusters=30, seed=0):
     return build_serving_index(store, "syn", "synth", ServingConfig(ann_min_rows=1000), "r", True)
 
 
-def test_ann_recall_without_an_index_is_exact(cell):
+def test_ann_recall_without_an_index_has_nothing_to_evaluate_and_no_numbers(cell):
     store, config, version_id = cell
     report = checks.ann_recall(store, "notes", version_id, config.checks)
-    assert report.severity == checks.OK and not report.has_ann_index and report.recall == 1.0
+    assert report.severity == checks.OK and not report.has_ann_index and not report.evaluated
     assert "exact" in report.note
-    _assert_numeric(report.metadata())
+    assert report.metadata() == {}  # no recall 1.0 "by construction" posing as a measurement
+    assert report.facts()["has_ann_index"] is False and report.facts()["evaluated"] is False
 
 
 def test_ann_recall_passes_on_a_good_index_and_fails_on_a_coarse_one(tmp_path):
@@ -497,15 +498,26 @@ def test_first_result_below_the_floor_is_an_error_and_not_a_baseline(cell, embed
     assert checks.get_baseline(store, "notes", version_id) is None
 
 
-def test_no_labelled_queries_is_reported_not_failed(store, config, embedder):
+def test_no_labelled_queries_is_its_own_outcome_naming_what_serves(store, config, embedder):
     refresh(store, config.sources[0], config.models[0], config.serving, lambda: embedder, "r")
     version_id = model_version(config.models[0]).version_id
+    served = store.pointer("notes")["table_version"]
     report = checks.retrieval_recall(store, "notes", version_id, [], embedder.embed)
-    assert (
-        report.severity == checks.OK
-        and report.queries == 0
-        and "no labelled queries" in report.note
-    )
+    assert report.severity == checks.WARN and not report.evaluated and not report.problems
+    assert "no labelled queries for source 'notes'" in report.note
+    # what it would have evaluated is what serves, not "served 0, table_version 0"
+    assert report.served and report.table_version == served > 0
+    assert report.metadata() == {}  # no recall 0.0 that reads like a measurement
+    assert report.facts() == {
+        "version_id": version_id,
+        "table_version": str(served),
+        "served": True,
+        "k": "10",
+        "queries": "0",
+        "has_baseline": False,
+        "baseline_recorded": False,
+        "evaluated": False,
+    }
 
 
 def test_ragas_id_based_scores_match_hand_computed_values():

@@ -12,6 +12,7 @@ from embeddings_platform.core.evaluation import (
     fold_to_documents,
     labelled_queries,
     load_beir_queries,
+    load_canary,
     ndcg_at_k,
     recall_at_k,
 )
@@ -54,3 +55,41 @@ def test_loads_beir_and_canary(tmp_path):
     assert [
         q.query_id for q in labelled_queries(source_from(name="b", kind="beir", path=tmp_path))
     ] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ('{"query": "q", "relevant": ["a"]', "line 2: not JSON"),
+        ('["q", ["a"]]', "line 2: expected an object with 'query' and 'relevant'"),
+        ('{"relevant": ["a"]}', "line 2: 'query' must be a non-empty string"),
+        ('{"query": "  ", "relevant": ["a"]}', "line 2: 'query' must be a non-empty string"),
+        ('{"query": "q", "relevant": []}', "line 2: 'relevant' must be a non-empty list"),
+        ('{"query": "q", "relevant": "a"}', "line 2: 'relevant' must be a non-empty list"),
+    ],
+)
+def test_a_malformed_canary_line_is_an_error_naming_file_and_line(tmp_path, line, problem):
+    canary = tmp_path / "canary.jsonl"
+    canary.write_text(json.dumps({"query": "fine", "relevant": ["a"]}) + "\n" + line + "\n\n")
+    with pytest.raises(ValueError, match=f"canary file {canary}, {problem}"):
+        load_canary(canary)
+
+
+def test_canary_ids_default_to_line_numbers_and_blank_lines_are_skipped(tmp_path):
+    canary = tmp_path / "canary.jsonl"
+    canary.write_text(
+        "\n".join(
+            [
+                json.dumps({"query": "a", "relevant": ["x", 7]}),
+                "",
+                json.dumps({"id": "named", "query": "b", "relevant": ["y"]}),
+                json.dumps({"query": "c", "relevant": ["z"]}),
+            ]
+        )
+    )
+    queries = load_canary(canary)
+    assert [(q.query_id, q.text, q.relevant) for q in queries] == [
+        ("1", "a", {"x": 1, "7": 1}),
+        ("named", "b", {"y": 1}),
+        ("4", "c", {"z": 1}),
+    ]

@@ -20,7 +20,7 @@ MINILM = {
 }
 
 
-def test_real_model_finds_the_right_document(tmp_path, corpus):
+def test_real_model_finds_the_right_document(tmp_path, corpus, capfd):
     config = load_config(
         write_config(
             tmp_path / "c.yaml",
@@ -31,6 +31,8 @@ def test_real_model_finds_the_right_document(tmp_path, corpus):
     model = config.models[0]
     embedder = load_embedder(model)
     assert embedder.dimension == 384
+    loading = capfd.readouterr()  # no "Loading weights" bar from transformers (tqdm is off)
+    assert "Loading weights" not in loading.err and "it/s]" not in loading.err
     store = Store(config.storage_uri)
     report = refresh(store, config.sources[0], model, config.serving, lambda: embedder, "it")
     assert report.embeddings.embedded == report.chunks.total_chunks > 0

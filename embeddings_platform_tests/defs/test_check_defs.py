@@ -11,11 +11,13 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetSelection,
+    BoolMetadataValue,
     DagsterInstance,
     Definitions,
     FloatMetadataValue,
     IntMetadataValue,
     SkipReason,
+    TextMetadataValue,
     build_schedule_context,
     define_asset_job,
     evaluate_automation_conditions,
@@ -56,6 +58,27 @@ GRID_CHECK_KEYS = (
     | {("serving_index", "migration_gate")}
 )
 SOURCE_CHECK_KEYS = {("source_snapshot", "quarantine")}
+
+
+def _plotted(metadata) -> dict:
+    """The values the UI plots: ints and floats."""
+    return {
+        k: v for k, v in metadata.items() if isinstance(v, (IntMetadataValue, FloatMetadataValue))
+    }
+
+
+FLAGS = {
+    "served",
+    "serving",
+    "has_ann_index",
+    "counts_compared",
+    "pointer_target_exists",
+    "has_baseline",
+    "baseline_recorded",
+    "evaluated",
+}
+
+
 # the quarantine check is part of the snapshot step itself, so it is selected with it
 SNAPSHOT_AND_CHUNKS = AssetSelection.assets(
     "source_snapshot", "chunks"
@@ -117,7 +140,7 @@ def test_checks_are_registered_partitioned_like_their_assets():
     assert "served_staleness_schedule" in [s.name for s in defs.schedules]
 
 
-def test_checks_run_with_the_graph_and_pass_with_numeric_metadata(tmp_path, corpus, embedder):
+def test_checks_run_with_the_graph_and_plot_only_what_they_measure(tmp_path, corpus, embedder):
     config, resources = _setup(tmp_path, corpus)
     instance = DagsterInstance.ephemeral()
     results = materialize_graph(instance, config, resources=resources)
@@ -130,25 +153,37 @@ def test_checks_run_with_the_graph_and_pass_with_numeric_metadata(tmp_path, corp
         and quarantine.metadata["quarantined"].value == 0
     )
     gate = evaluations[("serving_index", "migration_gate")]
-    assert (
-        gate.passed and gate.metadata["serving"].value == 1
-    )  # the only model serves: nothing to gate
+    assert gate.passed and gate.metadata["serving"].value is True  # the only model: no gate
+    assert not _plotted(gate.metadata)
     key = grid_key("notes", model_version(config.models[0]).version_id)
     for (asset, name), evaluation in evaluations.items():
         assert evaluation.passed, (asset, name, evaluation.description)
         assert evaluation.partition == key
-        numeric = {k: v for k, v in evaluation.metadata.items() if k not in ("summary", "table")}
-        assert numeric and all(
-            isinstance(v, (IntMetadataValue, FloatMetadataValue)) for v in numeric.values()
-        ), name
+        meta = evaluation.metadata
+        # identities and settings are text (a plot of a constant is noise), flags are bools
+        for label in ("table_version", "dimension", "expected_dimension", "k", "queries"):
+            assert label not in meta or isinstance(meta[label], TextMetadataValue), (name, label)
+        flags = {label: v for label, v in meta.items() if label in FLAGS}
+        assert flags and all(isinstance(v, BoolMetadataValue) for v in flags.values()), name
+        table = vectors_table_name("notes", key.keys_by_dimension["model"])
+        if name != "migration_gate":
+            assert meta["table"].value == f"{table}@v{meta['table_version'].value}", name
+    for name in ("consistency", "staleness"):
+        assert _plotted(evaluations[("embeddings", name)].metadata), name
+    consistency = evaluations[("embeddings", "consistency")].metadata
+    assert consistency["vectors"].value == 8 and consistency["dimension"].value == "256"
+    # exact search below serving.ann_min_rows: nothing to compare, so no recall is reported
+    ann = evaluations[("serving_index", "ann_recall")]
+    assert ann.description.startswith("ann recall: nothing to evaluate: no ANN index")
+    assert ann.metadata["evaluated"].value is False and "recall" not in ann.metadata
     recall = evaluations[("serving_index", "retrieval_recall")].metadata
     assert (
         recall["recall"].value == 1.0
-        and recall["baseline_recorded"].value == 1
-        and recall["queries"].value == 5
+        and recall["baseline_recorded"].value is True
+        and recall["queries"].value == "5"
     )
     assert recall["context_recall"].value == 1.0
-    assert evaluations[("serving_index", "ann_recall")].metadata["recall"].value == 1.0
+    assert isinstance(recall["recall"], FloatMetadataValue)
     # results are stored per partition, so the UI plots them over runs
     record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
         [AssetCheckKey(AssetKey("serving_index"), "retrieval_recall")]
@@ -157,7 +192,7 @@ def test_checks_run_with_the_graph_and_pass_with_numeric_metadata(tmp_path, corp
     # the second run compares with the stored baseline instead of recording a new one
     again = run_checks(AssetSelection.checks_for_assets("serving_index"), key, instance, resources)
     second = _evaluations([again])[("serving_index", "retrieval_recall")].metadata
-    assert second["has_baseline"].value == 1 and second["baseline_recorded"].value == 0
+    assert second["has_baseline"].value is True and second["baseline_recorded"].value is False
     assert second["recall_drop_points"].value == 0.0
 
 

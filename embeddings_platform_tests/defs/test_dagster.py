@@ -2,7 +2,14 @@
 
 import json
 
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    FloatMetadataValue,
+    IntMetadataValue,
+    TextMetadataValue,
+    materialize,
+)
 
 from embeddings_platform import cli
 from embeddings_platform.core.models import model_version
@@ -37,6 +44,17 @@ def test_full_materialization_with_ephemeral_instance(config_path, config, embed
     assert events.partition == key
     assert events.metadata["embedded"].value == CHUNKS_OF_DOCS
     assert events.metadata["model_version"].value == version_id
+    # what changes over time plots (ints, floats); identities are text, not a flat line
+    plotted = {
+        k
+        for k, v in events.metadata.items()
+        if isinstance(v, (IntMetadataValue, FloatMetadataValue))
+    }
+    assert {"embedded", "vectors", "embed_seconds", "chunks_per_second"} <= plotted
+    assert not plotted & {"dimension", "table_version", "model_version"}
+    assert events.metadata["dimension"] == TextMetadataValue("256")
+    served = instance.get_latest_materialization_event(AssetKey("serving_index"))
+    assert isinstance(served.asset_materialization.metadata["table_version"], TextMetadataValue)
     calls = embedder.calls
     # second run of the embeddings cell: nothing to embed, no model call
     again = materialize(
@@ -132,7 +150,7 @@ def test_runs_show_progress_tables_and_a_sample_search(tmp_path, corpus, embedde
     )
     grid_run = next(r for r in results if r.asset_materializations_for_node("embeddings"))
     logs = [e.message for e in instance.all_logs(grid_run.run_id) if e.message]
-    assert any("embedded 8/8 chunks (100%)" in line and "chunks/s" in line for line in logs)
+    assert any(line.startswith("embedded 8 chunks in ") for line in logs)
     embedded = grid_run.asset_materializations_for_node("embeddings")[0].metadata
     assert (
         "| embedded | 8 |" in embedded["summary"].value
@@ -145,17 +163,44 @@ def test_runs_show_progress_tables_and_a_sample_search(tmp_path, corpus, embedde
     )
 
 
-def test_progress_logs_at_intervals_and_draws_a_bar_on_a_terminal(capsys):
-    from embeddings_platform.defs.progress import EmbedProgress
+def test_a_slow_step_logs_progress_on_its_timer_into_the_run_log(
+    config_path, config, embedder, monkeypatch
+):
+    """The timer's thread logs through the step's context: lines land in the run's event log
+    while a batch is still running, and a rerun says there was nothing to embed."""
+    import functools
+    import time
 
-    lines: list[str] = []
-    progress = EmbedProgress(lines.append, "notes x m", every_seconds=3600, bar=True)
-    for done in range(100, 1001, 100):
-        progress(done, 1000, done / 50)
-    progress.close()
-    assert len(lines) == 2  # the first batch, then the end: not one line per batch
-    assert lines[-1].startswith("embedded 1000/1000 chunks (100%), 50.0 chunks/s")
-    assert "1000/1000" in capsys.readouterr().err  # tqdm's bar
+    from embeddings_platform.core.models import HashingEmbedder
+    from embeddings_platform.core.progress import EmbedProgress
+    from embeddings_platform.defs import embeddings as embeddings_defs
+    from embeddings_platform.defs import resources
+
+    class Slow(HashingEmbedder):
+        def embed(self, texts):
+            time.sleep(1.0)
+            return super().embed(texts)
+
+    version_id = model_version(config.models[0]).version_id
+    monkeypatch.setitem(resources._EMBEDDERS, version_id, Slow(256))
+    fast_timer = functools.partial(EmbedProgress, first_after=0.1, every=0.3)
+    monkeypatch.setattr(embeddings_defs, "EmbedProgress", fast_timer)
+    instance = DagsterInstance.ephemeral()
+    platform = {"platform": PlatformResource(config_path=str(config_path))}
+    results = materialize_graph(instance, config, resources=platform)
+    run = results[-1]
+    lines = [e.message for e in instance.all_logs(run.run_id) if e.step_key == "embeddings"]
+    assert any(m.startswith("embedding 8 chunks: first batch running") for m in lines), lines
+    assert any(m.startswith("embedded 8 chunks in ") and "chunks/s" in m for m in lines), lines
+    again = materialize(
+        ASSETS,
+        selection=["embeddings"],
+        partition_key=str(grid_key("notes", version_id)),
+        instance=instance,
+        resources=platform,
+    )
+    lines = [e.message for e in instance.all_logs(again.run_id) if e.step_key == "embeddings"]
+    assert f"nothing to embed ({CHUNKS_OF_DOCS} unchanged)" in lines
 
 
 def test_definitions_validate_with_the_config_read_through_an_env_var(config_path):

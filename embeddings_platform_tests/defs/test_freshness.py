@@ -196,6 +196,28 @@ def test_a_first_build_the_automation_missed_runs_tagged_initial_build(env_confi
     assert run_automation_until_quiet(instance, resources, automation_cursor)[0] == [{}]
 
 
+def test_a_new_sources_first_snapshot_run_is_labelled_the_initial_build(env_config, corpus):
+    instance = DagsterInstance.ephemeral()
+    resources = {"platform": PlatformResource(config_path=str(env_config))}
+    first, cursor = _tick(instance)  # a fresh install: the source has no snapshot yet
+    assert _runs(first) == [("snapshot_job", "notes", "initial-build")]
+    run_sensor_requests(instance, first, resources)
+    (corpus / "cats.md").write_text("Cats sleep sixteen hours a day.")
+    changed, _ = _tick(instance, cursor)  # from now on its runs are content changes
+    assert _runs(changed) == [("snapshot_job", "notes", "content-change")]
+
+
+def test_chunks_are_only_built_with_their_snapshot_never_by_the_automation_alone():
+    """The automation racing the snapshot run used to request a second, empty chunks run."""
+    graph = defs.resolve_asset_graph()
+    assert graph.get(_key("chunks")).automation_condition is None
+    assert graph.get(_key("source_snapshot")).automation_condition is None
+    for job in defs.resolve_all_job_defs():
+        selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+        if "source_snapshot" in selected or "chunks" in selected:
+            assert {"source_snapshot", "chunks"} <= selected, job.name
+
+
 def _key(name: str):
     from dagster import AssetKey
 

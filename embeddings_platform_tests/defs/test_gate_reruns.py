@@ -12,10 +12,10 @@ from embeddings_platform.core.models import model_version
 from embeddings_platform.core.store import Store
 from embeddings_platform.definitions import ASSETS
 from embeddings_platform.defs.gate_reruns import GATE, gate_job, gate_rerun_sensor
+from embeddings_platform.defs.migration_gate import migration_gate
 from embeddings_platform.defs.partitions import grid_key
 from embeddings_platform.defs.resources import PlatformResource, cached_embedder
 from embeddings_platform.defs.runner import materialize_graph
-from embeddings_platform.defs.serving_index import migration_gate
 from embeddings_platform.testing import hashing_model, write_config
 
 from ..core.test_migration import CANARY
@@ -86,8 +86,8 @@ def test_a_swap_and_a_rollback_re_run_the_gates_that_compared_with_the_old_targe
     # the old version is now the shadow: its gate compares it with what serves now
     again = _latest_gate(instance, old_key)
     assert again.metadata["serving_target"].value.startswith(f"{new} hybrid")
-    assert again.metadata["serving"].value == 0 and again.passed
-    assert _latest_gate(instance, new_key).metadata["serving"].value == 1
+    assert again.metadata["serving"].value is False and again.passed
+    assert _latest_gate(instance, new_key).metadata["serving"].value is True
     assert isinstance(_tick(instance, resources), SkipReason)  # each gate once per move
 
     rollback(store, "notes", "rollback", config.serving.retention_hours)

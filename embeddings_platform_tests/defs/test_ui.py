@@ -51,6 +51,8 @@ from embeddings_platform.defs.common import partition_tags
 from embeddings_platform.defs.partitions import grid_key, sync_partitions
 from embeddings_platform.testing import DOCS, write_config, write_corpus
 
+from ..core.test_checks import CANARY
+
 pytestmark = pytest.mark.ui
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,7 +180,7 @@ class Server:
         return out
 
 
-def _stop_default_automation(env: dict[str, str]) -> None:
+def _stop_default_automation(env: dict[str, str], stopped=STOPPED) -> None:
     """Record the running-by-default sensors and schedules as stopped (the CLI writes it;
     no daemon needed)."""
     procs = [
@@ -190,9 +192,9 @@ def _stop_default_automation(env: dict[str, str]) -> None:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for kind, name in STOPPED
+        for kind, name in stopped
     ]
-    for (kind, name), proc in zip(STOPPED, procs):
+    for (kind, name), proc in zip(stopped, procs):
         out, _ = proc.communicate(timeout=SERVER_TIMEOUT)
         assert proc.returncode == 0 and f"Stopped {kind} {name}" in out, out[-3000:]
 
@@ -223,12 +225,17 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ui")
-    write_corpus(root / "corpus", DOCS)
-    source = {"name": SOURCE, "kind": "folder", "path": str(root / "corpus")}
-    config_path = write_config(root / "platform.yaml", [source])
+def dev_warning_filter() -> str:
+    """The warning filter `make ui` runs `dagster dev` with (Makefile DEV_WARNING)."""
+    makefile = (ROOT / "Makefile").read_text()
+    return re.search(r"^DEV_WARNING := (.+)$", makefile, re.MULTILINE).group(1).strip()
+
+
+@contextmanager
+def dagster_dev(root: Path, config_path: Path, stopped=STOPPED, register: bool = True):
+    """`dagster dev` (webserver + daemon) over `config_path` with its own DAGSTER_HOME under
+    `root`, as `make ui` starts it; `stopped` sensors and schedules are stopped first, and with
+    `register` the registry's partitions are added before (a stopped sensor would not)."""
     home = root / "dagster_home"
     home.mkdir()
     # the project's instance settings, without the "join the community" dialog: it pops up over
@@ -250,14 +257,18 @@ def server(tmp_path_factory):
         DAGSTER_HOME=str(home),
         EMBEDDINGS_PLATFORM_CONFIG=str(config_path),
         PYTHONUNBUFFERED="1",
+        PYTHONWARNINGS=dev_warning_filter(),
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
     )
-    with pytest.MonkeyPatch.context() as mp:  # only while the partitions are added
+    # the instance's storage is created here, once: the `dagster ... stop` commands below run
+    # in parallel and would race to create it
+    with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DAGSTER_HOME", str(home))
         with DagsterInstance.get() as instance:
-            sync_partitions(instance, load_config(config_path))
-    _stop_default_automation(env)
+            if register:
+                sync_partitions(instance, load_config(config_path))
+    _stop_default_automation(env, stopped)
 
     port = _free_port()
     log = root / "dagster-dev.log"
@@ -285,6 +296,18 @@ def server(tmp_path_factory):
         yield srv
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui")
+    write_corpus(root / "corpus", DOCS)
+    canary = root / "canary.jsonl"  # labelled queries: retrieval_recall has something to score
+    canary.write_text("\n".join(json.dumps(c) for c in CANARY) + "\n")
+    source = {"name": SOURCE, "kind": "folder", "path": str(root / "corpus"), "canary": str(canary)}
+    config_path = write_config(root / "platform.yaml", [source])
+    with dagster_dev(root, config_path) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

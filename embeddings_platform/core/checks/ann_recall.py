@@ -26,13 +26,14 @@ class AnnRecallReport(Report):
     unindexed_rows: int = 0
     sample: int = 0
     k: int = 10
-    recall: float = 1.0  # mean recall@k of the index against exact search
-    min_query_recall: float = 1.0
+    recall: float = 0.0  # mean recall@k of the index against exact search
+    min_query_recall: float = 0.0
     floor: float = 0.95
     ann_ms: float = 0.0  # mean latency per query
     exact_ms: float = 0.0
     seconds: float = 0.0
     note: str = ""
+    evaluated: bool = True  # False: exact search or an empty table, nothing to compare
     severity: str = OK
     problems: list[str] = field(default_factory=list)
 
@@ -75,10 +76,11 @@ def ann_recall(
     if index is None or report.rows == 0:
         report.note = (
             "no ANN index (rows below serving.ann_min_rows): search is exact, "
-            "recall 1.0 by construction"
+            "so there is no approximation to measure"
             if report.rows
-            else "empty table"
+            else "empty table: no vectors to query with"
         )
+        report.evaluated = False
         report.seconds = time.perf_counter() - started
         return report
     report.has_ann_index = True
@@ -144,12 +146,16 @@ def ann_recall(
         exact_ids = {cid for cid, _ in exact}
         hits = sum(1 for h in approx if h["chunk_id"] in exact_ids or h["_distance"] <= cutoff)
         recalls.append(min(1.0, hits / len(exact)))
-    if recalls:
-        report.recall = float(np.mean(recalls))
-        report.min_query_recall = float(np.min(recalls))
-        report.ann_ms = 1000 * ann_seconds / len(recalls)
-        report.exact_ms = 1000 * exact_seconds / len(recalls)
     report.sample = len(recalls)
+    if not recalls:  # every sampled vector NaN or zero: consistency reports those
+        report.evaluated = False
+        report.note = "no usable vector in the sample (NaN or zero-norm: see consistency)"
+        report.seconds = time.perf_counter() - started
+        return report
+    report.recall = float(np.mean(recalls))
+    report.min_query_recall = float(np.min(recalls))
+    report.ann_ms = 1000 * ann_seconds / len(recalls)
+    report.exact_ms = 1000 * exact_seconds / len(recalls)
     if report.recall < t.ann_recall_floor:
         report.severity = ERROR
         report.problems.append(

@@ -20,16 +20,43 @@ def worst(*severities: str) -> str:
     return max(severities, key=_RANK.__getitem__, default=OK)
 
 
+# Identities and settings: the same from run to run, or naming which thing was read (a table
+# version), not measuring it. Plotted, they are noise; they go to the UI as text.
+CONSTANTS = frozenset(
+    {"table_version", "dimension", "expected_dimension", "k", "floor", "sample", "queries"}
+)
+UNKNOWN_IF_ZERO = frozenset({"table_version", "dimension", "expected_dimension"})
+# Said elsewhere in the result (the table, the description) or not for the UI.
+NOT_METADATA = frozenset({"source", "table_name", "problems", "note", "severity"})
+
+
 def numeric(values: dict[str, Any]) -> dict[str, float | int]:
-    """Keep only plottable numbers (bools become 0/1)."""
+    """The measurements: numbers that change over time, for the UI's plots (no flags, no
+    identities or settings: see `facts`)."""
     out: dict[str, float | int] = {}
     for key, value in values.items():
-        if isinstance(value, bool):
-            out[key] = int(value)
-        elif isinstance(value, (int, np.integer)):
+        if key in CONSTANTS or key in NOT_METADATA or isinstance(value, bool):
+            continue
+        if isinstance(value, (int, np.integer)):
             out[key] = int(value)
         elif isinstance(value, (float, np.floating)):
             out[key] = float(value)
+    return out
+
+
+def facts(values: dict[str, Any]) -> dict[str, str | bool]:
+    """What is not a measurement: flags (bool), names, identities and settings (text)."""
+    out: dict[str, str | bool] = {}
+    for key, value in values.items():
+        if key in NOT_METADATA or value is None or isinstance(value, (list, dict)):
+            continue
+        if isinstance(value, bool):
+            out[key] = value
+        elif isinstance(value, str):
+            if value:
+                out[key] = value
+        elif key in CONSTANTS and not (key in UNKNOWN_IF_ZERO and not value):
+            out[key] = str(value)
     return out
 
 
@@ -109,14 +136,22 @@ def snapshots_of(store: Store, source: str) -> list[dict[str, Any]]:
 
 
 class Report:
-    """What every check report answers: ok or not, and its plottable numbers (for the UI)."""
+    """What every check report answers: ok or not, whether anything was measured at all, its
+    plottable numbers and its facts (for the UI)."""
 
     severity: str
     problems: list[str]
+    evaluated: bool = True  # False: nothing to evaluate (no labelled queries, no ANN index)
 
     @property
     def ok(self) -> bool:
         return self.severity == OK
 
     def metadata(self) -> dict[str, float | int]:
+        """Measurements only; none when nothing was evaluated (no zeros posing as results)."""
+        if not self.evaluated:
+            return {}
         return numeric(asdict(self)) | {"problems": len(self.problems)}
+
+    def facts(self) -> dict[str, str | bool]:
+        return facts(asdict(self))

@@ -4,7 +4,7 @@ before moving a serving pointer."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,8 +16,8 @@ from ..store import Store, dead_letter_id, one_of, vectors_table_name
 from .common import (
     ERROR,
     OK,
+    Report,
     chunks_table,
-    numeric,
     resolve_version,
     shard_rows,
     strategy_of,
@@ -26,7 +26,7 @@ from .common import (
 
 
 @dataclass
-class ConsistencyReport:
+class ConsistencyReport(Report):
     source: str
     version_id: str
     table_name: str
@@ -56,9 +56,6 @@ class ConsistencyReport:
     @property
     def severity(self) -> str:
         return OK if self.ok else ERROR
-
-    def metadata(self) -> dict[str, float | int]:
-        return numeric(asdict(self)) | {"problems": len(self.problems)}
 
 
 class ConsistencyError(RuntimeError):

@@ -32,6 +32,9 @@ class QuarantineReport:
             **{f"reason_{kind}": n for kind, n in sorted(self.by_kind.items())},
         }
 
+    def facts(self) -> dict[str, str | bool]:
+        return {"snapshot_id": self.snapshot_id} if self.snapshot_id else {}
+
 
 def reason_kind(reason: str) -> str:
     """`undecodable: ...` -> `undecodable`; the part before the colon names the kind."""

@@ -50,6 +50,7 @@ class RetrievalReport(Report):
     seconds: float = 0.0
     note: str = ""
     profile: str = ""  # the retrieval profile the queries were ranked under
+    evaluated: bool = True  # False: no labelled queries, nothing was measured
     severity: str = OK
     problems: list[str] = field(default_factory=list)
 
@@ -81,16 +82,6 @@ def retrieval_recall(
     started = time.perf_counter()
     t = thresholds
     name = vectors_table_name(source, version_id)
-    if not queries:
-        report = RetrievalReport(
-            source,
-            version_id,
-            name,
-            0,
-            k=t.recall_k,
-            note="no labelled queries for this source (add a canary file or BEIR qrels)",
-        )
-        return report
     if not store.has_table(name):
         report = RetrievalReport(source, version_id, name, 0, k=t.recall_k, severity=ERROR)
         report.problems.append(f"table {name} does not exist; materialize embeddings first")
@@ -100,6 +91,13 @@ def retrieval_recall(
     report = RetrievalReport(
         source, version_id, name, int(table.version), served=served, k=t.recall_k
     )
+    if not queries:  # nothing to evaluate: its own outcome, not a pass with zeros
+        report.evaluated, report.severity = False, WARN
+        report.note = (
+            f"no labelled queries for source {source!r}; add a canary file "
+            "(docs/operator.md#canary-files) or use a BEIR source with qrels"
+        )
+        return report
     if profile is None:
         pointer = store.pointer(source)
         profile = (

@@ -43,8 +43,10 @@ __all__ = [
     "StaticModelEmbedder",
     "Tokenizer",
     "WordTokenizer",
+    "cached_embedder",
     "chunk_window",
     "chunking_strategy_id",
+    "clear_embedder_cache",
     "distilled_model_path",
     "load_embedder",
     "load_tokenizer",
@@ -89,6 +91,22 @@ def model_version(model: ModelSettings) -> ModelVersion:
 def load_embedder(model: ModelSettings) -> Embedder:
     """Load the model itself (slow for real models: do it only when embedding)."""
     return model.load()
+
+
+_EMBEDDERS: dict[str, Embedder] = {}
+
+
+def cached_embedder(model: ModelSettings) -> Embedder:
+    """One loaded model per version per process: loading MiniLM takes seconds, so a process
+    that searches or embeds again (a worker, a notebook, the Python API) loads it once."""
+    key = model_version(model).version_id
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = load_embedder(model)
+    return _EMBEDDERS[key]
+
+
+def clear_embedder_cache() -> None:
+    _EMBEDDERS.clear()
 
 
 def load_tokenizer(model: ModelSettings) -> Tokenizer:

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from ..config import RetryConfig
 from ..models import Embedder, ModelVersion
+from ..progress import EmbedProgress
 from ..resilience import embed_isolating_failures
 from ..sharding import parse_key as parse_shard_key
 from ..store import (
@@ -22,9 +23,6 @@ from ..store import (
     vectors_schema,
     vectors_table_name,
 )
-
-Progress = Callable[[int, int, float], None]  # (done, total, seconds so far)
-
 
 # Columns a vector copies from its chunk that can change without the chunk text changing.
 LINEAGE_OF_TEXT = ("doc_sha256", "source_snapshot", "metadata_json")
@@ -59,14 +57,15 @@ def sync_embeddings(
     get_embedder: Callable[[], Embedder],
     run_id: str,
     batch_size: int = 256,
-    progress: Progress | None = None,
+    progress: EmbedProgress | None = None,
     retry: RetryConfig = RetryConfig(),
     dimension: int | None = None,
 ) -> EmbedReport:
     """Embed exactly the chunks that have no vector for this model version; drop vanished ones.
 
     The model is loaded only if something needs embedding, and each batch is committed as
-    it is made, so a killed run resumes where it stopped.
+    it is made, so a killed run resumes where it stopped. `progress` is told the plan, the
+    model load and each batch (its timer decides when to log).
     """
     started = time.perf_counter()
     version_id = version.version_id
@@ -97,6 +96,8 @@ def sync_embeddings(
     todo = sorted(
         (c for c in chunks if c["chunk_id"] not in existing_meta), key=lambda c: -len(c["text"])
     )
+    if progress:
+        progress.planned(len(todo), len(chunks) - len(todo))
     embedder: Embedder | None = None
     calls_before = 0
     embed_seconds = 0.0
@@ -104,7 +105,11 @@ def sync_embeddings(
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         if embedder is None:
+            if progress:
+                progress.loading_model()
             embedder = get_embedder()
+            if progress:
+                progress.model_loaded()
             calls_before = getattr(embedder, "calls", 0)
         t0 = time.perf_counter()
         outcome = embed_isolating_failures(embedder.embed, [c["text"] for c in batch], retry)
@@ -131,7 +136,7 @@ def sync_embeddings(
             ]
             store.upsert(table, pa.Table.from_pylist(rows, schema=table.schema), "chunk_id")
         if progress:
-            progress(min(start + batch_size, len(todo)), len(todo), time.perf_counter() - started)
+            progress.embedded(min(start + batch_size, len(todo)), embed_seconds)
     if (
         table is None
     ):  # an empty source (or shard) still gets a table: it serves nothing, not stale data

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..checks import ConsistencyError, consistency
 from ..config import ServingConfig
-from ..indexing import ann_plan, build_vector_index, vector_index
+from ..indexing import ann_plan, build_text_index, build_vector_index, vector_index
 from ..sharding import owner
 from ..store import (
     Store,
@@ -91,7 +91,7 @@ def build_serving_index(
             for index_name in _vector_index_names(table):
                 retry_on_conflict(lambda n=index_name: table.drop_index(n))
         if rows:
-            retry_on_conflict(lambda: table.create_fts_index("text", replace=True))
+            retry_on_conflict(lambda: build_text_index(table))
         _tag(table, table.version)
     table_version = table.version
     tag = serve_tag(table_version)
