@@ -234,20 +234,42 @@ def lineage(store: Store, config: PlatformConfig, doc_or_chunk_id: str) -> list[
     registered = {source.name for source in config.sources}
     prefixes = tuple(f"vectors__{name}__" for name in registered)
     names = sorted(n for n in store.table_names() if prefixes and n.startswith(prefixes))
+    upstream: dict[tuple[str, str], dict] = {}
     for name in names:
         with reading(name):
-            rows = Store.read(
-                store.open_table(name), list(LINEAGE_COLUMNS) + ["chunk_index"], where=where
-            ).to_pylist()
+            columns = [*LINEAGE_COLUMNS, "chunk_index", "metadata_json"]
+            rows = Store.read(store.open_table(name), columns, where=where).to_pylist()
         for row in rows:
             if owner(row["source"]) not in registered:
                 continue
             row["created_at"] = row["created_at"].isoformat()
             row["table"] = name
+            row["metadata"] = json.loads(row.pop("metadata_json") or "{}")
+            key = (row["source"], row["source_snapshot"])
+            if key not in upstream:
+                upstream[key] = _upstream(store, row)
+            row["upstream"] = upstream[key]
             out.append(row)
     return sorted(
         out, key=lambda r: (r["source"], r["model_version"], r["doc_id"], r["chunk_index"])
     )
+
+
+def _upstream(store: Store, row: dict[str, Any]) -> dict[str, Any]:
+    """What the source snapshot of a vector recorded of its upstream (an Iceberg table's
+    snapshot id): the version of the table its text was read at. A shard's snapshot is
+    recorded under the shard's partition key, so any partition of the source will do."""
+    if not store.has_table("snapshots"):
+        return {}
+    recorded = Store.read(
+        store.open_table("snapshots"),
+        ["source", "state_json"],
+        where=equal(snapshot_id=row["source_snapshot"]),
+    ).to_pylist()
+    for snapshot in recorded:
+        if owner(snapshot["source"]) == row["source"] and snapshot["state_json"]:
+            return json.loads(snapshot["state_json"]).get("kind", {})
+    return {}
 
 
 def source_problem(source) -> str | None:

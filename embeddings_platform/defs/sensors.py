@@ -138,7 +138,7 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
         try:  # an unchanged file listing needs no read: an idle tick does not read the corpus
             listing = listing_signature(config.source(key))
             fingerprint = known_fingerprint(key, listing, cursor) or source_fingerprint(
-                config.source(key), config.documents
+                config.source(key), config.documents, store
             )
         except Exception as exc:  # noqa: BLE001 - one unreadable source must not stop the others
             context.log.error(f"source {key!r} could not be read: {exc}")

@@ -2,6 +2,8 @@
 
 Doc ids are paths relative to the folder. Every read is bounded; links are followed only
 inside the folder; hidden files and folders are skipped unless `documents.include_hidden`.
+Each file is an entry stamped with its size, inode and times (one stat, no open): the sensor
+digests the listing, and a snapshot reads again only the files whose stamp moved.
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ from ..registry import STRICT, source_kind
 from ..settings import DocumentsConfig
 from .base import (
     OPEN_FLAGS,
+    Changes,
     ConfigPath,
+    Entry,
+    PreviousRead,
     RawDocument,
     SourceSettings,
     Unusable,
     clean_id,
+    entry_changes,
     rejected,
     source_error,
 )
+from .listing import file_stamp, stamps_digest
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
 _FILE_TYPES = (
@@ -53,7 +60,30 @@ class FolderSource(SourceSettings):
             )
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
-        return read_folder(self, documents)
+        return read_folder(self, self.entries(documents), documents)
+
+    def entries(self, documents: DocumentsConfig) -> dict[str, Entry]:
+        """Every file-like entry below the folder with its stamp; no file is opened."""
+        root = _folder_root(self)
+        return {
+            clean_id(rel): Entry(None if problem else file_stamp(info), (path, problem))
+            for rel, path, info, problem in _walk(str(root), documents.include_hidden)
+        }
+
+    def changes(self, previous: PreviousRead | None, documents: DocumentsConfig) -> Changes:
+        return entry_changes(
+            self,
+            self.entries(documents),
+            previous,
+            lambda chosen: read_folder(self, chosen, documents),
+        )
+
+    def signature(self) -> str | None:
+        """The listing's stamps, hidden files included (a superset: no change is missed)."""
+        if not os.path.isdir(self.path):
+            return None
+        listing = _walk(os.path.realpath(self.path), include_hidden=True)
+        return stamps_digest((rel, file_stamp(info)) for rel, _, info, _ in listing)
 
 
 def _folder_root(source: FolderSource) -> Path:
@@ -76,25 +106,34 @@ def _folder_root(source: FolderSource) -> Path:
     return root
 
 
-def _entries(root: Path, include_hidden: bool) -> list[tuple[Path, str]]:
-    """Every file-like entry under root, sorted, with the error of each folder not listable.
-
-    Links to folders are listed, not followed (rglob did not follow them either); hidden
-    names (a leading '.') are skipped with their whole subtree unless include_hidden.
-    """
-    errors: list[OSError] = []
-    found: list[tuple[Path, str]] = []
-    for folder, dirs, files in os.walk(root, onerror=errors.append):
-        if not include_hidden:
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            files = [f for f in files if not f.startswith(".")]
-        base = Path(folder)
-        found.extend((base / name, "") for name in dirs if (base / name).is_symlink())
-        found.extend((base / name, "") for name in files)
-    found.extend(
-        (Path(e.filename), f"unreadable: folder cannot be listed: {e.strerror}") for e in errors
-    )
-    return sorted(found)
+def _walk(root: str, include_hidden: bool) -> Iterator[tuple[str, str, os.stat_result | None, str]]:
+    """(relative path, path, stat or None, problem) of every file-like entry under root, in the
+    folders' own order (one stat per entry, strings only: a million files is a listing, not a
+    read). Links are stat'ed through, not followed into; a folder that cannot be listed is an
+    entry whose problem says so. Hidden names (a leading '.') are skipped with their subtree
+    unless include_hidden."""
+    folders = [("", root)]
+    while folders:
+        rel_dir, folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                items = list(listing)
+        except OSError as exc:
+            yield rel_dir, folder, None, f"unreadable: folder cannot be listed: {exc.strerror}"
+            continue
+        for item in items:
+            name = item.name
+            if not include_hidden and name.startswith("."):
+                continue
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if item.is_dir(follow_symlinks=False):
+                folders.append((rel, item.path))
+                continue
+            try:
+                info = os.stat(item.path)
+            except OSError:  # a dangling link, or gone since the listing: the read reports it
+                info = None
+            yield rel, item.path, info, ""
 
 
 def _target(path: Path, root: Path) -> os.stat_result | None:
@@ -122,27 +161,32 @@ def _target(path: Path, root: Path) -> os.stat_result | None:
     return info
 
 
-def read_folder(source: FolderSource, documents: DocumentsConfig) -> Iterator[RawDocument]:
-    root = _folder_root(source)
-    for path, problem in _entries(root, documents.include_hidden):
-        doc_id = clean_id(path.relative_to(root).as_posix())
+def read_folder(
+    source: FolderSource, entries: dict[str, Entry], documents: DocumentsConfig
+) -> Iterator[RawDocument]:
+    """The documents of the chosen entries (from `FolderSource.entries`), in name order."""
+    documents_root = Path(os.path.realpath(source.path))
+    limit = documents.max_document_bytes
+    for doc_id in sorted(entries):
+        where, problem = entries[doc_id].where
         if problem:
-            yield rejected(doc_id, problem)
+            yield rejected(doc_id, problem, entry=doc_id)
             continue
+        path = Path(where)
         try:
-            if _target(path, root) is None or path.suffix.lower() not in FOLDER_SUFFIXES:
+            if _target(path, documents_root) is None or path.suffix.lower() not in FOLDER_SUFFIXES:
                 continue  # a folder link, or not a document type this source reads
-            if doc_id != path.relative_to(root).as_posix():
+            if doc_id != path.relative_to(documents_root).as_posix():
                 raise Unusable("bad file name: not valid UTF-8; rename the file")
-            content = read_bounded(path, documents.max_document_bytes)
+            content = read_bounded(path, limit)
         except Unusable as exc:
-            yield rejected(doc_id, str(exc))
+            yield rejected(doc_id, str(exc), entry=doc_id)
             continue
         except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the folder
-            yield rejected(doc_id, f"unreadable: {type(exc).__name__}: {exc}")
+            yield rejected(doc_id, f"unreadable: {type(exc).__name__}: {exc}", entry=doc_id)
             continue
         is_html = path.suffix.lower() in (".html", ".htm")
-        yield RawDocument(doc_id, content, {"path": doc_id}, is_html=is_html)
+        yield RawDocument(doc_id, content, {"path": doc_id}, is_html=is_html, entry=doc_id)
 
 
 def read_bounded(path: Path, limit: int) -> bytes:

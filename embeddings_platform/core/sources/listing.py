@@ -13,16 +13,22 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 
+def file_stamp(st: os.stat_result | None) -> str:
+    """A file's size, inode and modification and change times: moves with any write."""
+    if st is None:
+        return "gone"
+    return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def stamps_digest(stamps: Iterable[tuple[str, str | None]]) -> str:
+    """One value for a whole listing of (entry, stamp) pairs, in the order given."""
+    return hashlib.sha256(
+        "".join(f"{key}\0{stamp}\n" for key, stamp in stamps).encode("utf-8", "surrogateescape")
+    ).hexdigest()
+
+
 def listing_digest(entries: Iterable[tuple[str, os.stat_result | None]]) -> str:
-    digest = hashlib.sha256()
-    for rel, st in entries:
-        seen = (
-            "gone"
-            if st is None
-            else "\0".join(str(v) for v in (st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
-        )
-        digest.update(f"{rel}\0{seen}\n".encode())
-    return digest.hexdigest()
+    return stamps_digest((rel, file_stamp(st)) for rel, st in entries)
 
 
 def stat_or_none(path) -> os.stat_result | None:

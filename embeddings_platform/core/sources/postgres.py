@@ -5,13 +5,17 @@ the registry names (`dsn_env`), never from the registry itself, and is shown wit
 removed. Rows are read through a server-side cursor, a batch at a time, in id order;
 identifiers are composed with `psycopg.sql.Identifier`, never formatted into SQL. A read cut
 off half-way (the server restarted) raises: a partial read must not be taken for deletions.
+
+With `updated_at_column`, a snapshot after the first reads only the rows at or past the last
+watermark (and rows whose key is new or NULL), and finds deleted rows by comparing keys: one
+REPEATABLE READ transaction, so the keys, the rows and the new watermark agree.
 """
 
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import psycopg
 from psycopg import sql
@@ -20,8 +24,8 @@ from pydantic.dataclasses import dataclass as settings
 
 from ..registry import STRICT, SourceError, source_kind
 from ..settings import DocumentsConfig
-from .base import RawDocument, SourceSettings, source_error
-from .rows import BATCH_ROWS, check_columns, needed_columns, row_document
+from .base import Changes, PreviousRead, RawDocument, SourceSettings, source_error
+from .rows import BATCH_ROWS, check_columns, needed_columns, row_document, row_key
 
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -114,20 +118,70 @@ class PostgresSource(SourceSettings):
             )
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
+        return self.changes(None, documents).documents
+
+    def changes(self, previous: PreviousRead | None, documents: DocumentsConfig) -> Changes:
+        """Every row, or (after a first read, with a watermark) the rows that may have changed.
+
+        Rows are their own entries; rows without a usable id share the entry "" and are read
+        every time. The changes are found when the documents are iterated (one transaction)."""
+        watermark = (previous.state.get("watermark") if previous is not None else None) or None
+        if self.updated_at_column is None or watermark is None:
+            state: dict[str, Any] = {}
+            return Changes(self._read_rows(state), None, state=state)
+        touched: set[str] = {""}
+        state = {}
+        return Changes(self._read_rows(state, previous, touched), touched, state=state)
+
+    def _read_rows(
+        self, state: dict, previous: PreviousRead | None = None, touched: set | None = None
+    ) -> Iterator[RawDocument]:
         columns = needed_columns(self.id_column, self.text_columns, self.metadata_columns)
-        query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            self._table(),
-            sql.Identifier(self.id_column),
-        )
-        with self._connect() as conn, conn.cursor(name="embeddings_platform_read") as cur:
-            cur.itersize = BATCH_ROWS
-            cur.execute(query)
-            row_no = 0
-            while batch := cur.fetchmany(BATCH_ROWS):
-                for values in batch:
-                    row_no += 1
-                    yield row_document(self, dict(zip(columns, values)), f"row-{row_no}")
+        ident, table = sql.Identifier(self.id_column), self._table()
+        where, params = sql.SQL(""), []
+        with self._connect() as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            if self.updated_at_column:
+                mark = sql.Identifier(self.updated_at_column)
+                latest = conn.execute(sql.SQL("SELECT max({})::text FROM {}").format(mark, table))
+                state["watermark"] = latest.fetchone()[0]
+            if previous is not None and touched is not None:
+                new = self._key_changes(conn, previous, touched)
+                where = sql.SQL(
+                    " WHERE {mark} >= {wm} OR {mark} IS NULL OR {id} IS NULL"
+                    " OR {id}::text = '' OR {id} = ANY({new})"
+                ).format(mark=mark, wm=sql.Placeholder(), id=ident, new=sql.Placeholder())
+                params = [previous.state["watermark"], new]
+            query = sql.SQL("SELECT {} FROM {}{} ORDER BY {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)), table, where, ident
+            )
+            with conn.cursor(name="embeddings_platform_read") as cur:
+                cur.itersize = BATCH_ROWS
+                cur.execute(query, params or None)
+                unkeyed = 0  # rows without a usable id are named by their order among those
+                while batch := cur.fetchmany(BATCH_ROWS):
+                    for values in batch:
+                        row = dict(zip(columns, values))
+                        if row_key(row[self.id_column], self.id_column) is None:
+                            unkeyed += 1
+                        doc = row_document(self, row, f"row-without-id-{unkeyed}")
+                        if touched is not None:
+                            touched.add(doc.entry)
+                        yield doc
+
+    def _key_changes(self, conn: psycopg.Connection, previous: PreviousRead, touched: set) -> list:
+        """Keys gone since the last snapshot join `touched`; the id values of new keys are
+        returned (a row inserted with an old watermark value is read all the same)."""
+        query = sql.SQL("SELECT {} FROM {}").format(sql.Identifier(self.id_column), self._table())
+        now: dict[str, Any] = {}
+        for (value,) in conn.execute(query):
+            key = row_key(value, self.id_column)
+            if key is not None:
+                now[key] = value
+        before = previous.keys()
+        touched.update(k for k in before if k not in now)
+        return [value for key, value in now.items() if key not in before]
 
     def signature(self) -> str | None:
         """`max(updated_at_column)` and `count(*)`: an edit moves the first (when writers keep
