@@ -1,15 +1,18 @@
 """The folder kind's partial reads: a snapshot re-reads only the files whose stamp (size,
 inode, times) moved, carries the rest over unread with their quarantine rows, and gives the id a
-full read would."""
+full read would; a watched folder is not walked again until something below it changes."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
+from embeddings_platform.core.documents import read_source
 from embeddings_platform.core.refresh import source_fingerprint
 from embeddings_platform.core.sources import folder as folder_kind
+from embeddings_platform.core.sources import watch
 
 from .sources_shared import Cell
 
@@ -77,3 +80,50 @@ def test_changed_document_rules_read_everything_again(tmp_path, opened):
     report = strict.snapshot()
     assert report.full_read and len(opened) == 10
     assert report.documents == 0 and len(report.quarantined) == 10  # each is over 30 bytes
+
+
+@pytest.fixture
+def walks(monkeypatch) -> list[str]:
+    """Every walk of a folder's listing, and watchers for folders of any size (stopped after)."""
+    roots: list[str] = []
+    real = folder_kind._walk
+
+    def counting(root, include_hidden):
+        roots.append(root)
+        return real(root, include_hidden)
+
+    monkeypatch.setattr(folder_kind, "_walk", counting)
+    monkeypatch.setattr(watch, "WATCH_AFTER_SECONDS", 0.0)
+    yield roots
+    watch.stop_watching()
+
+
+def _until(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_a_watched_folder_is_walked_again_only_after_a_change(tmp_path, walks, monkeypatch):
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, FILES)
+    source = Cell(tmp_path, {"name": "notes", "kind": "folder", "path": str(corpus)}).source
+    first = source.signature()  # a walk, then the folder is watched
+    assert source.signature() == first and len(walks) == 2  # the first walk under watch
+    assert source.signature() == first and len(walks) == 2  # unchanged: no walk
+
+    read_source(source)  # files opened and read (a snapshot run): no change
+    time.sleep(0.2)
+    walks.clear()
+    assert source.signature() == first and walks == []
+
+    seen = watch._watches[os.path.realpath(corpus)]
+    before = seen.events
+    (corpus / "b" / "4.md").write_text("Note b4, rewritten about a storm at sea.")
+    _until(lambda: seen.events > before)
+    changed = source.signature()
+    assert changed != first and len(walks) == 1
+    assert source.signature() == changed and len(walks) == 1
+
+    monkeypatch.setattr(watch, "MAX_AGE_SECONDS", 0.0)  # never trusted longer than this
+    assert source.signature() == changed and len(walks) == 2

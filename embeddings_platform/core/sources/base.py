@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass as dataclass_plain
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Iterator, Protocol
+from typing import Annotated, Any, Iterable, Iterator, NamedTuple, Protocol
 
 from pydantic import BeforeValidator
 from pydantic.dataclasses import dataclass as settings
@@ -97,8 +97,7 @@ class RawDocument:
     entry: str = ""  # the file, data file or row it came from ("": the doc id)
 
 
-@dataclass_plain(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One unit a kind reads at a time (a file, a data file) and its stamp: a value that moves
     whenever its content may have (None: always read again). `where` finds it for reading."""
 
@@ -163,4 +162,6 @@ def source_error(source: SourceSettings, key: str, problem: str) -> SourceError:
 
 def clean_id(name: str) -> str:
     """A file name that is not UTF-8 cannot be stored as an id: escape its bytes visibly."""
+    if name.isascii():
+        return name
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

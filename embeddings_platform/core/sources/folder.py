@@ -3,7 +3,8 @@
 Doc ids are paths relative to the folder. Every read is bounded; links are followed only
 inside the folder; hidden files and folders are skipped unless `documents.include_hidden`.
 Each file is an entry stamped with its size, inode and times (one stat, no open): the sensor
-digests the listing, and a snapshot reads again only the files whose stamp moved.
+digests the listing (a large folder is watched between ticks instead, watch.py), and a snapshot
+reads again only the files whose stamp moved.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, NamedTuple
 
 from pydantic.dataclasses import dataclass as settings
 
@@ -33,6 +34,7 @@ from .base import (
     source_error,
 )
 from .listing import file_stamp, stamps_digest
+from .watch import watched_signature
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
 _FILE_TYPES = (
@@ -66,8 +68,8 @@ class FolderSource(SourceSettings):
         """Every file-like entry below the folder with its stamp; no file is opened."""
         root = _folder_root(self)
         return {
-            clean_id(rel): Entry(None if problem else file_stamp(info), (path, problem))
-            for rel, path, info, problem in _walk(str(root), documents.include_hidden)
+            clean_id(where.rel): Entry(None if where.problem else file_stamp(where.info), where)
+            for where in _walk(str(root), documents.include_hidden)
         }
 
     def changes(self, previous: PreviousRead | None, documents: DocumentsConfig) -> Changes:
@@ -79,11 +81,17 @@ class FolderSource(SourceSettings):
         )
 
     def signature(self) -> str | None:
-        """The listing's stamps, hidden files included (a superset: no change is missed)."""
+        """The listing's stamps, hidden files included (a superset: no change is missed); a
+        large folder is watched between ticks instead of walked (watch.py)."""
         if not os.path.isdir(self.path):
             return None
-        listing = _walk(os.path.realpath(self.path), include_hidden=True)
-        return stamps_digest((rel, file_stamp(info)) for rel, _, info, _ in listing)
+        root = os.path.realpath(self.path)
+
+        def walk() -> str:
+            listing = _walk(root, include_hidden=True)
+            return stamps_digest((w.rel, file_stamp(w.info)) for w in listing)
+
+        return watched_signature(root, walk)
 
 
 def _folder_root(source: FolderSource) -> Path:
@@ -106,12 +114,21 @@ def _folder_root(source: FolderSource) -> Path:
     return root
 
 
-def _walk(root: str, include_hidden: bool) -> Iterator[tuple[str, str, os.stat_result | None, str]]:
-    """(relative path, path, stat or None, problem) of every file-like entry under root, in the
-    folders' own order (one stat per entry, strings only: a million files is a listing, not a
-    read). Links are stat'ed through, not followed into; a folder that cannot be listed is an
-    entry whose problem says so. Hidden names (a leading '.') are skipped with their subtree
-    unless include_hidden."""
+class Listed(NamedTuple):
+    """One entry of a folder's listing: where it is, its stat, and whether it is a link."""
+
+    rel: str  # relative to the folder
+    path: str
+    info: os.stat_result | None  # following a link; None when it cannot be stat'ed
+    problem: str = ""  # a folder that cannot be listed
+    link: bool = False
+
+
+def _walk(root: str, include_hidden: bool) -> Iterator[Listed]:
+    """Every file-like entry under root, in the folders' own order: one stat per entry and
+    strings only (a million files is a listing, not a read). Links are stat'ed through, not
+    followed into; a folder that cannot be listed is an entry whose problem says so. Hidden
+    names (a leading '.') are skipped with their subtree unless include_hidden."""
     folders = [("", root)]
     while folders:
         rel_dir, folder = folders.pop()
@@ -119,7 +136,9 @@ def _walk(root: str, include_hidden: bool) -> Iterator[tuple[str, str, os.stat_r
             with os.scandir(folder) as listing:
                 items = list(listing)
         except OSError as exc:
-            yield rel_dir, folder, None, f"unreadable: folder cannot be listed: {exc.strerror}"
+            yield Listed(
+                rel_dir, folder, None, f"unreadable: folder cannot be listed: {exc.strerror}"
+            )
             continue
         for item in items:
             name = item.name
@@ -133,7 +152,7 @@ def _walk(root: str, include_hidden: bool) -> Iterator[tuple[str, str, os.stat_r
                 info = os.stat(item.path)
             except OSError:  # a dangling link, or gone since the listing: the read reports it
                 info = None
-            yield rel, item.path, info, ""
+            yield Listed(rel, item.path, info, "", item.is_symlink())
 
 
 def _target(path: Path, root: Path) -> os.stat_result | None:
@@ -164,19 +183,23 @@ def _target(path: Path, root: Path) -> os.stat_result | None:
 def read_folder(
     source: FolderSource, entries: dict[str, Entry], documents: DocumentsConfig
 ) -> Iterator[RawDocument]:
-    """The documents of the chosen entries (from `FolderSource.entries`), in name order."""
+    """The documents of the chosen entries (from `FolderSource.entries`), in name order.
+
+    The listing did not follow links into folders, so only an entry that is itself a link can
+    lead outside the folder: only links are resolved (realpath) before they are read."""
     documents_root = Path(os.path.realpath(source.path))
     limit = documents.max_document_bytes
     for doc_id in sorted(entries):
-        where, problem = entries[doc_id].where
-        if problem:
-            yield rejected(doc_id, problem, entry=doc_id)
+        where: Listed = entries[doc_id].where
+        if where.problem:
+            yield rejected(doc_id, where.problem, entry=doc_id)
             continue
-        path = Path(where)
+        path = Path(where.path)
         try:
-            if _target(path, documents_root) is None or path.suffix.lower() not in FOLDER_SUFFIXES:
+            info = _target(path, documents_root) if where.link else _regular(where.info)
+            if info is None or path.suffix.lower() not in FOLDER_SUFFIXES:
                 continue  # a folder link, or not a document type this source reads
-            if doc_id != path.relative_to(documents_root).as_posix():
+            if doc_id != where.rel:
                 raise Unusable("bad file name: not valid UTF-8; rename the file")
             content = read_bounded(path, limit)
         except Unusable as exc:
@@ -187,6 +210,16 @@ def read_folder(
             continue
         is_html = path.suffix.lower() in (".html", ".htm")
         yield RawDocument(doc_id, content, {"path": doc_id}, is_html=is_html, entry=doc_id)
+
+
+def _regular(info: os.stat_result | None) -> os.stat_result:
+    """The listing's stat of an entry that is not a link: a special file is unusable."""
+    if info is None:
+        raise Unusable("unreadable: it vanished after the folder was listed")
+    for is_kind, kind in _FILE_TYPES:
+        if is_kind(info.st_mode):
+            raise Unusable(f"not a regular file: {kind}")
+    return info
 
 
 def read_bounded(path: Path, limit: int) -> bytes:
