@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .sharding import owner
 from .store import DEAD_LETTER_REASON, Store, equal, one_of
 
 MAX_CHAIN = 16
@@ -35,6 +36,23 @@ def snapshot_rows(store: Store, source: str) -> list[dict[str, Any]]:
         return []
     rows = Store.read(store.open_table("snapshots"), where=equal(source=source)).to_pylist()
     return sorted(rows, key=lambda r: r["created_at"])
+
+
+def recorded_upstream(store: Store, source: str, snapshot_id: str) -> dict[str, Any]:
+    """What a snapshot recorded of its upstream (an Iceberg table's snapshot id, a watermark):
+    the version of the source it was read at. A shard's snapshot is recorded under the shard's
+    partition key: any partition of the source will do."""
+    if not store.has_table("snapshots"):
+        return {}
+    recorded = Store.read(
+        store.open_table("snapshots"),
+        ["source", "state_json"],
+        where=equal(snapshot_id=snapshot_id),
+    ).to_pylist()
+    for snapshot in recorded:
+        if owner(snapshot["source"]) == owner(source) and snapshot["state_json"]:
+            return json.loads(snapshot["state_json"]).get("kind", {})
+    return {}
 
 
 def chain(rows: list[dict[str, Any]], snapshot_id: str) -> list[str]:

@@ -19,6 +19,7 @@ from .config import (
     check_source_path,
     model_from_spec,
 )
+from .manifests import recorded_upstream
 from .models import Embedder, model_version
 from .retrieval import RetrievalProfile, rank_documents
 from .sharding import owner
@@ -247,29 +248,12 @@ def lineage(store: Store, config: PlatformConfig, doc_or_chunk_id: str) -> list[
             row["metadata"] = json.loads(row.pop("metadata_json") or "{}")
             key = (row["source"], row["source_snapshot"])
             if key not in upstream:
-                upstream[key] = _upstream(store, row)
+                upstream[key] = recorded_upstream(store, *key)
             row["upstream"] = upstream[key]
             out.append(row)
     return sorted(
         out, key=lambda r: (r["source"], r["model_version"], r["doc_id"], r["chunk_index"])
     )
-
-
-def _upstream(store: Store, row: dict[str, Any]) -> dict[str, Any]:
-    """What the source snapshot of a vector recorded of its upstream (an Iceberg table's
-    snapshot id): the version of the table its text was read at. A shard's snapshot is
-    recorded under the shard's partition key, so any partition of the source will do."""
-    if not store.has_table("snapshots"):
-        return {}
-    recorded = Store.read(
-        store.open_table("snapshots"),
-        ["source", "state_json"],
-        where=equal(snapshot_id=row["source_snapshot"]),
-    ).to_pylist()
-    for snapshot in recorded:
-        if owner(snapshot["source"]) == row["source"] and snapshot["state_json"]:
-            return json.loads(snapshot["state_json"]).get("kind", {})
-    return {}
 
 
 def source_problem(source) -> str | None:

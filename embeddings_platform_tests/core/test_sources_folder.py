@@ -86,13 +86,13 @@ def test_changed_document_rules_read_everything_again(tmp_path, opened):
 def walks(monkeypatch) -> list[str]:
     """Every walk of a folder's listing, and watchers for folders of any size (stopped after)."""
     roots: list[str] = []
-    real = folder_kind._walk
+    real = folder_kind._listing
 
     def counting(root, include_hidden):
         roots.append(root)
         return real(root, include_hidden)
 
-    monkeypatch.setattr(folder_kind, "_walk", counting)
+    monkeypatch.setattr(folder_kind, "_listing", counting)
     monkeypatch.setattr(watch, "WATCH_AFTER_SECONDS", 0.0)
     yield roots
     watch.stop_watching()

@@ -5,6 +5,9 @@ becomes a RawDocument carrying its rejection, so it reaches quarantine and the r
 source goes on. A source that cannot be read at all (its path is missing, of the wrong type
 or unreadable) raises SourceError naming the source and the setting to fix: that is an
 operator's mistake, not a bad document.
+
+A kind made of entries (files, data files, rows) stamps each one without reading it; a snapshot
+then reads only the entries whose stamp moved since the last (`changes`, `entry_changes`).
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ class PreviousRead(Protocol):
     state: dict[str, Any]
 
     def stamps(self) -> dict[str, str]: ...
+
+    def entries(self) -> Any: ...  # Arrow: entry, stamp (None: gone), for large listings
 
     def keys(self) -> set[str]: ...
 

@@ -13,8 +13,11 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import Iterator, Literal, NamedTuple
+from typing import Iterable, Iterator, Literal
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic.dataclasses import dataclass as settings
 
 from ..registry import STRICT, source_kind
@@ -23,17 +26,15 @@ from .base import (
     OPEN_FLAGS,
     Changes,
     ConfigPath,
-    Entry,
     PreviousRead,
     RawDocument,
     SourceSettings,
     Unusable,
     clean_id,
-    entry_changes,
     rejected,
     source_error,
 )
-from .listing import file_stamp, stamps_digest
+from .listing import FolderListing, Listed
 from .watch import watched_signature
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
@@ -62,23 +63,32 @@ class FolderSource(SourceSettings):
             )
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
-        return read_folder(self, self.entries(documents), documents)
-
-    def entries(self, documents: DocumentsConfig) -> dict[str, Entry]:
-        """Every file-like entry below the folder with its stamp; no file is opened."""
-        root = _folder_root(self)
-        return {
-            clean_id(where.rel): Entry(None if where.problem else file_stamp(where.info), where)
-            for where in _walk(str(root), documents.include_hidden)
-        }
+        return self.changes(None, documents).documents
 
     def changes(self, previous: PreviousRead | None, documents: DocumentsConfig) -> Changes:
-        return entry_changes(
-            self,
-            self.entries(documents),
-            previous,
-            lambda chosen: read_folder(self, chosen, documents),
-        )
+        """The files whose stamp differs from the last snapshot's (all of them without one):
+        the listing is compared in Arrow, so only the files that moved become objects."""
+        listing = _listing(str(_folder_root(self)), documents.include_hidden)
+        keys = [clean_id(rel) for rel in listing.rels]
+        stamps = listing.stamps()
+        if previous is None:
+            everything = sorted(range(len(keys)), key=keys.__getitem__)
+            chosen = ((keys[i], listing.entry(i)) for i in everything)
+            return Changes(
+                read_folder(self, chosen, documents), None, dict(zip(keys, stamps.to_pylist()))
+            )
+        before = previous.entries()
+        before = before.filter(pc.is_valid(before.column("stamp")))
+        names = pa.array(keys, pa.string())
+        now = pc.binary_join_element_wise(names, stamps, "\0")
+        was = pc.binary_join_element_wise(before.column("entry"), before.column("stamp"), "\0")
+        same = pc.fill_null(pc.is_in(now, value_set=was), False).to_numpy(zero_copy_only=False)
+        moved = sorted(np.flatnonzero(~same).tolist(), key=keys.__getitem__)
+        gone_mask = pc.invert(pc.is_in(before.column("entry"), value_set=names))
+        gone = before.column("entry").filter(gone_mask).to_pylist()
+        touched = {keys[i]: stamps[i].as_py() for i in moved} | dict.fromkeys(gone)
+        chosen = ((keys[i], listing.entry(i)) for i in moved)
+        return Changes(read_folder(self, chosen, documents), set(touched), touched)
 
     def signature(self) -> str | None:
         """The listing's stamps, hidden files included (a superset: no change is missed); a
@@ -86,12 +96,11 @@ class FolderSource(SourceSettings):
         if not os.path.isdir(self.path):
             return None
         root = os.path.realpath(self.path)
+        return watched_signature(root, lambda: _listing(root, True).digest())
 
-        def walk() -> str:
-            listing = _walk(root, include_hidden=True)
-            return stamps_digest((w.rel, file_stamp(w.info)) for w in listing)
 
-        return watched_signature(root, walk)
+def _listing(root: str, include_hidden: bool) -> FolderListing:
+    return FolderListing(root, include_hidden)
 
 
 def _folder_root(source: FolderSource) -> Path:
@@ -112,47 +121,6 @@ def _folder_root(source: FolderSource) -> Path:
             source, "path", f"{source.path} cannot be listed: {exc.strerror}"
         ) from exc
     return root
-
-
-class Listed(NamedTuple):
-    """One entry of a folder's listing: where it is, its stat, and whether it is a link."""
-
-    rel: str  # relative to the folder
-    path: str
-    info: os.stat_result | None  # following a link; None when it cannot be stat'ed
-    problem: str = ""  # a folder that cannot be listed
-    link: bool = False
-
-
-def _walk(root: str, include_hidden: bool) -> Iterator[Listed]:
-    """Every file-like entry under root, in the folders' own order: one stat per entry and
-    strings only (a million files is a listing, not a read). Links are stat'ed through, not
-    followed into; a folder that cannot be listed is an entry whose problem says so. Hidden
-    names (a leading '.') are skipped with their subtree unless include_hidden."""
-    folders = [("", root)]
-    while folders:
-        rel_dir, folder = folders.pop()
-        try:
-            with os.scandir(folder) as listing:
-                items = list(listing)
-        except OSError as exc:
-            yield Listed(
-                rel_dir, folder, None, f"unreadable: folder cannot be listed: {exc.strerror}"
-            )
-            continue
-        for item in items:
-            name = item.name
-            if not include_hidden and name.startswith("."):
-                continue
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            if item.is_dir(follow_symlinks=False):
-                folders.append((rel, item.path))
-                continue
-            try:
-                info = os.stat(item.path)
-            except OSError:  # a dangling link, or gone since the listing: the read reports it
-                info = None
-            yield Listed(rel, item.path, info, "", item.is_symlink())
 
 
 def _target(path: Path, root: Path) -> os.stat_result | None:
@@ -181,16 +149,15 @@ def _target(path: Path, root: Path) -> os.stat_result | None:
 
 
 def read_folder(
-    source: FolderSource, entries: dict[str, Entry], documents: DocumentsConfig
+    source: FolderSource, chosen: Iterable[tuple[str, Listed]], documents: DocumentsConfig
 ) -> Iterator[RawDocument]:
-    """The documents of the chosen entries (from `FolderSource.entries`), in name order.
+    """The documents of the chosen entries (doc id, where it is from the listing).
 
     The listing did not follow links into folders, so only an entry that is itself a link can
     lead outside the folder: only links are resolved (realpath) before they are read."""
     documents_root = Path(os.path.realpath(source.path))
     limit = documents.max_document_bytes
-    for doc_id in sorted(entries):
-        where: Listed = entries[doc_id].where
+    for doc_id, where in chosen:
         if where.problem:
             yield rejected(doc_id, where.problem, entry=doc_id)
             continue
