@@ -174,12 +174,19 @@ class Previous:
         rows = rows.filter(pc.is_valid(rows.column("stamp")))
         return dict(zip(rows.column("entry").to_pylist(), rows.column("stamp").to_pylist()))
 
-    def keys(self) -> set[str]:
+    def keys(self) -> pa.Array:
         """The doc ids of the snapshot and the entries of its quarantined documents."""
         docs = manifest(self.store, self.source, self.row["snapshot_id"], ["doc_id"])
-        return set(docs.column("doc_id").to_pylist()) | {
-            q["entry"] for q in self.quarantined if q.get("entry")
-        }
+        quarantined = [q["entry"] for q in self.quarantined if q.get("entry")]
+        return pa.concat_arrays(
+            [docs.column("doc_id").combine_chunks(), pa.array(quarantined, pa.string())]
+        )
+
+    def known(self, keys: set[str]) -> set[str]:
+        """Which of these doc ids the snapshot had, as documents or quarantined entries."""
+        docs = documents_where(self.store, self.source, self.ids, "doc_id", keys)
+        quarantined = {q["entry"] for q in self.quarantined if q.get("entry") in keys}
+        return set(docs.column("doc_id").to_pylist()) | quarantined
 
     @cached_property
     def quarantined(self) -> list[dict[str, Any]]:

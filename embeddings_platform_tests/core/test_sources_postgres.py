@@ -44,8 +44,23 @@ def fetched(monkeypatch) -> list[str]:
     return rows
 
 
+@pytest.fixture
+def listed(monkeypatch) -> list[int]:
+    """How many times the kind listed every key of the table (the slow path)."""
+    calls: list[int] = []
+    real = postgres.PostgresSource._keys
+
+    def counting(self, conn):
+        keys = real(self, conn)
+        calls.append(len(keys))
+        return keys
+
+    monkeypatch.setattr(postgres.PostgresSource, "_keys", counting)
+    return calls
+
+
 def test_a_snapshot_reads_rows_past_the_watermark_and_finds_deletions_by_key(
-    tmp_path, pg, pg_table, fetched
+    tmp_path, pg, pg_table, fetched, listed
 ):
     many = {f"k{n:03d}": f"Note number {n} about gardens." for n in range(50)}
     pg_write(pg, pg_table, many)
@@ -56,7 +71,13 @@ def test_a_snapshot_reads_rows_past_the_watermark_and_finds_deletions_by_key(
 
     fetched.clear()
     assert cell.snapshot().documents_read == 1  # only the row without a key: read every time
-    assert fetched == ["row-without-id-1"]
+    assert fetched == ["row-without-id-1"] and listed == []  # the other keys add up
+
+    fetched.clear()
+    pg_write(pg, pg_table, {**many, "k010": "Edited in place.", "k099": "Inserted."})
+    edit = cell.snapshot()
+    assert sorted(fetched) == ["k010", "k099", "row-without-id-1"] and listed == []
+    assert (edit.added, edit.changed, edit.removed) == (1, 1, 0)
 
     fetched.clear()
     pg_write(pg, pg_table, {**{k: v for k, v in many.items() if k != "k007"}, "k003": "Edited."})
@@ -64,11 +85,25 @@ def test_a_snapshot_reads_rows_past_the_watermark_and_finds_deletions_by_key(
         f"INSERT INTO {pg_table} (key, body, updated_at) VALUES ('old', 'Backdated.', '2001-01-01')"
     )
     edit = cell.snapshot()
-    assert sorted(fetched) == ["k003", "old", "row-without-id-1"]
-    assert (edit.added, edit.changed, edit.removed, edit.documents) == (1, 1, 1, 50)
+    assert sorted(fetched) == ["k003", "k010", "old", "row-without-id-1"]  # k010: written back
+    assert listed == [50]  # a deleted key, a backdated insert: the keys are listed
+    assert (edit.added, edit.changed, edit.removed, edit.documents) == (1, 2, 2, 50)
     assert [q.doc_id for q in edit.quarantined] == ["row-without-id-1"]  # once, same name
     assert edit.snapshot_id == source_fingerprint(cell.source, cell.config.documents)
     assert cell.snapshot(full=True).snapshot_id == edit.snapshot_id
+
+
+def test_key_hashes_agree_with_the_server(pg):
+    import psycopg
+    from psycopg import sql
+
+    keys = ["k001", "42", "ünïcode ключ 鍵", "a'quote"]
+    query = sql.SQL("SELECT {} FROM unnest(%s::text[]) AS k").format(
+        postgres._key_hash_sql(sql.Identifier("k"))
+    )
+    with psycopg.connect(pg.dsn) as conn:
+        server = [h for (h,) in conn.execute(query, [keys]).fetchall()]
+    assert server == [postgres.key_hash(k) for k in keys]
 
 
 def test_an_edit_that_keeps_the_watermark_is_found_by_a_full_read(tmp_path, pg, pg_table):

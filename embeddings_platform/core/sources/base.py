@@ -130,7 +130,9 @@ class PreviousRead(Protocol):
 
     def entries(self) -> Any: ...  # Arrow: entry, stamp (None: gone), for large listings
 
-    def keys(self) -> set[str]: ...
+    def keys(self) -> Any: ...  # Arrow: the doc ids and quarantined entries it recorded
+
+    def known(self, keys: set[str]) -> set[str]: ...  # which of these it recorded
 
 
 def entry_changes(
