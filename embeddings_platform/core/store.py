@@ -158,8 +158,9 @@ class Store:
             # a table opened while its creator has not declared the key yet gets it here.
             declare_key(table, key)
         if schema is not None:  # a store made before a column was added gets it, empty
+            names = set(table.schema.names)
             for field in schema:
-                if field.name not in table.schema.names:
+                if field.name not in names:
                     _add_column(table, field)
         return table
 
