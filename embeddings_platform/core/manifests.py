@@ -92,14 +92,19 @@ def _present(rows: pa.Table) -> pa.Table:
 
 
 def _read(store: Store, table: str, source: str, ids: list[str], columns, where=None):
+    """Rows of the chain's snapshots; a column a table made before it existed reads as null."""
     if not ids or not store.has_table(table):
         return None
     scope = equal(source=source) & one_of("snapshot_id", ids)
-    return Store.read(
-        store.open_table(table),
-        list(dict.fromkeys([*columns, "snapshot_id"])),
-        where=scope if where is None else scope & where,
-    )
+    handle = store.open_table(table)
+    columns = list(dict.fromkeys([*columns, "snapshot_id"]))
+    present = [c for c in columns if c in handle.schema.names]
+    rows = Store.read(handle, present, where=scope if where is None else scope & where)
+    for column in columns:
+        if column not in present:
+            kind = pa.bool_() if column == "removed" else pa.string()
+            rows = rows.append_column(column, pa.nulls(rows.num_rows, kind))
+    return rows.select(columns)
 
 
 def manifest(
