@@ -324,6 +324,17 @@ snapshot is `take_snapshot(full=True)` on a copy of the store (what every snapsh
 | documents changed | documents read by the step | first snapshot |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |
 {extra}
+
+Where the time goes when a target is missed. Folder: the listing is one `stat` per file (about
+6 us each on this shared VM; a C loop measured 2.5 us), so an unwatched listing of a million
+files is several seconds, and the snapshot step must list to learn which files moved: that
+floor alone is about 6% of a full snapshot here; reading and validating the 1% changed, the
+stamp comparison and the writes make up the rest. The sensor's tick does not list while the
+folder's watcher saw nothing (docs/sources.md). PostgreSQL: at 100,000 rows the whole re-read
+takes under 3 s, so the fixed costs of a tick (about 30 ms: the aggregate query, the registry,
+Dagster's instance) and of a snapshot step (a REPEATABLE READ transaction, one server-side
+aggregate over the keys, the manifest lookups and four LanceDB commits, about 0.4 s) are a few
+percent of it; they do not grow with the changed rows.
 """
 
 
