@@ -8,8 +8,13 @@ is given and embedded, when it is embedded, by the deterministic `hashing` model
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -134,3 +139,64 @@ def start_refresh_process(config: Path, delay: float, run_id: str) -> subprocess
         text=True,
         start_new_session=True,
     )
+
+
+def _pg_bin(name: str) -> str:
+    """initdb/pg_ctl on PATH, else Debian's /usr/lib/postgresql/*/bin (`apt-get install
+    postgresql`: make system-deps)."""
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
+    if not found:
+        raise FileNotFoundError(f"{name}: install Debian's postgresql (make system-deps does)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PgServer:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (socket in its folder), for the postgres
+    source's tests and benchmark. PostgreSQL refuses to run as root: as root, it runs as the
+    `postgres` user Debian's package creates."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="pgtest-"))
+        self.port = free_port()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.dir, "postgres")
+        self.dsn = f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres password=s3cret"
+        self._run(
+            _pg_bin("initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "-A", "trust",
+            "--no-sync", "-E", "UTF8", "--locale=C",
+        )  # fmt: skip
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self.as_user, *args], check=True, capture_output=True, cwd=self.dir)
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
+            "-c full_page_writes=off"
+        )
+        data, log = str(self.dir / "data"), str(self.dir / "log")
+        self._run(_pg_bin("pg_ctl"), "-D", data, "-l", log, "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def execute(self, query: str, params=None) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(query, params)

@@ -51,3 +51,27 @@ def store(config) -> Store:
 def embedder(config) -> HashingEmbedder:
     """The embedder the Dagster layer will use for the first model (shared via the cache)."""
     return resources.cached_embedder(config.models[0])
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """One throwaway PostgreSQL server for the session (Debian's postgresql package)."""
+    from embeddings_platform.testing import PgServer
+
+    server = PgServer()
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_table(pg, monkeypatch, request):
+    """A fresh table per test (named after it), and the DSN in the default variable."""
+    table = "t_" + request.node.name.removeprefix("test_")[:40]
+    pg.execute(f"DROP TABLE IF EXISTS {table}")
+    pg.execute(
+        f"CREATE TABLE {table} (key text, body text, raw bytea, lang text, "
+        "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+    )
+    monkeypatch.setenv("EMBEDDINGS_PG_DSN", pg.dsn)
+    return table

@@ -12,7 +12,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, Iterable
 
 from .ids import digest
 from .registry import SourceError  # noqa: F401 - raised by read_source
@@ -36,6 +36,7 @@ class Document:
     doc_id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    entry: str = field(default="", compare=False)  # what it was read from (a file, a row)
 
     @property
     def content_sha256(self) -> str:
@@ -54,6 +55,7 @@ class Rejected:
     doc_id: str
     reason: str
     sample: str = ""
+    entry: str = field(default="", compare=False)
 
 
 def sha256_text(text: str) -> str:
@@ -220,7 +222,7 @@ def validate(
 ) -> Document | Rejected:
     """Decode and check one document; returns the clean Document or the reason it is not."""
     if raw.rejection:
-        return Rejected(raw.doc_id, raw.rejection, raw.sample)
+        return Rejected(raw.doc_id, raw.rejection, raw.sample, raw.entry)
     text = _text(raw, documents.max_document_bytes)
     if isinstance(text, Rejected):
         return text
@@ -234,8 +236,8 @@ def validate(
         or _no_usable_tokens(stripped)
     )
     if problem:
-        return Rejected(raw.doc_id, *problem)
-    return Document(raw.doc_id, text, dict(raw.metadata))
+        return Rejected(raw.doc_id, *problem, raw.entry)
+    return Document(raw.doc_id, text, dict(raw.metadata), raw.entry)
 
 
 def read_source(
@@ -246,20 +248,34 @@ def read_source(
     Raises SourceError when the source itself cannot be read (its kind's `check`).
     """
     source.check()  # read as empty, a missing path would unserve every document
+    good, rejected = validate_all(source.name, source.read(documents), documents)
+    return list(good.values()), rejected
+
+
+def validate_all(
+    partition: str, raws: Iterable[RawDocument], documents: DocumentsConfig
+) -> tuple[dict[str, Document], list[Rejected]]:
+    """Validate what a reader yielded: the documents by id (a shard keeps only its own) and
+    the rejected ones, a second copy of a doc id among them. Every result keeps its entry."""
     good: dict[str, Document] = {}
     rejected: list[Rejected] = []
-    shard = parse_shard_key(source.name)  # a shard reads only its own documents
-    for raw in source.read(documents):
+    shard = parse_shard_key(partition)  # a shard reads only its own documents
+    for raw in raws:
         if not shard.holds(raw.doc_id):
             continue
         try:
             result = validate(raw, documents)
         except Exception as exc:  # noqa: BLE001 - one document's failure must not stop the read
-            result = Rejected(raw.doc_id, f"unreadable: {type(exc).__name__}: {str(exc)[:300]}")
+            reason = f"unreadable: {type(exc).__name__}: {str(exc)[:300]}"
+            result = Rejected(raw.doc_id, reason, entry=raw.entry)
         if isinstance(result, Rejected):
             rejected.append(result)
         elif result.doc_id in good:
-            rejected.append(Rejected(result.doc_id, "duplicate doc id: first occurrence kept"))
+            rejected.append(duplicate(result.doc_id, result.entry))
         else:
             good[result.doc_id] = result
-    return list(good.values()), rejected
+    return good, rejected
+
+
+def duplicate(doc_id: str, entry: str) -> Rejected:
+    return Rejected(doc_id, "duplicate doc id: first occurrence kept", entry=entry)

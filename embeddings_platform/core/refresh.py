@@ -1,10 +1,11 @@
 """Change detection for the refresh sensor: which sources changed, which need a re-check.
 
 A source's fingerprint is the id its next snapshot would get (a hash over every document's
-content hash and metadata), so a touched file with the same bytes is no change and an edit
-that keeps the file time is one. The decisions are pure functions of what the sensor read,
-what its cursor remembers and what the store last recorded, so they are tested without
-Dagster and survive restarts through the cursor.
+content hash and metadata), so a touched file with the same bytes is no change. It is computed
+only when the kind's cheap signature moved, and then as the snapshot step would: reading only
+the entries whose stamp moved since the last snapshot (core/stages/snapshot.py). The decisions
+are pure functions of what the sensor read, what its cursor remembers and what the store last
+recorded, so they are tested without Dagster and survive restarts through the cursor.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ from datetime import datetime, timedelta
 
 from .config import DocumentsConfig, SourceConfig
 from .documents import read_source
-from .stages.snapshot import snapshot_id_of
+from .stages.snapshot import plan_snapshot, snapshot_id_of
+from .store import Store
 
 
-def source_fingerprint(source: SourceConfig, documents: DocumentsConfig = DocumentsConfig()) -> str:
-    """Read the source and hash its content the way take_snapshot would (same document rules)."""
+def source_fingerprint(
+    source: SourceConfig, documents: DocumentsConfig = DocumentsConfig(), store: Store | None = None
+) -> str:
+    """The id the source's next snapshot would get: with the store, read as the snapshot step
+    reads (only what changed since the last snapshot); without, by reading everything."""
+    if store is not None:
+        return plan_snapshot(store, source, documents).report.snapshot_id
     docs, _ = read_source(source, documents)
     return snapshot_id_of(docs)
 

@@ -1,8 +1,9 @@
 """The tables' schemas and names: what every row of the platform's storage looks like.
 
 Tables
-- `snapshots`, `snapshot_documents`, `document_texts`: immutable, content-addressed source
-  snapshots (a document's text is stored once per content hash).
+- `snapshots`, `snapshot_documents`, `snapshot_entries`, `document_texts`: immutable,
+  content-addressed source snapshots, their manifests as a full manifest plus deltas
+  (core/manifests.py), and a document's text stored once per content hash.
 - `quarantine`: documents set aside, and chunks a model kept failing on, with their reason.
 - `chunks__<source>__<strategy>`: the current chunks of a source for one chunking strategy.
 - `vectors__<source>__<model version>`: the system of record for one model version; one
@@ -48,6 +49,12 @@ SNAPSHOTS = pa.schema(
         pa.field("unchanged", pa.int64()),
         pa.field("quarantined", pa.int64()),
         pa.field("previous_snapshot_id", pa.string()),
+        # core/manifests.py: a snapshot whose manifest is a delta names its base (None: full)
+        pa.field("base_snapshot_id", pa.string()),
+        pa.field("content_sum", pa.string()),  # the additive content hash its id is made from
+        pa.field("state_json", pa.string()),  # what the kind remembers (a watermark, table id)
+        pa.field("chain_length", pa.int64()),  # deltas since the last full manifest
+        pa.field("delta_rows", pa.int64()),  # rows those deltas hold
     ]
 )
 SNAPSHOT_DOCUMENTS = pa.schema(
@@ -58,6 +65,19 @@ SNAPSHOT_DOCUMENTS = pa.schema(
         pa.field("doc_id", pa.string()),
         pa.field("content_sha256", pa.string()),
         pa.field("metadata_json", pa.string()),
+        pa.field("entry", pa.string()),  # the file, data file or row the document was read from
+        pa.field("removed", pa.bool_()),  # in a delta: the document is gone since the base
+    ]
+)
+# The stamp of every entry a snapshot read (a file's size and times, a data file's deletes):
+# an entry whose stamp has not moved is not read again. A removed entry has stamp None.
+SNAPSHOT_ENTRIES = pa.schema(
+    [
+        _key("row_key"),
+        pa.field("source", pa.string()),
+        pa.field("snapshot_id", pa.string()),
+        pa.field("entry", pa.string()),
+        pa.field("stamp", pa.string()),
     ]
 )
 DOCUMENT_TEXTS = pa.schema([_key("content_sha256"), pa.field("text", pa.string())])
@@ -100,6 +120,7 @@ QUARANTINE = pa.schema(
         pa.field("sample", pa.string()),
         pa.field("detected_at", _TS),
         pa.field("run_id", pa.string()),
+        pa.field("entry", pa.string()),  # a document's entry: carried to the next snapshot unread
     ]
 )
 CHUNKS = pa.schema(

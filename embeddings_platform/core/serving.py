@@ -19,6 +19,7 @@ from .config import (
     check_source_path,
     model_from_spec,
 )
+from .manifests import recorded_upstream
 from .models import Embedder, model_version
 from .retrieval import RetrievalProfile, rank_documents
 from .sharding import owner
@@ -234,16 +235,21 @@ def lineage(store: Store, config: PlatformConfig, doc_or_chunk_id: str) -> list[
     registered = {source.name for source in config.sources}
     prefixes = tuple(f"vectors__{name}__" for name in registered)
     names = sorted(n for n in store.table_names() if prefixes and n.startswith(prefixes))
+    upstream: dict[tuple[str, str], dict] = {}
     for name in names:
         with reading(name):
-            rows = Store.read(
-                store.open_table(name), list(LINEAGE_COLUMNS) + ["chunk_index"], where=where
-            ).to_pylist()
+            columns = [*LINEAGE_COLUMNS, "chunk_index", "metadata_json"]
+            rows = Store.read(store.open_table(name), columns, where=where).to_pylist()
         for row in rows:
             if owner(row["source"]) not in registered:
                 continue
             row["created_at"] = row["created_at"].isoformat()
             row["table"] = name
+            row["metadata"] = json.loads(row.pop("metadata_json") or "{}")
+            key = (row["source"], row["source_snapshot"])
+            if key not in upstream:
+                upstream[key] = recorded_upstream(store, *key)
+            row["upstream"] = upstream[key]
             out.append(row)
     return sorted(
         out, key=lambda r: (r["source"], r["model_version"], r["doc_id"], r["chunk_index"])

@@ -31,6 +31,7 @@ from .schemas import (  # noqa: F401 - re-exported: the store's tables are its v
     QUARANTINE,
     SERVE_TAG_PREFIX,
     SNAPSHOT_DOCUMENTS,
+    SNAPSHOT_ENTRIES,
     SNAPSHOTS,
     chunks_table_name,
     dead_letter_id,
@@ -91,6 +92,14 @@ def either(*filters):
     return expr
 
 
+def _add_column(table, field: pa.Field) -> None:
+    try:
+        retry_on_conflict(lambda: table.add_columns(field))
+    except Exception:  # noqa: BLE001 - another process added it first
+        if field.name not in table.schema.names:
+            raise
+
+
 class Store:
     """A thin, typed layer over one LanceDB database: the only module that touches LanceDB."""
 
@@ -148,6 +157,11 @@ class Store:
             # Without a declared key, concurrent merge_insert of the same new keys duplicates;
             # a table opened while its creator has not declared the key yet gets it here.
             declare_key(table, key)
+        if schema is not None:  # a store made before a column was added gets it, empty
+            names = set(table.schema.names)
+            for field in schema:
+                if field.name not in names:
+                    _add_column(table, field)
         return table
 
     def upsert(self, table, rows: pa.Table, key: str) -> None:
@@ -214,15 +228,14 @@ class Store:
         return rows[0] if rows else None
 
     def snapshot_manifest(self, source: str, snapshot_id: str) -> dict[str, tuple[str, str]]:
-        """doc_id -> (content_sha256, metadata_json) of one snapshot."""
-        if not self.has_table("snapshot_documents"):
-            return {}
-        rows = self.read(
-            self.db.open_table("snapshot_documents"),
-            ["doc_id", "content_sha256", "metadata_json"],
-            where=(col("source") == lit(source)) & (col("snapshot_id") == lit(snapshot_id)),
-        ).to_pylist()
-        return {r["doc_id"]: (r["content_sha256"], r["metadata_json"]) for r in rows}
+        """doc_id -> (content_sha256, metadata_json) of one snapshot (core/manifests.py)."""
+        from .manifests import manifest
+
+        rows = manifest(self, source, snapshot_id, ["doc_id", "content_sha256", "metadata_json"])
+        return {
+            d: (sha, meta)
+            for d, sha, meta in zip(*(rows.column(c).to_pylist() for c in rows.column_names))
+        }
 
     def texts(self, content_hashes: Iterable[str]) -> dict[str, str]:
         hashes = sorted(set(content_hashes))
@@ -272,9 +285,6 @@ class Store:
             row, event_id=f"{row['source']}:{row['swapped_at'].isoformat()}:{row['table_version']}"
         )
         pointers = self.table("serving_pointers", POINTERS, "source")
-        for table in (history, pointers):  # stores made before retrieval profiles existed
-            if "profile" not in table.schema.names:
-                retry_on_conflict(lambda t=table: t.add_columns(pa.field("profile", pa.string())))
         data = pa.Table.from_pylist([row], schema=POINTERS)
         if not only_forward:
             self.upsert(history, pa.Table.from_pylist([event], schema=POINTER_HISTORY), "event_id")

@@ -131,15 +131,18 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
     for key in sources:  # a sharded source is compared shard by shard: a change runs one shard
         try:  # an unchanged file listing needs no read: an idle tick does not read the corpus
             listing = listing_signature(config.source(key))
-            fingerprint = known_fingerprint(key, listing, cursor) or source_fingerprint(
-                config.source(key), config.documents
+            latest = store.latest_snapshot(key)
+            # Never snapshotted: its first run reads it all; the tick (cut at 60 s) does not.
+            fingerprint = known_fingerprint(key, listing, cursor) or (
+                source_fingerprint(config.source(key), config.documents, store)
+                if latest
+                else f"first:{listing}"
             )
         except Exception as exc:  # noqa: BLE001 - one unreadable source must not stop the others
             context.log.error(f"source {key!r} could not be read: {exc}")
             continue
         if listing is not None:
             cursor.listings[key] = [listing, fingerprint]
-        latest = store.latest_snapshot(key)
         if changed(key, fingerprint, cursor, latest["snapshot_id"] if latest else None):
             cursor.fingerprints[key] = fingerprint
             # The cursor keeps a change from being requested twice. A run key of the content

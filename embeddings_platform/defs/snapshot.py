@@ -13,6 +13,7 @@ from ..core import checks as core_checks
 from ..core.stages.snapshot import take_snapshot
 from .common import GROUP, OWNERS, _markdown_table
 from .partitions import source_partitions
+from .preparation import TRIGGER
 from .resources import PlatformResource
 from .results import to_result
 
@@ -46,8 +47,11 @@ def source_snapshot(
 ) -> MaterializeResult:
     config = platform.load()
     store = platform.store(config)
+    # A freshness re-check reads the whole source: it also catches what no stamp or watermark
+    # showed (a row edited without moving its updated_at column).
+    full = context.run.tags.get(TRIGGER) == "freshness-recheck"
     report = take_snapshot(
-        store, config.source(context.partition_key), context.run.run_id, config.documents
+        store, config.source(context.partition_key), context.run.run_id, config.documents, full
     )
     for rejected in report.quarantined[:20]:
         context.log.warning(f"quarantined {rejected.doc_id!r}: {rejected.reason}")
@@ -66,12 +70,14 @@ def source_snapshot(
         "metadata_changed": report.metadata_changed,
         "quarantined": len(report.quarantined),
         "lossy_documents": report.lossy_documents,
+        "documents_read": report.documents_read,
     }
     return MaterializeResult(
         metadata={
             **counts,
             "snapshot_id": report.snapshot_id,
             "new_snapshot": report.is_new,
+            "full_read": report.full_read,
             "summary": _markdown_table(counts),
         },
         data_version=DataVersion(report.snapshot_id),

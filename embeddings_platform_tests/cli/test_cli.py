@@ -128,14 +128,14 @@ def test_a_broken_source_affects_only_itself(tmp_path, corpus, capsys, monkeypat
         {"name": "flaky", "kind": "folder", "path": str(tmp_path / "flaky")},
     ]
     path = write_config(tmp_path / "platform.yaml", sources)
-    read = snapshot.read_source
+    plan = snapshot.plan_snapshot
 
-    def failing_read(source, *args):
+    def failing_read(store, source, *args):
         if source.name == "flaky":
             raise PermissionError("flaky: permission denied\nsecond line")
-        return read(source, *args)
+        return plan(store, source, *args)
 
-    monkeypatch.setattr(snapshot, "read_source", failing_read)
+    monkeypatch.setattr(snapshot, "plan_snapshot", failing_read)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
     code, out, err = run(capsys, path, "materialize", "--sample-query", "cat purrs")
     assert code == 1

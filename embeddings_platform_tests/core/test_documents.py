@@ -323,10 +323,10 @@ def test_an_unlistable_subfolder_and_an_unopenable_file_get_rows(tmp_path, monke
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
-    def open_(path, *args):
-        if str(path).endswith("locked.md"):
+    def open_(path, *args, **kwargs):  # the folder is opened to be listed through its descriptor
+        if str(path).endswith(("locked.md", "private")):
             raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, *args)
+        return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "scandir", scandir)
     monkeypatch.setattr(os, "open", open_)

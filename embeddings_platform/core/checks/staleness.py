@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import ChecksConfig
-from ..store import Store, equal, utcnow, vectors_table_name
+from ..manifests import manifest as snapshot_manifest
+from ..store import Store, utcnow, vectors_table_name
 from .common import (
     ERROR,
     OK,
@@ -132,10 +133,8 @@ def staleness(
     snapshots = snapshots_of(store, source)
     if snapshots:
         newest = snapshots[-1]
-        manifest = Store.read(
-            store.open_table("snapshot_documents"),
-            ["doc_id", "content_sha256"],
-            where=equal(source=source, snapshot_id=newest["snapshot_id"]),
+        manifest = snapshot_manifest(
+            store, source, newest["snapshot_id"], ["doc_id", "content_sha256"]
         )
         report.snapshot_docs = manifest.num_rows
         # per document of the table: its doc_sha256 values (one, when all rows agree)

@@ -1,8 +1,9 @@
 """Source kinds, one module each, registered by name (`core/registry.py`).
 
 To add a kind: a module with a `@source_kind("name")` settings dataclass that subclasses
-`SourceSettings` and implements `check` and `read` (and `kind_queries` if it ships labelled
-queries), then one import line here (docs/architecture.md).
+`SourceSettings` and implements `check` and `read` (`signature` and `changes` to be read only
+as far as it changed, `kind_queries` if it ships labelled queries), then one import line here
+(docs/architecture.md).
 """
 
 from .base import RawDocument, SourceSettings

@@ -2,6 +2,9 @@
 
 Doc ids are paths relative to the folder. Every read is bounded; links are followed only
 inside the folder; hidden files and folders are skipped unless `documents.include_hidden`.
+Each file is an entry stamped with its size, inode and times (one stat, no open): the sensor
+digests the listing (a large folder is watched between ticks instead, watch.py), and a snapshot
+reads again only the files whose stamp moved.
 """
 
 from __future__ import annotations
@@ -10,15 +13,20 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterable, Iterator, Literal
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic.dataclasses import dataclass as settings
 
 from ..registry import STRICT, source_kind
 from ..settings import DocumentsConfig
 from .base import (
     OPEN_FLAGS,
+    Changes,
     ConfigPath,
+    PreviousRead,
     RawDocument,
     SourceSettings,
     Unusable,
@@ -26,6 +34,8 @@ from .base import (
     rejected,
     source_error,
 )
+from .listing import FolderListing, Listed
+from .watch import watched_signature
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
 _FILE_TYPES = (
@@ -53,7 +63,44 @@ class FolderSource(SourceSettings):
             )
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
-        return read_folder(self, documents)
+        return self.changes(None, documents).documents
+
+    def changes(self, previous: PreviousRead | None, documents: DocumentsConfig) -> Changes:
+        """The files whose stamp differs from the last snapshot's (all of them without one):
+        the listing is compared in Arrow, so only the files that moved become objects."""
+        listing = _listing(str(_folder_root(self)), documents.include_hidden)
+        keys = [clean_id(rel) for rel in listing.rels]
+        stamps = listing.stamps()
+        if previous is None:
+            everything = sorted(range(len(keys)), key=keys.__getitem__)
+            chosen = ((keys[i], listing.entry(i)) for i in everything)
+            return Changes(
+                read_folder(self, chosen, documents), None, dict(zip(keys, stamps.to_pylist()))
+            )
+        before = previous.entries()
+        before = before.filter(pc.is_valid(before.column("stamp"))).combine_chunks()
+        entries, recorded = before.column("entry").combine_chunks(), before.column("stamp")
+        names = pa.array(keys, pa.string())
+        now = pc.binary_join_element_wise(names, stamps, "\0")
+        was = pc.binary_join_element_wise(entries, recorded.combine_chunks(), "\0")
+        same = pc.fill_null(pc.is_in(now, value_set=was), False).to_numpy(zero_copy_only=False)
+        moved = sorted(np.flatnonzero(~same).tolist(), key=keys.__getitem__)
+        gone = entries.filter(pc.invert(pc.is_in(entries, value_set=names))).to_pylist()
+        touched = {keys[i]: stamps[i].as_py() for i in moved} | dict.fromkeys(gone)
+        chosen = ((keys[i], listing.entry(i)) for i in moved)
+        return Changes(read_folder(self, chosen, documents), set(touched), touched)
+
+    def signature(self) -> str | None:
+        """The listing's stamps, hidden files included (a superset: no change is missed); a
+        large folder is watched between ticks instead of walked (watch.py)."""
+        if not os.path.isdir(self.path):
+            return None
+        root = os.path.realpath(self.path)
+        return watched_signature(root, lambda: _listing(root, True).digest())
+
+
+def _listing(root: str, include_hidden: bool) -> FolderListing:
+    return FolderListing(root, include_hidden)
 
 
 def _folder_root(source: FolderSource) -> Path:
@@ -74,27 +121,6 @@ def _folder_root(source: FolderSource) -> Path:
             source, "path", f"{source.path} cannot be listed: {exc.strerror}"
         ) from exc
     return root
-
-
-def _entries(root: Path, include_hidden: bool) -> list[tuple[Path, str]]:
-    """Every file-like entry under root, sorted, with the error of each folder not listable.
-
-    Links to folders are listed, not followed (rglob did not follow them either); hidden
-    names (a leading '.') are skipped with their whole subtree unless include_hidden.
-    """
-    errors: list[OSError] = []
-    found: list[tuple[Path, str]] = []
-    for folder, dirs, files in os.walk(root, onerror=errors.append):
-        if not include_hidden:
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            files = [f for f in files if not f.startswith(".")]
-        base = Path(folder)
-        found.extend((base / name, "") for name in dirs if (base / name).is_symlink())
-        found.extend((base / name, "") for name in files)
-    found.extend(
-        (Path(e.filename), f"unreadable: folder cannot be listed: {e.strerror}") for e in errors
-    )
-    return sorted(found)
 
 
 def _target(path: Path, root: Path) -> os.stat_result | None:
@@ -122,27 +148,45 @@ def _target(path: Path, root: Path) -> os.stat_result | None:
     return info
 
 
-def read_folder(source: FolderSource, documents: DocumentsConfig) -> Iterator[RawDocument]:
-    root = _folder_root(source)
-    for path, problem in _entries(root, documents.include_hidden):
-        doc_id = clean_id(path.relative_to(root).as_posix())
-        if problem:
-            yield rejected(doc_id, problem)
+def read_folder(
+    source: FolderSource, chosen: Iterable[tuple[str, Listed]], documents: DocumentsConfig
+) -> Iterator[RawDocument]:
+    """The documents of the chosen entries (doc id, where it is from the listing).
+
+    The listing did not follow links into folders, so only an entry that is itself a link can
+    lead outside the folder: only links are resolved (realpath) before they are read."""
+    documents_root = Path(os.path.realpath(source.path))
+    limit = documents.max_document_bytes
+    for doc_id, where in chosen:
+        if where.problem:
+            yield rejected(doc_id, where.problem, entry=doc_id)
             continue
+        path = Path(where.path)
         try:
-            if _target(path, root) is None or path.suffix.lower() not in FOLDER_SUFFIXES:
+            info = _target(path, documents_root) if where.link else _regular(where.info)
+            if info is None or path.suffix.lower() not in FOLDER_SUFFIXES:
                 continue  # a folder link, or not a document type this source reads
-            if doc_id != path.relative_to(root).as_posix():
+            if doc_id != where.rel:
                 raise Unusable("bad file name: not valid UTF-8; rename the file")
-            content = read_bounded(path, documents.max_document_bytes)
+            content = read_bounded(path, limit)
         except Unusable as exc:
-            yield rejected(doc_id, str(exc))
+            yield rejected(doc_id, str(exc), entry=doc_id)
             continue
         except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the folder
-            yield rejected(doc_id, f"unreadable: {type(exc).__name__}: {exc}")
+            yield rejected(doc_id, f"unreadable: {type(exc).__name__}: {exc}", entry=doc_id)
             continue
         is_html = path.suffix.lower() in (".html", ".htm")
-        yield RawDocument(doc_id, content, {"path": doc_id}, is_html=is_html)
+        yield RawDocument(doc_id, content, {"path": doc_id}, is_html=is_html, entry=doc_id)
+
+
+def _regular(info: os.stat_result | None) -> os.stat_result:
+    """The listing's stat of an entry that is not a link: a special file is unusable."""
+    if info is None:
+        raise Unusable("unreadable: it vanished after the folder was listed")
+    for is_kind, kind in _FILE_TYPES:
+        if is_kind(info.st_mode):
+            raise Unusable(f"not a regular file: {kind}")
+    return info
 
 
 def read_bounded(path: Path, limit: int) -> bytes:

@@ -1,23 +1,33 @@
 """`parquet`: the rows of a Parquet file, of the *.parquet files under a folder, or of a glob.
 
 Doc ids are the id column's values. Files are read in sorted order, batch by batch, only the
-named columns: a table larger than memory is read with one batch held at a time. Changes are
-detected from the files' listing (paths, sizes, change times), without opening them.
+named columns: a table larger than memory is read with one batch held at a time. Each file is an
+entry stamped with its size, inode and times: changes are detected from the listing without
+opening a file, and a snapshot reads again only the files whose stamp moved.
 """
 
 from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import pyarrow.parquet as pq
 from pydantic.dataclasses import dataclass as settings
 
 from ..registry import STRICT, source_kind
 from ..settings import DocumentsConfig
-from .base import ConfigPath, RawDocument, SourceSettings, source_error
-from .listing import listing_digest, stat_or_none
+from .base import (
+    Changes,
+    ConfigPath,
+    Entry,
+    PreviousRead,
+    RawDocument,
+    SourceSettings,
+    entry_changes,
+    source_error,
+)
+from .listing import file_stamp, stamps_digest, stat_or_none
 from .rows import BATCH_ROWS, batch_documents, check_columns, needed_columns
 
 _GLOB_CHARS = ("*", "?", "[")
@@ -65,22 +75,36 @@ class ParquetSource(SourceSettings):
                 ) from exc
             check_columns(self, schema.names, str(path))
 
+    def entries(self) -> dict[str, Entry]:
+        """Every file, by its name in rejections, with its stamp; none is opened."""
+        return {self._ref(p): Entry(file_stamp(stat_or_none(p)), p) for p in self.files()}
+
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
-        files = self.files()
+        return self.read_entries(self.entries())
+
+    def changes(self, previous: PreviousRead | None, documents: DocumentsConfig) -> Changes:
+        return entry_changes(self, self.entries(), previous, self.read_entries)
+
+    def read_entries(self, entries: dict[str, Entry]) -> Iterator[RawDocument]:
         columns = needed_columns(self.id_column, self.text_columns, self.metadata_columns)
-        for path in files:
-            prefix = f"{self._ref(path)}:" if len(files) > 1 or path != self.path else ""
-            with pq.ParquetFile(path) as handle:
-                batches = handle.iter_batches(batch_size=BATCH_ROWS, columns=columns)
-                yield from batch_documents(self, batches, prefix)
+        single = [self.path] == [e.where for e in entries.values()]
+        for key in sorted(entries):
+            yield from self._read_file(
+                entries[key].where, key, "" if single else f"{key}:", columns
+            )
+
+    def _read_file(self, path: Path, key: str, prefix: str, columns: list[str]) -> Iterator[Any]:
+        with pq.ParquetFile(path) as handle:
+            batches = handle.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            yield from batch_documents(self, batches, prefix, entry=key)
 
     def signature(self) -> str | None:
         """Paths, sizes, inodes and change times of the source's files; no file is opened."""
         try:
-            files = self.files()
+            entries = self.entries()
         except Exception:  # noqa: BLE001 - a missing path: the read reports it
             return None
-        return listing_digest((self._ref(p), stat_or_none(p)) for p in files)
+        return stamps_digest((key, entry.stamp) for key, entry in entries.items())
 
     def _ref(self, path: Path) -> str:
         """A file's name in rejections: relative to the source's folder when it has one."""

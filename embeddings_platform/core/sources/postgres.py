@@ -5,25 +5,49 @@ the registry names (`dsn_env`), never from the registry itself, and is shown wit
 removed. Rows are read through a server-side cursor, a batch at a time, in id order;
 identifiers are composed with `psycopg.sql.Identifier`, never formatted into SQL. A read cut
 off half-way (the server restarted) raises: a partial read must not be taken for deletions.
+
+With `updated_at_column`, a snapshot after the first reads only the rows at or past the last
+watermark (and rows whose key is new or NULL), and finds deleted rows by comparing keys: one
+REPEATABLE READ transaction, so the keys, the rows and the new watermark agree.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from contextlib import contextmanager
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic.dataclasses import dataclass as settings
 
 from ..registry import STRICT, SourceError, source_kind
 from ..settings import DocumentsConfig
-from .base import RawDocument, SourceSettings, source_error
-from .rows import BATCH_ROWS, check_columns, needed_columns, row_document
+from .base import Changes, PreviousRead, RawDocument, SourceSettings, source_error
+from .rows import BATCH_ROWS, check_columns, needed_columns, row_document, row_key
 
 CONNECT_TIMEOUT_SECONDS = 5
+
+
+def key_hash(key: str) -> int:
+    """The first 8 bytes of a key's SHA-256, signed: what _key_hash_sql computes on the server."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def _key_hash_sql(ident: sql.Composable) -> sql.Composable:
+    return sql.SQL(
+        "('x' || encode(substring(sha256(convert_to({}::text, 'UTF8')) FROM 1 FOR 8), 'hex'))"
+        "::bit(64)::bigint"
+    ).format(ident)
+
+
+def _key_state(keys) -> dict[str, Any]:
+    keys = set(keys)
+    return {"keys": len(keys), "keys_sum": str(sum(map(key_hash, keys)))}
 
 
 def redacted(dsn: str) -> str:
@@ -114,20 +138,112 @@ class PostgresSource(SourceSettings):
             )
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
+        return self.changes(None, documents).documents
+
+    def changes(self, previous: PreviousRead | None, documents: DocumentsConfig) -> Changes:
+        """Every row, or (after a first read, with a watermark) the rows that may have changed.
+
+        Rows are their own entries; rows without a usable id share the entry "" and are read
+        every time. The changes are found while the documents are read (one transaction)."""
+        watermark = (previous.state.get("watermark") if previous is not None else None) or None
+        state: dict[str, Any] = {}
+        if self.updated_at_column is None or watermark is None:
+            return Changes(self._read_rows(state), None, state=state)
+        touched: set[str] = {""}
+        return Changes(self._read_rows(state, previous, touched), touched, state=state)
+
+    def _read_rows(
+        self, state: dict, previous: PreviousRead | None = None, touched: set | None = None
+    ) -> Iterator[RawDocument]:
+        """All rows, or: the rows at or past the watermark, NULL or without a usable id; then,
+        unless the other rows' keys add up to what the last snapshot recorded, the keys are
+        listed: the ones gone join `touched`, the rows of new ones are read too."""
+        read: set[str] = set()
+        with self._connect() as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            if self.updated_at_column:
+                mark = sql.Identifier(self.updated_at_column)
+                latest = conn.execute(
+                    sql.SQL("SELECT max({})::text FROM {}").format(mark, self._table())
+                )
+                state["watermark"] = latest.fetchone()[0]
+            if previous is None or touched is None:
+                yield from self._fetch(conn, sql.SQL(""), [], read)
+                state.update(_key_state(read))
+                return
+            again = sql.SQL(
+                "{mark} >= {wm} OR {mark} IS NULL OR {id} IS NULL OR {id}::text = ''"
+            ).format(mark=mark, wm=sql.Placeholder(), id=sql.Identifier(self.id_column))
+            watermark = previous.state["watermark"]
+            yield from self._fetch(conn, sql.SQL(" WHERE ") + again, [watermark], read)
+            if self._rest_as_recorded(conn, again, watermark, previous, read, state):
+                touched.update(read)
+                return
+            now = self._keys(conn)
+            before = previous.keys()
+            touched.update(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist())
+            new = now.filter(pc.invert(pc.is_in(now, value_set=before))).to_pylist()
+            new = [k for k in new if k not in read]
+            if new:
+                where = sql.SQL(" WHERE {}::text = ANY({})").format(
+                    sql.Identifier(self.id_column), sql.Placeholder()
+                )
+                yield from self._fetch(conn, where, [new], read)
+            touched.update(read)
+            state.update(_key_state(now.to_pylist()))
+
+    def _fetch(self, conn, where: sql.Composable, params: list, read: set) -> Iterator[RawDocument]:
+        """The documents of the rows matching `where`, in id order; their keys join `read`."""
         columns = needed_columns(self.id_column, self.text_columns, self.metadata_columns)
-        query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
+        query = sql.SQL("SELECT {} FROM {}{} ORDER BY {}").format(
             sql.SQL(", ").join(map(sql.Identifier, columns)),
             self._table(),
+            where,
             sql.Identifier(self.id_column),
         )
-        with self._connect() as conn, conn.cursor(name="embeddings_platform_read") as cur:
+        with conn.cursor(name="embeddings_platform_read") as cur:
             cur.itersize = BATCH_ROWS
-            cur.execute(query)
-            row_no = 0
+            cur.execute(query, params or None)
+            unkeyed = 0  # rows without a usable id are named by their order among those
             while batch := cur.fetchmany(BATCH_ROWS):
                 for values in batch:
-                    row_no += 1
-                    yield row_document(self, dict(zip(columns, values)), f"row-{row_no}")
+                    row = dict(zip(columns, values))
+                    if row_key(row[self.id_column], self.id_column) is None:
+                        unkeyed += 1
+                    doc = row_document(self, row, f"row-without-id-{unkeyed}")
+                    if doc.entry:
+                        read.add(doc.entry)
+                    yield doc
+
+    def _rest_as_recorded(self, conn, again, watermark, previous, read, state) -> bool:
+        """Do the keys of the rows not read again add up (count and sum of key hashes, one
+        aggregate on the server) to the last snapshot's keys without the ones read? Then no
+        row was deleted and none inserted under an old watermark: the keys need no listing."""
+        recorded = previous.state
+        if "keys" not in recorded:
+            return False
+        known = previous.known(read)  # the keys read again that the last snapshot had
+        count = int(recorded["keys"]) - len(known)
+        total = int(recorded["keys_sum"]) - sum(map(key_hash, known))
+        ident = sql.Identifier(self.id_column)
+        query = sql.SQL(
+            "SELECT count(*), coalesce(sum({hash}), 0) FROM {table} "
+            "WHERE {id} IS NOT NULL AND NOT ({again})"
+        ).format(hash=_key_hash_sql(ident), table=self._table(), id=ident, again=again)
+        if tuple(conn.execute(query, [watermark]).fetchone()) != (count, total):
+            return False
+        state.update(keys=count + len(read), keys_sum=str(total + sum(map(key_hash, read))))
+        return True
+
+    def _keys(self, conn: psycopg.Connection) -> pa.Array:
+        """Every key, as text (a doc id is its id's text)."""
+        ident = sql.Identifier(self.id_column)
+        query = sql.SQL("SELECT {}::text FROM {} WHERE {} IS NOT NULL AND {}::text <> ''").format(
+            ident, self._table(), ident, ident
+        )
+        with conn.cursor(binary=True) as cur:
+            return pa.array([key for (key,) in cur.execute(query).fetchall()], pa.string())
 
     def signature(self) -> str | None:
         """`max(updated_at_column)` and `count(*)`: an edit moves the first (when writers keep

@@ -76,17 +76,27 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+def row_key(value: Any, column: str) -> str | None:
+    """The doc id a row with this id value gets; None when the row has no usable id."""
+    try:
+        return _doc_id(value, column)
+    except Unusable:
+        return None
+
+
 def row_document(
     source: SourceSettings,
     row: dict[str, Any],
     ref: str,
     extra_metadata: dict[str, Any] | None = None,
+    entry: str | None = None,
 ) -> RawDocument:
-    """The document of one row; `ref` names the row in a rejection when its id is unusable."""
+    """The document of one row; `ref` names the row in a rejection when its id is unusable.
+    `entry`: what the row was read from (a file); None: the row is its own entry."""
     try:
         doc_id = _doc_id(row.get(source.id_column), source.id_column)
     except Unusable as exc:
-        return rejected(ref, str(exc))
+        return rejected(ref, str(exc), entry=entry or "")
     try:
         parts = []
         for column in source.text_columns:
@@ -103,8 +113,13 @@ def row_document(
             )
         metadata = {c: _json_value(row.get(c)) for c in source.metadata_columns}
     except Unusable as exc:
-        return rejected(doc_id, str(exc))
-    return RawDocument(doc_id, "\n\n".join(parts), {**metadata, **(extra_metadata or {})})
+        return rejected(doc_id, str(exc), entry=entry or doc_id)
+    return RawDocument(
+        doc_id,
+        "\n\n".join(parts),
+        {**metadata, **(extra_metadata or {})},
+        entry=entry or doc_id,
+    )
 
 
 def batch_documents(
@@ -112,10 +127,11 @@ def batch_documents(
     batches: Iterable[pa.RecordBatch],
     ref_prefix: str,
     extra_metadata: dict[str, Any] | None = None,
+    entry: str | None = None,
 ) -> Iterator[RawDocument]:
     """Documents of Arrow record batches, one batch in memory at a time."""
     row_no = 0
     for batch in batches:
         for row in batch.to_pylist():
             row_no += 1
-            yield row_document(source, row, f"{ref_prefix}row-{row_no}", extra_metadata)
+            yield row_document(source, row, f"{ref_prefix}row-{row_no}", extra_metadata, entry)

@@ -1,27 +1,53 @@
-"""Stage 1, snapshot: read and validate a source into an immutable, content-addressed snapshot."""
+"""Stage 1, snapshot: read and validate a source into an immutable, content-addressed snapshot.
+
+Only what may have changed is read: the source kind compares what the last snapshot recorded
+(its entries' stamps, a watermark, a table snapshot id) with the source now and reads only the
+entries that moved (`SourceSettings.changes`). The documents of the entries left alone are
+carried over unread, and so are their quarantine rows; the snapshot records only the difference
+(core/manifests.py). The first snapshot, a change of the source's or the document rules'
+settings, and `full=True` (a freshness re-check) read everything.
+
+A snapshot id is a content address: a hash of the sum, modulo 2**256, of one hash per document
+(id, content hash, metadata). The sum of the unchanged documents is carried over, so the id of
+a partly read snapshot is the id a full read would give.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-
 from ..config import DocumentsConfig, SourceConfig
-from ..documents import Document, Rejected, read_source
+from ..documents import Document, Rejected, duplicate, validate_all
 from ..ids import digest
-from ..store import (
-    DOCUMENT_TEXTS,
-    QUARANTINE,
-    SNAPSHOT_DOCUMENTS,
-    SNAPSHOTS,
-    Store,
-    utcnow,
-)
+from ..manifests import Previous
+from ..sources.base import Changes
+from ..store import Store
+from .snapshot_write import write_snapshot
+
+SUM_MODULUS = 1 << 256
+FORMAT = "snapshot-v2"
 
 
 def _metadata_json(metadata: dict) -> str:
     return json.dumps(metadata, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def document_hash(doc_id: str, content_sha256: str, metadata_json: str) -> int:
+    line = f"{doc_id}\x1e{content_sha256}\x1e{metadata_json}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.sha256(line).digest(), "big")
+
+
+def snapshot_id_of_sum(total: int) -> str:
+    return digest(FORMAT, f"{total % SUM_MODULUS:064x}")
+
+
+def snapshot_id_of(docs: list[Document]) -> str:
+    """Content address of a set of documents: equal documents and metadata give an equal id."""
+    return snapshot_id_of_sum(
+        sum(document_hash(d.doc_id, d.content_sha256, _metadata_json(d.metadata)) for d in docs)
+    )
 
 
 @dataclass
@@ -37,115 +63,154 @@ class SnapshotReport:
     metadata_changed: int
     quarantined: list[Rejected] = field(default_factory=list)
     lossy_documents: int = 0  # kept despite a few U+FFFD (below documents.max_replacement_fraction)
+    documents_read: int = 0  # documents the reader yielded: all of them, or the changed entries'
+    full_read: bool = True
 
     @property
     def is_new(self) -> bool:
         return self.snapshot_id != self.previous_snapshot_id
 
 
-def snapshot_id_of(docs: list[Document]) -> str:
-    """Content address of a snapshot: equal documents and metadata give an equal id."""
-    lines = sorted(
-        f"{d.doc_id}\x1e{d.content_sha256}\x1e{_metadata_json(d.metadata)}" for d in docs
+@dataclass
+class Plan:
+    """A snapshot as read and compared, before anything is written."""
+
+    report: SnapshotReport
+    previous: Previous | None
+    changes: Changes
+    current: dict[str, tuple[str, str, str]]  # documents read: id -> (hash, metadata, entry)
+    before: dict[str, tuple[str, str, str]]  # the same ids and retired ones, as last recorded
+    texts: dict[str, str]  # content hash -> text of the documents added or changed
+    rejected: list[Rejected]
+    carried: list[dict]  # quarantine rows of untouched entries, carried over
+    content_sum: int
+    settings: str
+
+
+def settings_key(source: SourceConfig, documents: DocumentsConfig) -> str:
+    """What a partial read must not straddle: the source's and the document rules' settings."""
+    return digest(FORMAT, repr(source), repr(documents))
+
+
+def plan_snapshot(
+    store: Store, source: SourceConfig, documents: DocumentsConfig, full: bool = False
+) -> Plan:
+    """Read what changed since the last snapshot (everything when `full` or when the last one
+    cannot be built on) and compare it with what that snapshot recorded; writes nothing."""
+    settings = settings_key(source, documents)
+    previous = Previous.load(store, source.name)
+    usable = (
+        previous is not None and not full and previous.incremental and previous.settings == settings
     )
-    return digest("snapshot-v1", *lines)
+    source.check()  # read as empty, a missing path would unserve every document
+    changes = source.changes(previous if usable else None, documents)
+    counter = _Counter(changes.documents)
+    good, rejected = validate_all(source.name, counter, documents)
+    touched = changes.touched if usable else None  # read after the documents (postgres)
+    current = {
+        d.doc_id: (d.content_sha256, _metadata_json(d.metadata), d.entry or d.doc_id)
+        for d in good.values()
+    }
+    texts = {d.content_sha256: d.text for d in good.values()}
+    if touched is None:
+        before_rows = previous.documents("doc_id", None) if previous else None
+        carried: list[dict] = []
+    else:
+        before_rows = previous.documents("entry", touched)
+        retired = set(before_rows.column("doc_id").to_pylist())
+        kept = previous.documents("doc_id", set(current) - retired)
+        for doc_id in kept.column("doc_id").to_pylist():  # the copy already recorded stays
+            rejected.append(duplicate(doc_id, current.pop(doc_id)[2]))
+        carried = [q for q in previous.quarantined if q.get("entry") not in touched]
+    before = _as_dict(before_rows)
+    lossy = sum(1 for d in good.values() if d.lossy and d.doc_id in current)
+    report, total = _compare(source.name, previous, touched, current, before)
+    report.quarantined = rejected + [Rejected(q["doc_id"], q["reason"]) for q in carried]
+    report.lossy_documents = lossy
+    report.documents_read = counter.count
+    report.full_read = touched is None
+    changed = {sha for sha, *_ in current.values()} - {sha for sha, *_ in before.values()}
+    return Plan(
+        report,
+        previous,
+        changes,
+        current,
+        before,
+        {sha: texts[sha] for sha in changed},
+        rejected,
+        carried,
+        total,
+        settings,
+    )
 
 
-def take_snapshot(
-    store: Store, source: SourceConfig, run_id: str, documents: DocumentsConfig = DocumentsConfig()
-) -> SnapshotReport:
-    """Read and validate a source; record a new immutable snapshot if its content changed."""
-    docs, rejected = read_source(source, documents)
-    snapshot_id = snapshot_id_of(docs)
-    latest = store.latest_snapshot(source.name)
-    previous_id = latest["snapshot_id"] if latest else None
-    previous = store.snapshot_manifest(source.name, previous_id) if previous_id else {}
-    current = {d.doc_id: (d.content_sha256, _metadata_json(d.metadata)) for d in docs}
-    added = sum(1 for d in current if d not in previous)
-    changed = sum(1 for d, v in current.items() if d in previous and previous[d][0] != v[0])
+def _as_dict(rows) -> dict[str, tuple[str, str, str]]:
+    if rows is None:
+        return {}
+    return {
+        d: (sha, meta, entry or d)
+        for d, sha, meta, entry in zip(
+            *(
+                rows.column(c).to_pylist()
+                for c in ("doc_id", "content_sha256", "metadata_json", "entry")
+            )
+        )
+    }
+
+
+def _compare(source, previous, touched, current, before) -> tuple[SnapshotReport, int]:
+    added = sum(1 for d in current if d not in before)
+    changed = sum(1 for d, v in current.items() if d in before and before[d][0] != v[0])
     metadata_changed = sum(
         1
         for d, v in current.items()
-        if d in previous and previous[d][0] == v[0] and previous[d][1] != v[1]
+        if d in before and before[d][0] == v[0] and before[d][1] != v[1]
     )
-    removed = sum(1 for d in previous if d not in current)
+    removed = sum(1 for d in before if d not in current)
+    if touched is None:
+        count = len(current)
+        total = sum(document_hash(d, sha, meta) for d, (sha, meta, _) in current.items())
+    else:
+        count = int(previous.row["documents"]) - removed + added
+        total = int(previous.row["content_sum"], 16)
+        total -= sum(document_hash(d, sha, meta) for d, (sha, meta, _) in before.items())
+        total += sum(document_hash(d, sha, meta) for d, (sha, meta, _) in current.items())
+    total %= SUM_MODULUS
+    previous_id = previous.row["snapshot_id"] if previous else None
     report = SnapshotReport(
-        source.name,
-        snapshot_id,
+        source,
+        snapshot_id_of_sum(total),
         previous_id,
-        len(docs),
+        count,
         added,
         changed,
         removed,
-        len(docs) - added - changed,
+        count - added - changed,
         metadata_changed,
-        rejected,
-        lossy_documents=sum(1 for d in docs if d.lossy),
     )
-    now = utcnow()
-    if rejected:
-        quarantine = store.table("quarantine", QUARANTINE, "quarantine_id")
-        rows = [
-            {
-                "quarantine_id": digest(source.name, snapshot_id, r.doc_id, r.reason),
-                "source": source.name,
-                "snapshot_id": snapshot_id,
-                "doc_id": r.doc_id,
-                "reason": r.reason,
-                "sample": r.sample[:200],
-                "detected_at": now,
-                "run_id": run_id,
-            }
-            for r in rejected
-        ]
-        store.upsert(quarantine, pa.Table.from_pylist(rows, schema=QUARANTINE), "quarantine_id")
-    if not report.is_new:
-        return report
-    texts = store.table("document_texts", DOCUMENT_TEXTS, "content_sha256")
-    unique = {d.content_sha256: d.text for d in docs}
-    store.upsert(
-        texts,
-        pa.Table.from_pylist(
-            [{"content_sha256": h, "text": t} for h, t in unique.items()], schema=DOCUMENT_TEXTS
-        ),
-        "content_sha256",
-    )
-    manifest = store.table("snapshot_documents", SNAPSHOT_DOCUMENTS, "row_key")
-    rows = [
-        {
-            "row_key": f"{source.name}:{snapshot_id}:{doc_id}",
-            "source": source.name,
-            "snapshot_id": snapshot_id,
-            "doc_id": doc_id,
-            "content_sha256": sha,
-            "metadata_json": meta,
-        }
-        for doc_id, (sha, meta) in current.items()
-    ]
-    store.upsert(manifest, pa.Table.from_pylist(rows, schema=SNAPSHOT_DOCUMENTS), "row_key")
-    # The snapshot row is written last: it is what makes the snapshot visible.
-    snapshots = store.table("snapshots", SNAPSHOTS, "snapshot_key")
-    store.upsert(
-        snapshots,
-        pa.Table.from_pylist(
-            [
-                {
-                    "snapshot_key": f"{source.name}:{snapshot_id}:{now.isoformat()}",
-                    "source": source.name,
-                    "snapshot_id": snapshot_id,
-                    "created_at": now,
-                    "run_id": run_id,
-                    "documents": len(docs),
-                    "added": added,
-                    "changed": changed,
-                    "removed": removed,
-                    "unchanged": report.unchanged,
-                    "quarantined": len(rejected),
-                    "previous_snapshot_id": previous_id,
-                }
-            ],
-            schema=SNAPSHOTS,
-        ),
-        "snapshot_key",
-    )
-    return report
+    return report, total
+
+
+class _Counter:
+    """Counts what a reader yields (the report's `documents_read`)."""
+
+    def __init__(self, raws):
+        self.raws, self.count = raws, 0
+
+    def __iter__(self):
+        for raw in self.raws:
+            self.count += 1
+            yield raw
+
+
+def take_snapshot(
+    store: Store,
+    source: SourceConfig,
+    run_id: str,
+    documents: DocumentsConfig = DocumentsConfig(),
+    full: bool = False,
+) -> SnapshotReport:
+    """Read what changed and record a new immutable snapshot if the content changed."""
+    plan = plan_snapshot(store, source, documents, full)
+    write_snapshot(store, source.name, plan, run_id)
+    return plan.report

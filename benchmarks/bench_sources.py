@@ -1,0 +1,367 @@
+"""Change detection that costs what changed: sensor ticks and snapshots of large sources (issue 17).
+
+    nice -n 10 .venv/bin/python benchmarks/bench_sources.py          # 1,000,000 documents and a
+                                                                     # 100,000-row table: ~25 min
+    .venv/bin/python benchmarks/bench_sources.py --documents 20000 --rows 5000   # smoke: not saved
+
+Three sources of short synthetic documents, generated under benchmarks/out/sources/ (gitignored):
+a Parquet folder of 100 files, a folder of one file per document (subfolders of 1,000), and a
+PostgreSQL table (a throwaway server on 127.0.0.1, Debian's postgresql package). For each:
+
+- the full re-read, the baseline: what the sensor did on every tick before change detection by
+  entry (read and hash every document: `source_fingerprint` without the store);
+- a sensor tick on the unchanged source: the kind's `signature()` (what the sensor compares),
+  and the real `source_change_sensor` evaluated with `build_sensor_context` (steady state: its
+  cursor knows the listing; also its first tick, cursor empty, after a restart);
+- after 1% of the documents change (one Parquet file rewritten; every 100th file of the folder
+  edited; every 100th row of the table updated): the snapshot step (`take_snapshot`, what a
+  snapshot run does) against a full snapshot of the same change (`full=True`, the previous
+  behaviour), each on its own copy of the store, both checked to give the same snapshot id.
+
+Each figure is the min and median of --runs runs (default 3).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import OUT, ROOT, bench_main, machine, timed  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORK = OUT / "sources"
+FILES = 100  # Parquet files: one of them is 1% of the rows
+WORDS = "tide harbour gull pier ferry lantern kelp dune reef buoy anchor mast".split()
+
+
+def text(i: int, token: str = "") -> str:
+    a, b, c = WORDS[i % 12], WORDS[(i * 7) % 12], WORDS[(i * 5 + 3) % 12]
+    return f"Note {i} about the {a}, the {b} and a {c}; item {i * 31 % 1000}.{token}"
+
+
+def stats(values: list[float]) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "runs": values}
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def make_parquet(folder: Path, n: int) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not (folder / "done").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for f in range(FILES):
+            ids = range(f * n // FILES, (f + 1) * n // FILES)
+            pq.write_table(
+                pa.table({"id": [f"d{i}" for i in ids], "text": [text(i) for i in ids]}),
+                folder / f"part-{f:03d}.parquet",
+            )
+        (folder / "done").write_text(str(n))
+    return {"name": "lake", "kind": "parquet", "path": str(folder)}
+
+
+def change_parquet(folder: Path, n: int, token: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = range(0, n // FILES)
+    table = pa.table({"id": [f"d{i}" for i in ids], "text": [text(i, token) for i in ids]})
+    pq.write_table(table, folder / "part-000.parquet")
+
+
+def _file(folder: Path, i: int) -> Path:
+    return folder / f"{i // 1000:04d}" / f"{i:07d}.txt"
+
+
+def make_folder(folder: Path, n: int) -> dict:
+    if not (folder / "done").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        for i in range(n):
+            if i % 1000 == 0:
+                _file(folder, i).parent.mkdir(parents=True)
+            _file(folder, i).write_text(text(i))
+        (folder / "done").write_text(str(n))
+    return {"name": "files", "kind": "folder", "path": str(folder)}
+
+
+def change_folder(folder: Path, n: int, token: str) -> None:
+    for i in range(0, n, 100):
+        _file(folder, i).write_text(text(i, token))
+
+
+def make_postgres(server, rows: int) -> dict:
+    import psycopg
+
+    server.execute("DROP TABLE IF EXISTS notes")
+    server.execute(
+        "CREATE TABLE notes (id text PRIMARY KEY, body text, "
+        "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+    )
+    with psycopg.connect(server.dsn, autocommit=True) as conn, conn.cursor() as cur:
+        with cur.copy("COPY notes (id, body) FROM STDIN") as copy:
+            for i in range(rows):
+                copy.write_row((f"r{i}", text(i)))
+        cur.execute("CREATE INDEX ON notes (updated_at)")
+        cur.execute("ANALYZE notes")
+    os.environ["EMBEDDINGS_PG_DSN"] = server.dsn
+    return {
+        "name": "crm",
+        "kind": "postgres",
+        "table": "public.notes",
+        "text_columns": ["body"],
+        "updated_at_column": "updated_at",
+    }
+
+
+def change_postgres(server, rows: int, token: str) -> None:
+    server.execute(
+        "UPDATE notes SET body = body || %s, updated_at = clock_timestamp() "
+        "WHERE (substr(id, 2))::int %% 100 = 0",
+        (token,),
+    )
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+@contextmanager
+def watching(max_age: float):
+    from embeddings_platform.core.sources import watch
+
+    kept = watch.MAX_AGE_SECONDS
+    watch.MAX_AGE_SECONDS = max_age
+    try:
+        yield
+    finally:
+        watch.MAX_AGE_SECONDS = kept
+
+
+def _sensor_tick(instance, path: Path, cursor):
+    from dagster import build_sensor_context
+
+    from embeddings_platform.defs.resources import PlatformResource
+    from embeddings_platform.defs.sensors import source_change_sensor
+
+    context = build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"platform": PlatformResource(config_path=str(path))},
+    )
+    started = time.perf_counter()
+    result = source_change_sensor(context)
+    return time.perf_counter() - started, result, context.cursor
+
+
+def measure(variant: str, source: dict, change, runs: int) -> dict:
+    from dagster import DagsterInstance, SkipReason
+
+    from embeddings_platform.core.config import load_config
+    from embeddings_platform.core.models import model_version
+    from embeddings_platform.core.refresh import listing_signature, source_fingerprint
+    from embeddings_platform.core.stages.snapshot import take_snapshot
+    from embeddings_platform.core.store import Store
+    from embeddings_platform.testing import write_config
+
+    base = WORK / variant
+    shutil.rmtree(base / "a", ignore_errors=True)
+    shutil.rmtree(base / "b", ignore_errors=True)
+    (base / "a").mkdir(parents=True)
+    (base / "b").mkdir(parents=True)
+    path = write_config(base / "a" / "platform.yaml", [source])
+    full_path = write_config(base / "b" / "platform.yaml", [source])
+    config, full_config = load_config(path), load_config(full_path)
+    src, docs = config.sources[0], config.documents
+    print(f"[{variant}] first snapshot", flush=True)
+    first, first_seconds = timed(take_snapshot, Store(config.storage_uri), src, "first", docs)
+    shutil.copytree(base / "a" / "lancedb", base / "b" / "lancedb")  # the same start for both
+
+    print(f"[{variant}] unchanged: full re-reads, signatures, sensor ticks", flush=True)
+    full_reads, signatures, walked = [], [], []
+    for _ in range(runs):
+        fingerprint, seconds = timed(source_fingerprint, src, docs)
+        assert fingerprint == first.snapshot_id
+        full_reads.append(seconds)
+    with watching(max_age=0.0):  # what a signature costs unwatched (the listing itself)
+        for _ in range(runs):
+            walked.append(timed(listing_signature, src)[1])
+    listing_signature(src)  # a large folder is watched from here on
+    for _ in range(runs):
+        signatures.append(timed(listing_signature, src)[1])
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("source", src.partition_keys)
+    instance.add_dynamic_partitions("model", [model_version(config.models[0]).version_id])
+    first_tick, result, cursor = _sensor_tick(instance, path, None)
+    assert isinstance(result, SkipReason), result
+    ticks = []
+    for _ in range(runs):
+        seconds, result, cursor = _sensor_tick(instance, path, cursor)
+        assert isinstance(result, SkipReason), result
+        ticks.append(seconds)
+
+    print(f"[{variant}] 1% changed: snapshot step against a full snapshot", flush=True)
+    partial, full, changed_ticks, read = [], [], [], []
+    for run in range(runs):
+        change(f" Edited in run {run} at {time.time():.0f}.")
+        changed_tick, result, _ = _sensor_tick(instance, path, cursor)
+        assert not isinstance(result, SkipReason)
+        changed_ticks.append(changed_tick)
+        report, seconds = timed(take_snapshot, Store(config.storage_uri), src, f"p{run}", docs)
+        partial.append(seconds)
+        read.append(report.documents_read)
+        baseline, seconds = timed(
+            take_snapshot,
+            Store(full_config.storage_uri),
+            full_config.sources[0],
+            f"f{run}",
+            docs,
+            True,
+        )
+        full.append(seconds)
+        assert report.snapshot_id == baseline.snapshot_id and report.is_new
+        assert not report.full_read and baseline.full_read
+        _, result, cursor = _sensor_tick(instance, path, cursor)  # the change is in
+        assert isinstance(result, SkipReason), result
+    return {
+        "documents": first.documents,
+        "first_snapshot_seconds": first_seconds,
+        "full_reread": stats(full_reads),
+        "signature": stats(signatures),
+        "signature_unwatched": stats(walked),
+        "sensor_tick": stats(ticks),
+        "sensor_first_tick_seconds": first_tick,
+        "sensor_tick_after_change": stats(changed_ticks),
+        "changed_documents": report.changed,
+        "documents_read": read,
+        "partial_snapshot": stats(partial),
+        "full_snapshot": stats(full),
+    }
+
+
+def run(args) -> dict:
+    from embeddings_platform.testing import PgServer
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    n, rows = args.documents, args.rows
+    data = WORK / f"data-{n}"
+    results = {}
+    parquet = make_parquet(data / "parquet", n)
+    results["parquet"] = measure(
+        "parquet", parquet, lambda t: change_parquet(data / "parquet", n, t), args.runs
+    )
+    print("generating the folder", flush=True)
+    files = make_folder(data / "files", n)
+    results["folder"] = measure(
+        "folder", files, lambda t: change_folder(data / "files", n, t), args.runs
+    )
+    server = PgServer()
+    server.start()
+    try:
+        table = make_postgres(server, rows)
+        results["postgres"] = measure(
+            "postgres", table, lambda t: change_postgres(server, rows, t), args.runs
+        )
+    finally:
+        server.remove()
+    return {
+        "command": "nice -n 10 .venv/bin/python benchmarks/bench_sources.py"
+        + ("" if (n, rows) == (1_000_000, 100_000) else f" --documents {n} --rows {rows}"),
+        "machine": machine(),
+        "runs": args.runs,
+        "results": results,
+    }
+
+
+def _row(name: str, r: dict) -> str:
+    full, tick, sig = r["full_reread"]["median"], r["sensor_tick"], r["signature"]
+    partial, snap = r["partial_snapshot"], r["full_snapshot"]
+    return (
+        f"| {name} | {r['documents']:,} | {full:.2f} | {sig['min']:.3f} / {sig['median']:.3f} | "
+        f"{tick['min']:.3f} / {tick['median']:.3f} | {tick['median'] / full:.2%} | "
+        f"{snap['min']:.2f} / {snap['median']:.2f} | {partial['min']:.2f} / "
+        f"{partial['median']:.2f} | {partial['median'] / snap['median']:.2%} |"
+    )
+
+
+def render(r: dict) -> str:
+    res = r["results"]
+    rows = "\n".join(_row(name, res[key]) for key, name in _NAMES.items() if key in res)
+    extra = "\n".join(
+        f"| {name} | {res[key]['signature_unwatched']['median']:.3f} | "
+        f"{res[key]['sensor_first_tick_seconds']:.2f} | "
+        f"{res[key]['sensor_tick_after_change']['median']:.2f} | "
+        f"{res[key]['changed_documents']:,} | {max(res[key]['documents_read']):,} | "
+        f"{res[key]['first_snapshot_seconds']:.1f} |"
+        for key, name in _NAMES.items()
+        if key in res
+    )
+    return f"""Command: `{r["command"]}`. Machine: {r["machine"]}, shared with other jobs \
+while it ran. Data: short synthetic documents (about 60 bytes), generated under \
+benchmarks/out/sources/; min / median of {r["runs"]} runs, seconds.
+
+| source | documents | full re-read (baseline) | signature | sensor tick | tick / re-read \
+| full snapshot after 1% changed | snapshot step after 1% changed | step / full |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+{rows}
+
+Targets: a tick on an unchanged source <= 1 s and <= 1% of the full re-read; the snapshot step
+after 1% of the documents changed <= 5% of a full snapshot. The sensor tick is the real
+`source_change_sensor` (build_sensor_context, cursor from the tick before); the signature is
+the part of it that looks at the source (for the folder: watched, see below). The full
+snapshot is `take_snapshot(full=True)` on a copy of the store (what every snapshot did before).
+
+| source | signature unwatched (median) | first tick after a restart | tick after the change \
+| documents changed | documents read by the step | first snapshot |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+{extra}
+
+Where the time goes when a target is missed. Folder: the listing is one `stat` per file (about
+6 us each on this shared VM; a C loop measured 2.5 us), so an unwatched listing of a million
+files is several seconds, and the snapshot step must list to learn which files moved: that
+floor alone is about 6% of a full snapshot here; reading and validating the 1% changed, the
+stamp comparison and the writes make up the rest. The sensor's tick does not list while the
+folder's watcher saw nothing (docs/sources.md). PostgreSQL: at 100,000 rows the whole re-read
+takes under 3 s, so the fixed costs of a tick (about 30 ms: the aggregate query, the registry,
+Dagster's instance) and of a snapshot step (a REPEATABLE READ transaction, one server-side
+aggregate over the keys, the manifest lookups and four LanceDB commits, about 0.4 s) are a few
+percent of it; they do not grow with the changed rows.
+"""
+
+
+_NAMES = {
+    "parquet": "Parquet, 100 files",
+    "folder": "folder, one file per document",
+    "postgres": "PostgreSQL table",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    def arguments(parser):
+        parser.add_argument("--documents", type=int, default=1_000_000)
+        parser.add_argument("--rows", type=int, default=100_000, help="PostgreSQL table rows")
+        parser.add_argument("--runs", type=int, default=3)
+
+    return bench_main(
+        argv,
+        __doc__,
+        "sources",
+        "Sources: change detection that costs what changed (issue 17)",
+        run,
+        render,
+        arguments,
+        smoke=lambda args: (args.documents, args.rows) != (1_000_000, 100_000),
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
