@@ -208,3 +208,51 @@ def test_a_new_default_model_takes_the_pointer_only_through_a_migration(tmp_path
         first.embeddings.model_version,
     )
     assert store.pointer("notes") == pointer
+
+
+def test_chunks_written_while_the_step_embeds_are_embedded_by_the_same_step(
+    store, config, embedder, corpus
+):
+    """A change saved mid-build: the automation counts the step's materialization as handling
+    it, so the step itself must catch up, or the change waits for the next one."""
+    from embeddings_platform.core.models import load_tokenizer, model_version
+    from embeddings_platform.core.pipeline import sync_chunks, sync_embeddings, take_snapshot
+
+    source, model = config.sources[0], config.models[0]
+    version = model_version(model)
+    first = _refresh(store, config, embedder)
+
+    def snapshot_and_chunks(run_id):
+        snap = take_snapshot(store, source, run_id)
+        sync_chunks(
+            store,
+            "notes",
+            snap.snapshot_id,
+            model,
+            version.chunking_strategy,
+            load_tokenizer(model),
+        )
+
+    (corpus / "owls.md").write_text("Owls hunt at night with silent flight.")
+    snapshot_and_chunks("change-1")
+
+    class ChangingMidway:
+        """Embeds like the hashing model; its first call saves another change."""
+
+        def __init__(self):
+            self.inner, self.dimension, self.calls = embedder, embedder.dimension, 0
+
+        def embed(self, texts):
+            self.calls += 1
+            if self.calls == 1:
+                (corpus / "bats.md").write_text("Bats echolocate insects in the dark.")
+                snapshot_and_chunks("change-2")
+            return self.inner.embed(texts)
+
+    report = sync_embeddings(store, "notes", version, ChangingMidway, "embed-run")
+    ids = {r["doc_id"] for r in Store.read(store.table(first.embeddings.table_name)).to_pylist()}
+    assert {"owls.md", "bats.md"} <= ids
+    assert report.passes == 2 and report.embedded == 2
+    chunk_ids = {r["chunk_id"] for r in Store.read(store.table(_chunks_table(first))).to_pylist()}
+    vector_ids = {r["chunk_id"] for r in _vectors(store, first)}
+    assert vector_ids == chunk_ids  # consistent: the blocking check lets it serve
