@@ -103,6 +103,8 @@ def _idle(instance, since: float) -> dict:
 def _users_path(model: dict, changes: list[float], idle_seconds: float) -> dict:
     from dagster import DagsterInstance
 
+    from embeddings_platform.core.store import Store
+
     home = WORK / "home"
     home.mkdir()
     shutil.copy(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
@@ -119,6 +121,11 @@ def _users_path(model: dict, changes: list[float], idle_seconds: float) -> dict:
     try:
         instance = DagsterInstance.from_config(str(home))
         server.wait_ready(instance)
+        store = Store(str(WORK / "lancedb"))
+        while store.pointer(SOURCE) is None:  # the build has not even started before a tick
+            if time.time() - started > 7200:
+                raise TimeoutError(f"not served after 2 h:\n{server.tail()}")
+            time.sleep(5)
         wait_quiet(instance, timeout=3600)
         full_span, full_runs, full_embedded = _runs_span(instance, started)
         full_wall = time.time() - started
