@@ -19,11 +19,18 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from .conflicts import create_table_once, declare_key, half_created, retry_on_conflict
+from .conflicts import (  # noqa: F401 - counting_conflicts re-exported for the stages
+    counting_conflicts,
+    create_table_once,
+    declare_key,
+    half_created,
+    retry_on_conflict,
+)
 from .schemas import (  # noqa: F401 - re-exported: the store's tables are its vocabulary
     CHUNKS,
     DEAD_LETTER_REASON,
     DOCUMENT_TEXTS,
+    INDEX_STATE,
     LINEAGE_COLUMNS,
     MODEL_SPECS,
     POINTER_HISTORY,
@@ -75,6 +82,11 @@ def equal(**values: Any):
 def one_of(column: str, values: Iterable[str]):
     """A filter: the column holds one of the values."""
     return col(column).isin(list(values))
+
+
+def after(column: str, moment):
+    """A filter: the column's value is later than `moment`."""
+    return col(column) > lit(moment)
 
 
 def text_query(text: str, column: str = "text"):

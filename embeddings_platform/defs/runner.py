@@ -22,7 +22,7 @@ def materialize_graph(
 ) -> list:
     """Materialize the graph for the chosen sources x models: one run per partition.
 
-    Source-level assets run once per source, then embeddings and serving_index once per
+    Source-level assets run once per source (shard), then embeddings and serving_index once per
     (source, model version) cell; runs land in `instance`, so `dagster dev` shows them.
     """
     from ..definitions import defs
@@ -33,9 +33,6 @@ def materialize_graph(
     resources = resources or {"platform": PlatformResource(config_path=str(config.config_path))}
     assets = [*defs.assets, *(defs.asset_checks or [])]  # selections include their checks
     results = []
-    partition_keys = [
-        key for s in config.sources if not sources or s.name in sources for key in s.partition_keys
-    ]
     # An edited entry's old version keeps serving (and following the source) until migrated.
     in_use = models_in_use(config, Store(config.storage_uri), config.serving.retention_hours)
     model_configs = [m for m in in_use if not models or m.name in models]
@@ -43,26 +40,41 @@ def materialize_graph(
     missing = [v for v in versions if not instance.has_dynamic_partition("model", v)]
     if missing:
         instance.add_dynamic_partitions("model", missing)
-    for source in partition_keys:  # a sharded source runs one partition per shard
+    for source in config.sources:
+        if not sources or source.name in sources:
+            results.extend(
+                _materialize_source(
+                    assets, source, model_configs, instance, resources, raise_on_error
+                )
+            )
+    return results
+
+
+def _materialize_source(assets, source, models, instance, resources, raise_on_error) -> list:
+    """One registered source: every shard snapshots and chunks first, then its cells run. A
+    shard's serving_index then sees which siblings are still to come and leaves index
+    maintenance to the last of them: once per refresh, not once per shard."""
+    results, ready = [], []
+    for key in source.partition_keys:  # a sharded source runs one partition per shard
         results.append(
             materialize(
                 assets,
                 selection=AssetSelection.assets("source_snapshot", "chunks"),
-                partition_key=source,
+                partition_key=key,
                 instance=instance,
                 resources=resources,
                 raise_on_error=raise_on_error,
             )
         )
-        if not results[-1].success:  # (raise_on_error=False) its cells would only retry and fail
-            continue
-        for model in model_configs:
-            key = grid_key(source, model_version(model).version_id)
+        if results[-1].success:  # (raise_on_error=False) its cells would only retry and fail
+            ready.append(key)
+    for key in ready:
+        for model in models:
             results.append(
                 materialize(
                     assets,
                     selection=AssetSelection.assets("embeddings", "serving_index"),
-                    partition_key=key,
+                    partition_key=grid_key(key, model_version(model).version_id),
                     instance=instance,
                     resources=resources,
                     raise_on_error=raise_on_error,

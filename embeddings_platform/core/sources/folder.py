@@ -1,6 +1,7 @@
 """`folder`: the text, Markdown, reStructuredText and HTML files under a folder.
 
-Doc ids are paths relative to the folder. Every read is bounded; links are followed only
+Doc ids are paths relative to the folder, so a shard hashes paths and reads only its own files.
+Every read is bounded; links are followed only
 inside the folder; hidden files and folders are skipped unless `documents.include_hidden`.
 """
 
@@ -26,6 +27,7 @@ from .base import (
     rejected,
     source_error,
 )
+from .listing import listing_digest, walk
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
 _FILE_TYPES = (
@@ -54,6 +56,15 @@ class FolderSource(SourceSettings):
 
     def read(self, documents: DocumentsConfig) -> Iterator[RawDocument]:
         return read_folder(self, documents)
+
+    def signature(self) -> str | None:
+        """The listing of this partition's files only: a shard is not re-read for a change in
+        another shard's file ("." is the path itself when it is not a folder: always listed)."""
+        return listing_digest(
+            (rel, st)
+            for rel, st in walk(self.path)
+            if rel == "." or self.holds(clean_id(Path(rel).as_posix()))
+        )
 
 
 def _folder_root(source: FolderSource) -> Path:
@@ -126,6 +137,8 @@ def read_folder(source: FolderSource, documents: DocumentsConfig) -> Iterator[Ra
     root = _folder_root(source)
     for path, problem in _entries(root, documents.include_hidden):
         doc_id = clean_id(path.relative_to(root).as_posix())
+        if not source.holds(doc_id):  # another shard's: its path decides, its bytes stay unread
+            continue
         if problem:
             yield rejected(doc_id, problem)
             continue
