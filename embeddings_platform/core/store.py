@@ -58,15 +58,18 @@ def last_data_version(table) -> int:
 
     The table version also moves when serving_index indexes the table, so it alone cannot say
     whether the next `embeddings` run changed any data. A version whose commit record is gone
-    (cleaned up) counts as a change.
+    (cleaned up) counts as a change. Compaction commits a fragment-id reservation (which pylance
+    reads back only as a `BaseOperation`) right before its `Rewrite`.
     """
     dataset = table.to_lance()
-    version = dataset.version
+    version, later = dataset.version, None
     while version > 1:
         transaction = dataset.read_transaction(version)
-        if transaction is None or type(transaction.operation).__name__ not in _CONTENT_NEUTRAL:
+        kind = type(transaction.operation).__name__ if transaction is not None else None
+        reservation = kind == "BaseOperation" and later == "Rewrite"
+        if kind not in _CONTENT_NEUTRAL and not reservation:
             return version
-        version -= 1
+        version, later = version - 1, kind
     return version
 
 

@@ -13,7 +13,7 @@ from embeddings_platform.core.indexing import fts_index, vector_index
 from embeddings_platform.core.models import HashingEmbedder
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.serving import search
-from embeddings_platform.core.store import Store
+from embeddings_platform.core.store import Store, last_data_version
 from embeddings_platform.testing import write_config, write_corpus
 
 # the module, not the function the checks package re-exports under the same name
@@ -151,6 +151,10 @@ def test_compaction_keeps_the_versions_serving_and_rollback_need(tmp_path):
     second = _refresh(config, store, "r2")
     m = second.index.maintenance
     assert m.action == "incremental" and m.fragments_compacted > 1 and m.unindexed_after == 0
+    # compaction and index commits change no rows: the embeddings data version stays put
+    table = store.table(second.index.table_name)
+    assert table.version > second.embeddings.table_version
+    assert last_data_version(table) == second.embeddings.table_version
     assert _search(config, store, "origami cranes")[0] == "doc005.md"
     assert "doc006.md" not in _search(config, store, "item6 entry 6")
     # the version pinned before is still readable and tagged: a rollback target survives
