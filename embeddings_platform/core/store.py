@@ -214,16 +214,14 @@ class Store:
     def latest_snapshot(self, source: str) -> dict[str, Any] | None:
         if not self.has_table("snapshots"):
             return None
-        rows = self.read(
-            self.db.open_table("snapshots"), where=col("source") == lit(source)
-        ).to_pylist()
+        rows = self.read(self.table("snapshots"), where=col("source") == lit(source)).to_pylist()
         return max(rows, key=lambda r: r["created_at"]) if rows else None
 
     def snapshot(self, source: str, snapshot_id: str) -> dict[str, Any] | None:
         if not self.has_table("snapshots"):
             return None
         rows = self.read(
-            self.db.open_table("snapshots"),
+            self.table("snapshots"),
             where=(col("source") == lit(source)) & (col("snapshot_id") == lit(snapshot_id)),
         ).to_pylist()
         return rows[0] if rows else None
@@ -233,7 +231,7 @@ class Store:
         if not self.has_table("snapshot_documents"):
             return {}
         rows = self.read(
-            self.db.open_table("snapshot_documents"),
+            self.table("snapshot_documents"),
             ["doc_id", "content_sha256", "metadata_json"],
             where=(col("source") == lit(source)) & (col("snapshot_id") == lit(snapshot_id)),
         ).to_pylist()
@@ -243,7 +241,7 @@ class Store:
         hashes = sorted(set(content_hashes))
         if not hashes:
             return {}
-        table = self.db.open_table("document_texts")
+        table = self.table("document_texts")
         out: dict[str, str] = {}
         for start in range(0, len(hashes), 5000):
             batch = hashes[start : start + 5000]
@@ -258,20 +256,20 @@ class Store:
         if not self.has_table("serving_pointers"):
             return None
         rows = self.read(
-            self.db.open_table("serving_pointers"), where=col("source") == lit(owner(source))
+            self.table("serving_pointers"), where=col("source") == lit(owner(source))
         ).to_pylist()
         return rows[0] if rows else None
 
     def pointers(self) -> list[dict[str, Any]]:
         if not self.has_table("serving_pointers"):
             return []
-        return self.read(self.db.open_table("serving_pointers")).to_pylist()
+        return self.read(self.table("serving_pointers")).to_pylist()
 
     def pointer_history(self, source: str) -> list[dict[str, Any]]:
         if not self.has_table("serving_history"):
             return []
         rows = self.read(
-            self.db.open_table("serving_history"), where=col("source") == lit(source)
+            self.table("serving_history"), where=col("source") == lit(source)
         ).to_pylist()
         return sorted(rows, key=lambda r: r["swapped_at"])
 
@@ -331,7 +329,7 @@ class Store:
         if not self.has_table("model_specs"):
             return None
         rows = self.read(
-            self.db.open_table("model_specs"),
+            self.table("model_specs"),
             ["spec_json"],
             where=col("version_id") == lit(version_id),
         ).to_pylist()
