@@ -1,10 +1,10 @@
 """Which vector index a table gets, how it is queried, and how its indexes are kept current.
 
 Below `serving.ann_min_rows` search is exact (a flat scan is fast and has recall 1.0 at that
-size). Above it: IVF_HNSW_SQ, an IVF partitioning with an HNSW graph of 8-bit scalar-quantised
-vectors in each partition. Queries probe enough partitions and re-rank a few times k on the
-full-precision vectors (refine) so recall@10 stays above 0.95; the figures behind these
-numbers are in benchmarks/RESULTS.md ("scale"), measured on 1M real MiniLM vectors.
+size). Above it: IVF_SQ, an IVF partitioning of 8-bit scalar-quantised vectors (DEFAULT_INDEX_TYPE
+says why). Queries probe enough partitions and re-rank a few times k on the full-precision
+vectors (refine) so recall@10 stays above 0.95; the figures behind these numbers are in
+benchmarks/RESULTS.md ("scale").
 
 Rows written after an index was built are searched by a flat scan until they join it (LanceDB
 does so for vector and full-text search alike; `fast_search` would skip them and is never used).
@@ -16,9 +16,10 @@ LanceDB's default merge of new rows into an IVF_HNSW_SQ index rebuilt every grap
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
-from lancedb.index import FTS, IvfHnswSq, IvfPq
+from lancedb.index import FTS, IvfHnswSq, IvfSq
 
 MAX_DELTAS = 8  # delta indexes kept before they are merged with each other (not the trained one)
 
@@ -36,27 +37,32 @@ class AnnPlan:
 
 
 ROWS_PER_PARTITION = 8192
+# IVF_SQ is IVF_HNSW_SQ (the index before issue 18) without an HNSW graph per partition, which is
+# what made that one slow to build: on 200k MiniLM vectors (bench_scale.py's data) with 122
+# partitions as at 1M, 20 probed and refine 20, IVF_SQ built in 8.2 s against 67.9 s, recall@10
+# 0.990 against 0.965, p50 9.2 ms against 18.6 ms (exact 106 ms). Also tried: IVF_RQ 2 bits 7.2 s,
+# 0.969; IVF_FLAT 10.0 s, 0.955 (no refine); IVF_PQ 150 s at 100k rows.
+DEFAULT_INDEX_TYPE = "IVF_SQ"
+_CONFIGS = {"IVF_SQ": IvfSq, "IVF_HNSW_SQ": IvfHnswSq}
 
 
-def ann_plan(rows: int, ann_min_rows: int) -> AnnPlan:
+def ann_plan(rows: int, ann_min_rows: int, index_type: str = DEFAULT_INDEX_TYPE) -> AnnPlan:
     """The index and query settings for a table of `rows` vectors."""
     if rows < ann_min_rows:
         return AnnPlan("FLAT")
     partitions = max(1, rows // ROWS_PER_PARTITION)
     # Probe ~1/8 of the lists (at least 20) and re-rank 20 x k candidates on full vectors. At 1M
-    # MiniLM vectors (122 lists) refine 20 gave recall@10 0.968 at 41 ms (p50), LanceDB's default
-    # query settings 0.808 (benchmarks/RESULTS.md, "scale"); 40 probes without refine did no
-    # better than 20 (section "checks").
-    return AnnPlan("IVF_HNSW_SQ", partitions, max(20, math.ceil(partitions / 8)), 20)
+    # MiniLM vectors (122 lists) IVF_HNSW_SQ with refine 20 gave recall@10 0.968 at 41 ms (p50),
+    # LanceDB's default query settings 0.808 (benchmarks/RESULTS.md, "scale"); 40 probes without
+    # refine did no better than 20 (section "checks").
+    return AnnPlan(index_type, partitions, max(20, math.ceil(partitions / 8)), 20)
 
 
 def index_config(plan: AnnPlan):
     """The LanceDB index configuration of a plan (cosine distance)."""
-    if plan.index_type == "IVF_HNSW_SQ":
-        return IvfHnswSq(distance_type="cosine", num_partitions=plan.num_partitions)
-    if plan.index_type == "IVF_PQ":
-        return IvfPq(distance_type="cosine", num_partitions=plan.num_partitions)
-    raise ValueError(f"no index configuration for {plan.index_type!r}")
+    if plan.index_type not in _CONFIGS:
+        raise ValueError(f"no index configuration for {plan.index_type!r}; use {sorted(_CONFIGS)}")
+    return _CONFIGS[plan.index_type](distance_type="cosine", num_partitions=plan.num_partitions)
 
 
 def build_vector_index(table, plan: AnnPlan) -> None:
@@ -92,13 +98,14 @@ def fts_index(table):
 
 def index_kind(index) -> str:
     """An index's type as ann_plan names it ("IvfHnswSq" -> "IVF_HNSW_SQ")."""
-    name = str(index.index_type)
-    return {"IvfHnswSq": "IVF_HNSW_SQ", "IvfPq": "IVF_PQ"}.get(name, name)
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", str(index.index_type)).upper()
 
 
 def served_plan(table) -> AnnPlan:
-    """The plan a checked-out table was indexed with: its query settings follow from its size."""
-    return ann_plan(table.count_rows(), 0) if vector_index(table) is not None else AnnPlan("FLAT")
+    """The plan a checked-out table was indexed with: its query settings follow from its size
+    and the type of its index (a table indexed before a new default keeps its own)."""
+    index = vector_index(table)
+    return ann_plan(table.count_rows(), 0, index_kind(index)) if index else AnnPlan("FLAT")
 
 
 def unindexed_rows(table, index) -> int:

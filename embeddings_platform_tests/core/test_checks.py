@@ -359,7 +359,7 @@ def test_ann_recall_without_an_index_is_exact(cell):
 def test_ann_recall_passes_on_a_good_index_and_fails_on_a_coarse_one(tmp_path):
     store = Store(str(tmp_path / "db"))
     index = _synthetic_cell(store)
-    assert index.index_type == "IvfHnswSq" and index.pointer_moved
+    assert index.index_type == "IvfSq" and index.pointer_moved
     floor = ChecksConfig(ann_sample=30)  # the configured floor: 0.95
     good = checks.ann_recall(store, "syn", "synth", floor)
     assert good.has_ann_index and good.sample == 30 and good.table_version == index.table_version

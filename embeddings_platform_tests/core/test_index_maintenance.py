@@ -9,7 +9,7 @@ import pytest
 
 from embeddings_platform.core import checks
 from embeddings_platform.core.config import ChecksConfig, ConfigError, load_config
-from embeddings_platform.core.indexing import fts_index, vector_index
+from embeddings_platform.core.indexing import ann_plan, build_vector_index, fts_index, vector_index
 from embeddings_platform.core.models import HashingEmbedder
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.serving import search
@@ -64,7 +64,7 @@ def _search(config, store, text, mode=None) -> list[str]:
 def test_an_incremental_refresh_joins_the_trained_index_and_search_sees_it(tmp_path):
     config, store, corpus = _setup(tmp_path)
     first = _refresh(config, store, "r1")
-    assert first.index.maintenance.action == "built" and first.index.index_type == "IvfHnswSq"
+    assert first.index.maintenance.action == "built" and first.index.index_type == "IvfSq"
     trained = _trained_index(store, first)
     (corpus / "doc007.md").write_text("Note 7 now covers zeppelins and their hydrogen cells.")
     (corpus / "new.md").write_text("A brand new note about quasicrystals in meteorites.")
@@ -162,6 +162,17 @@ def test_compaction_keeps_the_versions_serving_and_rollback_need(tmp_path):
     old = store.open_table(first.index.table_name, first.index.table_version)
     assert old.count_rows() == first.index.rows
     assert "doc006.md" in set(old.to_arrow().column("doc_id").to_pylist())
+
+
+def test_a_table_indexed_with_an_older_default_is_retrained_with_the_new_one(tmp_path):
+    config, store, corpus = _setup(tmp_path)
+    first = _refresh(config, store, "r1")
+    table = store.table(first.index.table_name)
+    build_vector_index(table, ann_plan(table.count_rows(), 50, "IVF_HNSW_SQ"))
+    (corpus / "doc002.md").write_text("Note 2 is about bees.")
+    report = _refresh(config, store, "r2").index
+    assert report.maintenance.action == "retrained" and report.index_type == "IvfSq"
+    assert "index type IVF_HNSW_SQ -> IVF_SQ" in report.maintenance.reason
 
 
 def test_a_table_that_shrinks_below_ann_min_rows_drops_its_vector_index(tmp_path):
