@@ -21,6 +21,7 @@ removes them. LanceDB's `table.optimize()` is not used for that reason: it also 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -35,6 +36,7 @@ from .indexing import (
     fragments,
     fts_index,
     index_kind,
+    merge_segments,
     unindexed_rows,
     vector_index,
 )
@@ -59,6 +61,8 @@ class Maintenance:
     rows_since_training: int = 0  # rows embedded since the vector index was last trained
     waiting_for: list[str] = field(default_factory=list)  # sibling shards still refreshing
     fragments_compacted: int = 0
+    train_seconds: float = 0.0  # of those, training the vector index from scratch
+    seconds: float = 0.0
 
     def did(self, action: str, reason: str = "") -> None:
         if _RANK[action] > _RANK[self.action]:
@@ -67,6 +71,13 @@ class Maintenance:
 
 def maintain(store: Store, table, source: str, plan: AnnPlan, retrain_fraction: float):
     """Bring the table's indexes up to date with its rows, as cheaply as the change allows."""
+    started = time.perf_counter()
+    report = _maintain(store, table, source, plan, retrain_fraction)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _maintain(store: Store, table, source: str, plan: AnnPlan, retrain_fraction: float):
     report = Maintenance()
     vector, fts = vector_index(table), fts_index(table)
     report.unindexed_before = _unindexed(table, vector, fts)
@@ -123,10 +134,12 @@ def _train(table, plan: AnnPlan, vector, report: Maintenance) -> datetime:
     if vector is not None:  # else compaction would first remap the index it replaces
         retry_on_conflict(lambda: table.drop_index(vector.name))
     fts = fts_index(table)
-    if fts is not None and unindexed_rows(table, fts):  # one full-text segment: all compactable
-        retry_on_conflict(lambda: add_unindexed(table, fts))
+    if fts is not None:  # one full-text segment over every row: then every fragment compacts
+        retry_on_conflict(lambda: merge_segments(table, fts))
     report.fragments_compacted += retry_on_conflict(lambda: compact(table, False))
+    training = time.perf_counter()
     retry_on_conflict(lambda: build_vector_index(table, plan))
+    report.train_seconds = time.perf_counter() - training
     report.rows_since_training = 0
     return started
 

@@ -46,8 +46,10 @@ DEFAULT_INDEX_TYPE = "IVF_SQ"
 _CONFIGS = {"IVF_SQ": IvfSq, "IVF_HNSW_SQ": IvfHnswSq}
 
 
-def ann_plan(rows: int, ann_min_rows: int, index_type: str = DEFAULT_INDEX_TYPE) -> AnnPlan:
-    """The index and query settings for a table of `rows` vectors."""
+def ann_plan(rows: int, ann_min_rows: int, index_type: str | None = None) -> AnnPlan:
+    """The index and query settings for a table of `rows` vectors (of DEFAULT_INDEX_TYPE unless
+    `index_type` names another)."""
+    index_type = index_type or DEFAULT_INDEX_TYPE
     if rows < ann_min_rows:
         return AnnPlan("FLAT")
     partitions = max(1, rows // ROWS_PER_PARTITION)
@@ -115,22 +117,32 @@ def unindexed_rows(table, index) -> int:
 
 
 def add_unindexed(table, index) -> None:
-    """Index the rows written since the index was last maintained, without retraining it.
-
-    Vector indexes get a delta (LanceDB `optimize_indices(num_indices_to_merge=0)`); past
-    MAX_DELTAS the deltas are merged with each other, never with the trained index. The full-text
-    index merges new rows into its postings (no training: it is exact either way).
+    """Index the rows written since the index was last maintained, without retraining it: a
+    delta index over them (LanceDB `optimize_indices(num_indices_to_merge=0)`). Past MAX_DELTAS
+    the deltas are merged with each other, never with the trained index. The same for the
+    full-text index: merging new rows into its postings rewrote all of them (2.2 s at 200k rows
+    here, against 0.16 s for a delta), and BM25 scores stay those of one index.
     """
-    dataset = table.to_lance()
-    if index.columns != ["vector"]:
-        dataset.optimize.optimize_indices(index_names=[index.name])
-        return
-    dataset.optimize.optimize_indices(index_names=[index.name], num_indices_to_merge=0)
-    deltas = int(table.index_stats(index.name).num_indices or 1) - 1
+    table.to_lance().optimize.optimize_indices(index_names=[index.name], num_indices_to_merge=0)
+    deltas = segments(table, index) - 1
     if deltas > MAX_DELTAS:
         table.to_lance().optimize.optimize_indices(
             index_names=[index.name], num_indices_to_merge=deltas
         )
+
+
+def merge_segments(table, index) -> None:
+    """One segment of an index over every row (LanceDB compacts only the fragments of one
+    segment together): rewrites the whole index, so only before a retraining."""
+    if segments(table, index) > 1 or unindexed_rows(table, index):
+        table.to_lance().optimize.optimize_indices(
+            index_names=[index.name], num_indices_to_merge=segments(table, index)
+        )
+
+
+def segments(table, index) -> int:
+    """The trained index plus its deltas."""
+    return int(table.index_stats(index.name).num_indices or 1)
 
 
 def fragments(table) -> int:

@@ -113,6 +113,9 @@ def _maintenance_metadata(report) -> dict:
         "rows_since_training": m.rows_since_training,
         "waiting_for_shards": MetadataValue.text(", ".join(m.waiting_for)),
         "fragments_compacted": m.fragments_compacted,
+        "index_maintenance_seconds": round(m.seconds, 3),
+        "index_train_seconds": round(m.train_seconds, 3),
+        "consistency_check_seconds": round(report.check_seconds, 3),
         "commit_conflicts": report.conflicts,
     }
 

@@ -37,6 +37,7 @@ class IndexReport:
     maintenance: Maintenance  # what was done to the indexes, and why
     refused_empty: bool = False  # serving.serve_empty is false and the table is empty: not pinned
     conflicts: int = 0  # commit conflicts with concurrent writers (shards), retried
+    check_seconds: float = 0.0  # the blocking consistency check before the pointer moves
 
     @property
     def data_version(self) -> str:
@@ -119,8 +120,19 @@ def _build(
     refused_empty = moved and rows == 0 and not serving.serve_empty and pointer is not None
     if refused_empty:  # the operator's choice: keep the last good target; the checks report ERROR
         moved = False
+    check_seconds = 0.0
     if moved:  # blocking check: never point serving at an inconsistent table
-        check = consistency(store, source, version_id, expected_dimension, check_pointer=False)
+        passed = pointer["table_version"] if serves_this and not target_lost else None
+        check = consistency(
+            store,
+            source,
+            version_id,
+            expected_dimension,
+            check_pointer=False,
+            # what serves passed this check: the vectors it already held are not read again
+            checked_version=passed if passed and pointer["table_name"] == name else None,
+        )
+        check_seconds = check.seconds
         if not check.ok:
             raise ConsistencyError(check)
     if moved:  # a refresh only ever moves forward: a slower shard cannot pin an older version
@@ -151,6 +163,7 @@ def _build(
         0.0,
         maintenance,
         refused_empty=refused_empty,
+        check_seconds=check_seconds,
     )
 
 
