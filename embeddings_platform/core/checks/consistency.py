@@ -81,7 +81,7 @@ def _scan_vectors(
     version that passed this check before hold no bad vector: only the others are read, and a
     refresh scans what it wrote, not the table.
     """
-    fragments = None
+    batches = dataset.to_batches(columns=["vector"], batch_size=batch_size)
     if checked_version is not None:
         try:
             passed = {
@@ -89,11 +89,15 @@ def _scan_vectors(
             }
         except (ValueError, OSError, RuntimeError):  # cleaned up: scan everything
             passed = set()
-        fragments = [f for f in dataset.get_fragments() if f.fragment_id not in passed]
-        if not fragments:
-            return 0, 0, 0
+        # per fragment: pylance 14's dataset.to_batches(fragments=...) scanned every fragment
+        batches = (
+            batch
+            for fragment in dataset.get_fragments()
+            if fragment.fragment_id not in passed
+            for batch in fragment.to_batches(columns=["vector"], batch_size=batch_size)
+        )
     nulls = nonfinite = zero = 0
-    for batch in dataset.to_batches(columns=["vector"], batch_size=batch_size, fragments=fragments):
+    for batch in batches:
         column = batch.column(0)
         if column.null_count:
             nulls += column.null_count
