@@ -38,6 +38,18 @@ def default_index(index_type: str):
         indexing.DEFAULT_INDEX_TYPE = saved
 
 
+def side(uri: str, version: str, dim: int, index_type: str, queries: np.ndarray) -> dict:
+    """A full build as the step runs with `index_type` as the default, with its recall and
+    latency, in a process of its own (bench_scale runs it in a spawned one): its peak memory is
+    its own, not the product path's."""
+    store = Store(uri)
+    with default_index(index_type):
+        built = step(store, version, dim)
+    built.update(served_quality(store, queries, exact_ids(store, queries)), default=index_type)
+    built["peak_rss_mb"] = peak_rss_mb()
+    return built
+
+
 def step(store: Store, version: str, dim: int) -> dict:
     """One serving_index step, timed, with what it did."""
     report, seconds = timed(

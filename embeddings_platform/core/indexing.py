@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from lancedb.index import FTS, IvfHnswSq, IvfSq
+from lancedb.index import FTS, IvfFlat, IvfHnswSq, IvfPq, IvfRq, IvfSq
 
 MAX_DELTAS = 8  # delta indexes kept before they are merged with each other (not the trained one)
 
@@ -43,7 +43,14 @@ ROWS_PER_PARTITION = 8192
 # 0.990 against 0.965, p50 9.2 ms against 18.6 ms (exact 106 ms). Also tried: IVF_RQ 2 bits 7.2 s,
 # 0.969; IVF_FLAT 10.0 s, 0.955 (no refine); IVF_PQ 150 s at 100k rows.
 DEFAULT_INDEX_TYPE = "IVF_SQ"
-_CONFIGS = {"IVF_SQ": IvfSq, "IVF_HNSW_SQ": IvfHnswSq}
+# the types ann_plan may name (benchmarks/bench_scale.py --index-types compares them)
+_CONFIGS = {
+    "IVF_SQ": IvfSq,
+    "IVF_HNSW_SQ": IvfHnswSq,
+    "IVF_PQ": IvfPq,
+    "IVF_RQ": IvfRq,
+    "IVF_FLAT": IvfFlat,
+}
 
 
 def ann_plan(rows: int, ann_min_rows: int, index_type: str | None = None) -> AnnPlan:
