@@ -130,6 +130,8 @@ def add_unindexed(table, index) -> None:
     full-text index: merging new rows into its postings rewrote all of them (2.2 s at 200k rows
     here, against 0.16 s for a delta), and BM25 scores stay those of one index.
     """
+    if index is None:  # another process dropped it to retrain: its new index covers the rows
+        return
     table.to_lance().optimize.optimize_indices(index_names=[index.name], num_indices_to_merge=0)
     deltas = segments(table, index) - 1
     if deltas > MAX_DELTAS:
@@ -141,7 +143,7 @@ def add_unindexed(table, index) -> None:
 def merge_segments(table, index) -> None:
     """One segment of an index over every row (LanceDB compacts only the fragments of one
     segment together): rewrites the whole index, so only before a retraining."""
-    if segments(table, index) > 1 or unindexed_rows(table, index):
+    if index is not None and (segments(table, index) > 1 or unindexed_rows(table, index)):
         table.to_lance().optimize.optimize_indices(
             index_names=[index.name], num_indices_to_merge=segments(table, index)
         )
@@ -149,7 +151,8 @@ def merge_segments(table, index) -> None:
 
 def segments(table, index) -> int:
     """The trained index plus its deltas."""
-    return int(table.index_stats(index.name).num_indices or 1)
+    stats = table.index_stats(index.name)
+    return int(stats.num_indices or 1) if stats is not None else 0
 
 
 def fragments(table) -> int:

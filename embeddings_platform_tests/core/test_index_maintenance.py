@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-from embeddings_platform.core import checks
+from embeddings_platform.core import checks, indexing
 from embeddings_platform.core.config import ChecksConfig, ConfigError, load_config
 from embeddings_platform.core.indexing import ann_plan, build_vector_index, fts_index, vector_index
 from embeddings_platform.core.models import HashingEmbedder
@@ -162,6 +162,24 @@ def test_compaction_keeps_the_versions_serving_and_rollback_need(tmp_path):
     old = store.open_table(first.index.table_name, first.index.table_version)
     assert old.count_rows() == first.index.rows
     assert "doc006.md" in set(old.to_arrow().column("doc_id").to_pylist())
+
+
+def test_deltas_past_the_bound_are_merged_with_each_other_not_with_the_trained_index(
+    tmp_path, monkeypatch
+):
+    config, store, corpus = _setup(tmp_path)
+    trained = _trained_index(store, _refresh(config, store, "r1"))
+    monkeypatch.setattr(indexing, "MAX_DELTAS", 2)
+    for i in range(4):
+        (corpus / f"doc{20 + i:03d}.md").write_text(f"Note {20 + i} became a poem about {i} owls.")
+        report = _refresh(config, store, f"r{i + 2}").index
+        assert report.maintenance.action == "incremental"
+        table = store.table(report.table_name)
+        for index in (vector_index(table), fts_index(table)):
+            assert indexing.segments(table, index) <= 1 + 2  # the trained one and 2 deltas
+    assert _trained_index(store, _refresh(config, store, "r9")) == trained
+    assert _search(config, store, "poem 3 owls")[0] == "doc023.md"
+    assert _search(config, store, "poem 0 owls", "fts")[0] == "doc020.md"
 
 
 def test_a_table_indexed_with_an_older_default_is_retrained_with_the_new_one(tmp_path):
