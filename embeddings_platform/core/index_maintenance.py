@@ -7,7 +7,8 @@ The vector index is trained again from scratch only when
 - the `ann_recall` check found recall below its floor on an index that took rows in since its
   training (checks/ann_recall.py records the request here; a fresh index that misses the floor
   would miss it again, so that asks for other query settings, not a retrain);
-- the plan's index type changed (a new default in indexing.ann_plan).
+- the plan's index type changed (a new default in indexing.ann_plan);
+- the table holds more than MAX_FRAGMENTS data fragments (many small refreshes).
 
 The shards of a source share one table. A shard whose siblings are still refreshing (a
 snapshot of theirs newer than what they last brought to serving_index) leaves maintenance to
@@ -61,8 +62,8 @@ class Maintenance:
     rows_since_training: int = 0  # rows embedded since the vector index was last trained
     waiting_for: list[str] = field(default_factory=list)  # sibling shards still refreshing
     fragments_compacted: int = 0
-    train_seconds: float = 0.0  # of those, training the vector index from scratch
-    seconds: float = 0.0
+    train_seconds: float = 0.0  # training the vector index from scratch (part of `seconds`)
+    seconds: float = 0.0  # the whole maintenance
 
     def did(self, action: str, reason: str = "") -> None:
         if _RANK[action] > _RANK[self.action]:

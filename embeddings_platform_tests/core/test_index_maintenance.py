@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-from embeddings_platform.core import checks, indexing
+from embeddings_platform.core import checks, index_maintenance, indexing
 from embeddings_platform.core.config import ChecksConfig, ConfigError, load_config
 from embeddings_platform.core.indexing import ann_plan, build_vector_index, fts_index, vector_index
 from embeddings_platform.core.models import HashingEmbedder
@@ -180,6 +180,24 @@ def test_deltas_past_the_bound_are_merged_with_each_other_not_with_the_trained_i
     assert _trained_index(store, _refresh(config, store, "r9")) == trained
     assert _search(config, store, "poem 3 owls")[0] == "doc023.md"
     assert _search(config, store, "poem 0 owls", "fts")[0] == "doc020.md"
+
+
+def test_many_small_refreshes_end_in_one_compacting_retrain(tmp_path, monkeypatch):
+    config, store, corpus = _setup(tmp_path)
+    first = _refresh(config, store, "r1")
+    monkeypatch.setattr(index_maintenance, "MAX_FRAGMENTS", 2)
+    (corpus / "doc030.md").write_text("Note 30 is about kites.")
+    small = _refresh(config, store, "r2").index  # the table now has 2 fragments
+    assert small.maintenance.action == "incremental"
+    (corpus / "doc031.md").write_text("Note 31 is about marbles.")
+    report = _refresh(config, store, "r3").index
+    assert (
+        report.maintenance.action == "retrained" and "data fragments" in report.maintenance.reason
+    )
+    assert report.maintenance.fragments_compacted >= 2
+    assert indexing.fragments(store.table(report.table_name)) == 1
+    assert _search(config, store, "kites")[0] == "doc030.md"
+    assert store.target_exists(first.index.table_name, first.index.table_version)
 
 
 def test_a_table_indexed_with_an_older_default_is_retrained_with_the_new_one(tmp_path):
