@@ -38,10 +38,13 @@ def default_index(index_type: str):
         indexing.DEFAULT_INDEX_TYPE = saved
 
 
-def side(uri: str, version: str, dim: int, index_type: str, queries: np.ndarray) -> dict:
+def side(
+    uri: str, version: str, dim: int, index_type: str, queries: np.ndarray, rows_per_partition: int
+) -> dict:
     """A full build as the step runs with `index_type` as the default, with its recall and
     latency, in a process of its own (bench_scale runs it in a spawned one): its peak memory is
     its own, not the product path's."""
+    indexing.ROWS_PER_PARTITION = rows_per_partition
     store = Store(uri)
     with default_index(index_type):
         built = step(store, version, dim)

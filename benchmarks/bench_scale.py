@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/bench_scale.py            # about 30 minutes on 2 cores
     .venv/bin/python benchmarks/bench_scale.py --rows 200000    # a few minutes: printed, not saved
+    .venv/bin/python benchmarks/bench_scale.py --rows 200000 --rows-per-partition 1640 \
+        --index-types IVF_HNSW_SQ,IVF_RQ,IVF_FLAT,IVF_PQ    # candidates, 1M's partition count
     .venv/bin/python benchmarks/bench_scale.py --rows 30000 --base synthetic    # a smoke run
 
 Data: the all-MiniLM-L6-v2 vectors of SciFact's chunks that bench_migration.py made (run
@@ -52,7 +54,11 @@ from _scale_refresh import (  # noqa: E402
     step,
 )
 
-from embeddings_platform.core.indexing import DEFAULT_INDEX_TYPE  # noqa: E402
+from embeddings_platform.core import indexing  # noqa: E402
+from embeddings_platform.core.indexing import (  # noqa: E402
+    DEFAULT_INDEX_TYPE,
+    ROWS_PER_PARTITION,
+)
 from embeddings_platform.core.store import (  # noqa: E402
     CHUNKS,
     Store,
@@ -153,7 +159,15 @@ def write_table(store: Store, base: pa.Table, rows: int, rng: np.random.Generato
     return table, version
 
 
-def run(rows: int, base_kind: str, types: list[str], rounds: int, share: float) -> dict:
+def run(
+    rows: int,
+    base_kind: str,
+    types: list[str],
+    rounds: int,
+    share: float,
+    rows_per_partition: int = ROWS_PER_PARTITION,
+) -> dict:
+    indexing.ROWS_PER_PARTITION = rows_per_partition
     base, queries = minilm_base() if base_kind == "minilm" else synthetic_base()
     if WORK.exists():
         shutil.rmtree(WORK)
@@ -161,7 +175,9 @@ def run(rows: int, base_kind: str, types: list[str], rounds: int, share: float) 
     (_, version), write_seconds = timed(write_table, store, base, rows, np.random.default_rng(0))
     dim = base.schema.field("vector").type.list_size
     result = {
-        "command": f".venv/bin/python benchmarks/bench_scale.py --rows {rows}",
+        "command": f".venv/bin/python benchmarks/bench_scale.py --rows {rows}"
+        + (f" --rows-per-partition {rows_per_partition}" if rows_per_partition != 8192 else "")
+        + (f" --index-types {','.join(types)}" if types != [BEFORE] else ""),
         "machine": machine(),
         "rows": rows,
         "base": base_kind,
@@ -173,7 +189,9 @@ def run(rows: int, base_kind: str, types: list[str], rounds: int, share: float) 
     }
     for index_type in [t for t in types if t != DEFAULT_INDEX_TYPE]:  # each in its own process
         with get_context("spawn").Pool(1) as pool:
-            built = pool.apply(side, (str(WORK), version, dim, index_type, queries))
+            built = pool.apply(
+                side, (str(WORK), version, dim, index_type, queries, rows_per_partition)
+            )
         _print(built)
         result["builds"].append(built)
     built = step(store, version, dim)  # the product's default last: the refreshes run on it
@@ -284,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
             help="comma-separated index types built side by side before the default "
             f"({DEFAULT_INDEX_TYPE}), which is always built last",
         )
+        parser.add_argument(
+            "--rows-per-partition",
+            type=int,
+            default=ROWS_PER_PARTITION,
+            help="IVF partition size (core/indexing.ROWS_PER_PARTITION); e.g. 1640 at 200k "
+            "rows gives the 122 partitions of 1M",
+        )
         parser.add_argument("--refreshes", type=int, default=10)
         parser.add_argument("--share", type=float, default=0.01)
 
@@ -299,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             [t for t in args.index_types.split(",") if t],
             args.refreshes,
             args.share,
+            args.rows_per_partition,
         ),
         render,
         arguments,

@@ -38,10 +38,12 @@ class AnnPlan:
 
 ROWS_PER_PARTITION = 8192
 # IVF_SQ is IVF_HNSW_SQ (the index before issue 18) without an HNSW graph per partition, which is
-# what made that one slow to build: on 200k MiniLM vectors (bench_scale.py's data) with 122
-# partitions as at 1M, 20 probed and refine 20, IVF_SQ built in 8.2 s against 67.9 s, recall@10
-# 0.990 against 0.965, p50 9.2 ms against 18.6 ms (exact 106 ms). Also tried: IVF_RQ 2 bits 7.2 s,
-# 0.969; IVF_FLAT 10.0 s, 0.955 (no refine); IVF_PQ 150 s at 100k rows.
+# what made that one slow to build. `bench_scale.py --rows 200000 --rows-per-partition 1640
+# --index-types IVF_HNSW_SQ,IVF_RQ,IVF_FLAT,IVF_PQ` (MiniLM vectors, 121 partitions as at 1M,
+# 20 probed, refine 20; training s / recall@10 / p50 ms through serving.search, exact 106 ms):
+#   IVF_HNSW_SQ 59.4 / 0.954 / 93.7    IVF_SQ 8.9 / 0.970 / 37.3    IVF_RQ 11.7 / 0.988 / 43.9
+#   IVF_FLAT 9.3 / 0.984 / 61.9        IVF_PQ 55.3 / 0.898 / 45.3
+# IVF_SQ builds fastest and answers fastest above the 0.95 floor; IVF_RQ keeps more margin.
 DEFAULT_INDEX_TYPE = "IVF_SQ"
 # the types ann_plan may name (benchmarks/bench_scale.py --index-types compares them)
 _CONFIGS = {
