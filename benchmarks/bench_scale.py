@@ -1,33 +1,39 @@
-"""One million real MiniLM vectors served by the product: index build, search latency, recall.
+"""A million real MiniLM vectors served by the product: index builds side by side, then refreshes.
 
-    .venv/bin/python benchmarks/bench_scale.py            # about 25 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_scale.py            # about 30 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_scale.py --rows 200000    # a few minutes: printed, not saved
+    .venv/bin/python benchmarks/bench_scale.py --rows 200000 --rows-per-partition 1640 \
+        --index-types IVF_HNSW_SQ,IVF_RQ,IVF_FLAT,IVF_PQ    # candidates, 1M's partition count
     .venv/bin/python benchmarks/bench_scale.py --rows 30000 --base synthetic    # a smoke run
 
 Data: the all-MiniLM-L6-v2 vectors of SciFact's chunks that bench_migration.py made (run
-first by `make bench`; this script runs it if its output is missing), repeated to 1,000,000
-rows with a small perturbation (Gaussian noise, sigma 0.01 per dimension, renormalised;
-copy 0 is the original). Every row has the product's vectors schema (core/store.vectors_schema):
-the text and lineage of the SciFact chunk it repeats. Queries: 100 SciFact test queries
-embedded by MiniLM (the gate's query-vector cache). `--base synthetic` (clustered random
-vectors) only checks that the script works on a machine without that output.
+first by `make bench`; this script runs it if its output is missing), repeated to --rows rows
+with a small perturbation (Gaussian noise, sigma 0.01 per dimension, renormalised; copy 0 is
+the original). Every row has the product's vectors schema (core/store.vectors_schema): the text
+and lineage of the SciFact chunk it repeats, under a document id of its own copy. Queries: 100
+SciFact test queries embedded by MiniLM (the gate's query-vector cache). `--base synthetic`
+(clustered random vectors) only checks that the script works on a machine without that output.
 
-The index is built in the run, as the serving_index asset builds it (core/pipeline.
-build_serving_index: the vector index core/indexing.ann_plan picks, the full-text index, the
-consistency check, the serving pointer moved to the indexed version), and its time is reported.
-`--reuse-index` keeps the last run's table and index instead and says when they were built.
-Searches go through core/serving.search, as the CLI and the API call it: through the serving
-pointer, every column of each hit. Baseline: exact (flat) search of the same pinned version,
-the same columns, in the same run.
+1. Full builds, side by side in one run: the serving_index step (core/pipeline.
+   build_serving_index: index maintenance, the blocking consistency check, the pointer moved)
+   as it runs with IVF_HNSW_SQ, the index before issue 18, as the default (in a process of its
+   own, so that its memory is not counted as the product's), then with today's default
+   (core/indexing.DEFAULT_INDEX_TYPE), which retrains the table's index from scratch.
+   For each: the step's and the vector index training's seconds, recall@10 at the serving query
+   settings against exact search of the same pinned version, p50/p99 latency through
+   core/serving.search. Baseline: exact search of the same version, same run.
+2. --refreshes (10) refreshes in a row, each giving --share (1%) of the rows new vectors under
+   the same ids (another row's vector plus noise), then the serving_index step: its time against
+   the full build of (1), what it did to the indexes, and recall@10 after it.
+Peak RSS of the product path is reported (the side-by-side builds report their own).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
-import time
-from datetime import datetime, timezone
+from multiprocessing import get_context
 
 import numpy as np
 import pyarrow as pa
@@ -38,11 +44,21 @@ from _results import OUT, ROOT, bench_main, machine, peak_rss_mb, timed  # noqa:
 sys.path.insert(0, str(ROOT))
 
 import lancedb  # noqa: E402
+from _scale_refresh import (  # noqa: E402
+    SOURCE,
+    exact_ids,
+    exact_latency,
+    refreshes,
+    served_quality,
+    side,
+    step,
+)
 
-from embeddings_platform.core.config import ServingConfig  # noqa: E402
-from embeddings_platform.core.indexing import served_plan  # noqa: E402
-from embeddings_platform.core.pipeline import build_serving_index  # noqa: E402
-from embeddings_platform.core.serving import open_served_table, search  # noqa: E402
+from embeddings_platform.core import indexing  # noqa: E402
+from embeddings_platform.core.indexing import (  # noqa: E402
+    DEFAULT_INDEX_TYPE,
+    ROWS_PER_PARTITION,
+)
 from embeddings_platform.core.store import (  # noqa: E402
     CHUNKS,
     Store,
@@ -52,11 +68,10 @@ from embeddings_platform.core.store import (  # noqa: E402
     vectors_table_name,
 )
 
+BEFORE = "IVF_HNSW_SQ"  # the index type before issue 18: the side-by-side baseline
 MIGRATION_DB = OUT / "migration" / "lancedb"
 WORK = OUT / "scale"
 MINILM_TABLE = "vectors__scifact__minilm-e64ca78dc7"
-SOURCE = "scale"
-K = 10
 QUERIES = 100  # an exact search over 1M rows takes about a second each
 
 
@@ -129,8 +144,10 @@ def write_table(store: Store, base: pa.Table, rows: int, rng: np.random.Generato
             block /= np.linalg.norm(block, axis=1, keepdims=True)
         part = base.slice(0, n)
         block = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), dim)
+        doc_ids = part.column("doc_id").to_pylist()
         for name, column in (
             ("chunk_id", pa.array([f"c{copy}-{i}" for i in range(n)])),
+            ("doc_id", pa.array([f"{d}~{copy}" for d in doc_ids])),  # a document per copy
             ("source", pa.array([SOURCE] * n)),
             ("vector", block),
         ):
@@ -142,156 +159,131 @@ def write_table(store: Store, base: pa.Table, rows: int, rng: np.random.Generato
     return table, version
 
 
-def serve_search(store: Store, queries: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
-    """core/serving.search for each query (the query vector stands in for the model)."""
-    ids, latencies = [], []
-    for q in queries:
-        start = time.perf_counter()
-        hits = search(store, SOURCE, "", K, lambda _version, q=q: q)
-        latencies.append(time.perf_counter() - start)
-        ids.append([h.chunk_id for h in hits])
-    return ids, np.asarray(latencies) * 1000
-
-
-def table_search(store: Store, queries: np.ndarray, configure):
-    """The pinned version searched with other query settings, every column like search."""
-    _, table = open_served_table(store, SOURCE)
-    ids, latencies = [], []
-    for q in queries:
-        start = time.perf_counter()
-        query = table.search(q, vector_column_name="vector").metric("cosine").limit(K)
-        rows = configure(query).to_list()
-        latencies.append(time.perf_counter() - start)
-        ids.append([r["chunk_id"] for r in rows])
-    return ids, np.asarray(latencies) * 1000
-
-
-def build(rows: int, base_kind: str) -> tuple[Store, dict]:
-    """Write the table, then index and serve it as serving_index does, timed."""
-    base, _ = minilm_base() if base_kind == "minilm" else synthetic_base()
+def run(
+    rows: int,
+    base_kind: str,
+    types: list[str],
+    rounds: int,
+    share: float,
+    rows_per_partition: int = ROWS_PER_PARTITION,
+) -> dict:
+    indexing.ROWS_PER_PARTITION = rows_per_partition
+    base, queries = minilm_base() if base_kind == "minilm" else synthetic_base()
     if WORK.exists():
         shutil.rmtree(WORK)
     store = Store(str(WORK))
-    rng = np.random.default_rng(0)
-    (_, version), write_seconds = timed(write_table, store, base, rows, rng)
-    rss_before = peak_rss_mb()
+    (_, version), write_seconds = timed(write_table, store, base, rows, np.random.default_rng(0))
     dim = base.schema.field("vector").type.list_size
-    index, build_seconds = timed(
-        build_serving_index,
-        store,
-        SOURCE,
-        version,
-        ServingConfig(),
-        "bench",
-        True,
-        expected_dimension=dim,
-    )
-    assert index.pointer_moved and index.rows == rows, index
-    return store, {
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "rows": rows,
-        "model_version": version,
-        "index_type": index.index_type,
-        "table_version": index.table_version,
-        "write_seconds": write_seconds,
-        "build_seconds": build_seconds,
-        "peak_rss_mb_before_build": rss_before,
-        "peak_rss_mb_after_build": peak_rss_mb(),
-    }
-
-
-def run(rows: int, base_kind: str, reuse: bool = False) -> dict:
-    """`reuse`: keep the table and index of the last run (its write and build figures) and
-    re-measure only the searches, e.g. after changing the query settings."""
-    _, queries = minilm_base() if base_kind == "minilm" else synthetic_base()
-    if reuse:
-        built = json.loads((OUT / "scale.json").read_text())["build"]
-        store = Store(str(WORK))
-        assert store.pointer(SOURCE) and built["rows"] == rows, "nothing to reuse: build first"
-        print(
-            f"reusing the table and index built at {built['built_at']} "
-            f"({built['build_seconds']:.0f} s to build)",
-            flush=True,
-        )
-    else:
-        store, built = build(rows, base_kind)
-    exact_ids, exact_ms = table_search(store, queries, lambda q: q.bypass_vector_index())
-    ann_ids, ann_ms = serve_search(store, queries)
-    raw_ids, raw_ms = table_search(store, queries, lambda q: q)  # the index, LanceDB's defaults
-    pct = lambda a, p: float(np.percentile(a, p))  # noqa: E731
-
-    def recall(ids: list[list[str]]) -> float:
-        return float(np.mean([len(set(a) & set(e)) / K for a, e in zip(ids, exact_ids)]))
-
-    _, served = open_served_table(store, SOURCE)
-    return {
-        "command": ".venv/bin/python benchmarks/bench_scale.py  (also in: make bench)",
+    result = {
+        "command": f".venv/bin/python benchmarks/bench_scale.py --rows {rows}"
+        + (f" --rows-per-partition {rows_per_partition}" if rows_per_partition != 8192 else "")
+        + (f" --index-types {','.join(types)}" if types != [BEFORE] else ""),
         "machine": machine(),
         "rows": rows,
         "base": base_kind,
-        "dimension": int(queries.shape[1]),
+        "dimension": dim,
         "queries": int(len(queries)),
-        "plan": served_plan(served).__dict__,
-        "build": built,
-        "index_reused": reuse,
-        "exact_p50_ms": pct(exact_ms, 50),
-        "exact_p99_ms": pct(exact_ms, 99),
-        "ann_p50_ms": pct(ann_ms, 50),
-        "ann_p99_ms": pct(ann_ms, 99),
-        "recall_at_10": recall(ann_ids),
-        "default_query_p50_ms": pct(raw_ms, 50),
-        "default_query_p99_ms": pct(raw_ms, 99),
-        "default_query_recall_at_10": recall(raw_ids),
+        "write_seconds": write_seconds,
+        "peak_rss_mb_after_write": peak_rss_mb(),
+        "builds": [],
     }
+    for index_type in [t for t in types if t != DEFAULT_INDEX_TYPE]:  # each in its own process
+        with get_context("spawn").Pool(1) as pool:
+            built = pool.apply(
+                side, (str(WORK), version, dim, index_type, queries, rows_per_partition)
+            )
+        _print(built)
+        result["builds"].append(built)
+    built = step(store, version, dim)  # the product's default last: the refreshes run on it
+    exact = exact_ids(store, queries)  # the same data for every side: one exact baseline
+    exact_ms = exact_latency(store, queries)
+    result["exact_p50_ms"] = float(np.percentile(exact_ms, 50))
+    result["exact_p99_ms"] = float(np.percentile(exact_ms, 99))
+    built.update(served_quality(store, queries, exact), default=DEFAULT_INDEX_TYPE)
+    _print(built)
+    result["builds"].append(built)
+    result["refreshes"] = refreshes(store, version, dim, queries, rounds, share)
+    result["share"] = share
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+BUILD_COLUMNS = (
+    "default index, IVF plan, step s, training s, training vs before, recall@10, p50 ms, "
+    "p99 ms, p50 vs exact"
+)
+REFRESH_COLUMNS = (
+    "refresh, index action, step s, vs full build, index maintenance s, consistency check s, "
+    "unindexed rows, rows since training, recall@10, p50 ms"
+)
+
+
+def _header(columns: str) -> str:
+    names = columns.split(", ")
+    align = [
+        "---" if n in ("default index", "IVF plan", "index action", "unindexed rows") else "---:"
+        for n in names
+    ]
+    return f"| {' | '.join(names)} |\n| {' | '.join(align)} |"
+
+
+def _print(built: dict) -> None:
+    print(
+        f"{built['default']}: {built['action']} in {built['step_seconds']:.1f} s "
+        f"(training {built['train_seconds']:.1f} s), recall {built['recall_at_10']:.3f}, "
+        f"p50 {built['p50_ms']:.1f} ms",
+        flush=True,
+    )
 
 
 def render(r: dict) -> str:
-    p, b = r["plan"], r["build"]
-    exact = r["exact_p50_ms"]
-    target = "meets" if r["recall_at_10"] >= 0.95 else "MISSES"
-    rows = [
-        ("exact (flat scan, baseline)", r["exact_p50_ms"], r["exact_p99_ms"], "1.000"),
-        (
-            "`search` (ANN, serving settings)",
-            r["ann_p50_ms"],
-            r["ann_p99_ms"],
-            f"**{r['recall_at_10']:.3f}** (target >= 0.95: {target})",
-        ),
-        (
-            "ANN, LanceDB default query settings",
-            r["default_query_p50_ms"],
-            r["default_query_p99_ms"],
-            f"{r['default_query_recall_at_10']:.3f}",
-        ),
-    ]
-    table = "\n".join(
-        f"| {name} | {p50:.1f} | {p99:.1f} | {recall} | {p50 / exact:.3f} |"
-        for name, p50, p99, recall in rows
+    exact, full = r["exact_p50_ms"], r["builds"][-1]
+    before = next((b for b in r["builds"] if b["default"] == BEFORE), None)
+    builds = "\n".join(
+        f"| `{b['default']}`{' (before issue 18)' if b['default'] == BEFORE else ''} | "
+        f"{b['plan']['num_partitions']} / {b['plan']['nprobes']} / {b['plan']['refine_factor']} | "
+        f"{b['step_seconds']:.1f} | {b['train_seconds']:.1f} | "
+        + (f"{b['train_seconds'] / before['train_seconds']:.2f} | " if before else "| ")
+        + f"**{b['recall_at_10']:.3f}** | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} | "
+        f"{b['p50_ms'] / exact:.3f} |"
+        for b in r["builds"]
     )
-    reused = (
-        f" Index reused from the run of {b['built_at']} (--reuse-index): this run measured "
-        "the searches only."
-        if r.get("index_reused")
-        else ""
+    rounds = "\n".join(
+        f"| {x['round']} | {x['action']} | {x['step_seconds']:.2f} | "
+        f"**{x['step_seconds'] / full['step_seconds']:.3f}** | {x['maintenance_seconds']:.2f} | "
+        f"{x['check_seconds']:.2f} | {x['unindexed_before']:,} -> {x['unindexed_after']:,} | "
+        f"{x['rows_since_training']:,} | **{x['recall_at_10']:.3f}** | {x['p50_ms']:.1f} |"
+        for x in r["refreshes"]
+    )
+    others = ", ".join(
+        f"{b['default']} build in its own process: {b['peak_rss_mb']:.0f} MB"
+        for b in r["builds"][:-1]
     )
     return f"""Command: `{r["command"]}`. Machine: {r["machine"]}. Data: {r["rows"]:,} rows of
 dimension {r["dimension"]} in the product's vectors schema: the all-MiniLM-L6-v2 vectors of
 SciFact's chunks (with their text and lineage), repeated with Gaussian noise (sigma 0.01 per
-dimension, renormalised); {r["queries"]} SciFact test queries embedded by MiniLM. Index:
-`{p["index_type"]}`, {p["num_partitions"]} partitions (core/indexing.ann_plan), built by
-build_serving_index at {b["built_at"]}; queries probe {p["nprobes"]} partitions and re-rank
-{p["refine_factor"]} x k on full vectors. Searches: core/serving.search through the serving
-pointer, every column of each hit. Baseline: exact search of the same pinned version, same
-columns, same run.
+dimension, renormalised); {r["queries"]} SciFact test queries embedded by MiniLM. Every build
+and refresh is the serving_index step (core/pipeline.build_serving_index). recall@10: at the
+serving query settings against exact search of the same pinned version; latency: through
+core/serving.search. Baseline: exact search, same version, same run: p50 {exact:.1f} ms,
+p99 {r["exact_p99_ms"]:.1f} ms.
 
-| search | p50 ms | p99 ms | recall@10 vs exact | latency vs exact (p50) |
-| --- | ---: | ---: | ---: | ---: |
-{table}
+Full builds, side by side (partitions / probed / refine x k; the second retrains the first's
+table from scratch):
 
-build_serving_index (vector and full-text index, consistency check, pointer move):
-{b["build_seconds"]:.1f} s (writing the {b["rows"]:,} rows: {b["write_seconds"]:.1f} s).{reused}
-Peak RSS of the process: {b["peak_rss_mb_before_build"]:.0f} MB before the build,
-{b["peak_rss_mb_after_build"]:.0f} MB after it.
+{_header(BUILD_COLUMNS)}
+{builds}
+
+{len(r["refreshes"])} refreshes in a row, each re-embedding {r["share"]:.0%} of the rows
+({r["refreshes"][0]["rows_changed"]:,} new vectors under the same ids), then the serving_index
+step, against the full build of `{full["default"]}` above ({full["step_seconds"]:.1f} s):
+
+{_header(REFRESH_COLUMNS)}
+{rounds}
+
+Peak RSS of the product path (write, `{full["default"]}` build, refreshes, searches; goal
+<= 1536 MB): {r["peak_rss_mb_after_write"]:.0f} MB after writing the table,
+**{r["peak_rss_mb"]:.0f} MB** at its highest. {others}.
 """
 
 
@@ -305,18 +297,35 @@ def main(argv: list[str] | None = None) -> int:
             help="synthetic: random vectors, to check the script (never a result)",
         )
         parser.add_argument(
-            "--reuse-index",
-            action="store_true",
-            help="keep the last run's table and index; measure the searches",
+            "--index-types",
+            default=BEFORE,
+            help="comma-separated index types built side by side before the default "
+            f"({DEFAULT_INDEX_TYPE}), which is always built last",
         )
+        parser.add_argument(
+            "--rows-per-partition",
+            type=int,
+            default=ROWS_PER_PARTITION,
+            help="IVF partition size (core/indexing.ROWS_PER_PARTITION); e.g. 1640 at 200k "
+            "rows gives the 122 partitions of 1M",
+        )
+        parser.add_argument("--refreshes", type=int, default=10)
+        parser.add_argument("--share", type=float, default=0.01)
 
-    title = "Scale: one million vectors, ANN against exact search (issue 8)"
+    title = "Scale: one million vectors, index builds side by side and 1% refreshes (issue 18)"
     return bench_main(
         argv,
         __doc__,
         "scale",
         title,
-        lambda args: run(args.rows, args.base, args.reuse_index),
+        lambda args: run(
+            args.rows,
+            args.base,
+            [t for t in args.index_types.split(",") if t],
+            args.refreshes,
+            args.share,
+            args.rows_per_partition,
+        ),
         render,
         arguments,
         smoke=lambda args: args.rows != 1_000_000 or args.base != "minilm",

@@ -135,9 +135,10 @@ model `{r["model"]}`; each side from an empty store, model loads included.
 
 Both sides embed the same chunks into one shared table per side. On this 2-core machine a
 second worker can at best halve the time, and only for work that does not already use both
-cores. Every shard run also has fixed costs that do not shrink with the shard: it reads and
-hashes the whole source to find its documents, rebuilds the full-text index of the shared
-table, and retries LanceDB commits that collide with the other worker.
+cores. Every shard run also has fixed costs that do not shrink with the shard: it parses the
+whole BEIR file to find its documents (their ids live inside the records; a folder shard opens
+only its own files), and retries LanceDB commits that collide with the other worker. The
+shared table's indexes are maintained once, by the last shard to finish (issue 18).
 {_reading(r["ratio"])}
 """
 

@@ -9,7 +9,10 @@ as declared.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Callable, Iterator, TypeVar
 
 import lance
 import pyarrow as pa
@@ -47,14 +50,45 @@ def is_commit_conflict(exc: BaseException) -> bool:
     return any(m in message for m in _CONFLICT_MESSAGES)
 
 
+@dataclass
+class ConflictCount:
+    """Commit conflicts retried while counting (a step reports them in its metadata)."""
+
+    retried: int = 0
+
+
+_COUNTERS: ContextVar[tuple[ConflictCount, ...]] = ContextVar("commit_conflicts", default=())
+
+
+@contextmanager
+def counting_conflicts() -> Iterator[ConflictCount]:
+    """Count the commit conflicts `retry_on_conflict` retries inside the block: how often
+    concurrent writers (shards) collided is measured, not guessed."""
+    count = ConflictCount()
+    token = _COUNTERS.set((*_COUNTERS.get(), count))
+    try:
+        yield count
+    finally:
+        _COUNTERS.reset(token)
+
+
+def _count_conflict(_retry_state) -> None:
+    for count in _COUNTERS.get():
+        count.retried += 1
+
+
 def retry_on_conflict(action: Callable[[], T], attempts: int = 8, base_delay: float = 0.05) -> T:
-    """Run a LanceDB commit, again after a lost race with another writer (jittered backoff)."""
+    """Run a LanceDB commit, again after a lost race with another writer (jittered backoff).
+
+    Bounded: after `attempts` tries (about 6 s of backoff at the defaults) the conflict is raised.
+    """
     return Retrying(
         retry=retry_if_exception(is_commit_conflict),
         stop=stop_after_attempt(attempts),
         wait=wait_exponential_jitter(
             initial=base_delay, max=base_delay * 2**attempts, jitter=base_delay
         ),
+        before_sleep=_count_conflict,
         reraise=True,
     )(action)
 

@@ -11,6 +11,9 @@ Tables
 - `serving_pointers`: source -> (table, table version, retrieval profile), one row per source,
   moved in one commit; `serving_history` keeps every move for rollback and lineage.
 - `model_specs`: the full settings each model version was built with.
+- `index_state`: what index maintenance needs to remember of a vectors table: when its vector
+  index was last trained, a retrain the `ann_recall` check requested, and which snapshot each
+  shard had when it last reached `serving_index` (core/index_maintenance.py).
 """
 
 from __future__ import annotations
@@ -169,6 +172,17 @@ MODEL_SPECS = pa.schema(
         pa.field("model_name", pa.string()),
         pa.field("spec_json", pa.string()),
         pa.field("recorded_at", _TS),
+    ]
+)
+INDEX_STATE = pa.schema(
+    [
+        _key("key"),  # "<kind>:<table>" or "shard:<table>:<shard key>"
+        pa.field("kind", pa.string()),  # trained | retrain_request | shard
+        pa.field("table_name", pa.string()),
+        pa.field("at", _TS),
+        pa.field("table_version", pa.int64()),
+        pa.field("rows", pa.int64()),
+        pa.field("detail", pa.string()),  # index type, request reason, or the shard's snapshot
     ]
 )
 POINTER_HISTORY = pa.schema(

@@ -85,12 +85,24 @@ class ChunkingConfig(KnownKeys):
 @dataclass(config=STRICT, kw_only=True)
 class ServingConfig(KnownKeys):
     ann_min_rows: PositiveInt = 20000  # below this, search is exact (flat)
+    # New and changed rows join the existing indexes on every refresh; the vector index is
+    # retrained from scratch once rows written since its training pass this share of the table.
+    retrain_fraction: Fraction = 0.2
     retention_hours: NonNegativeFloat = 48.0  # previous serving targets stay restorable this long
     # An emptied source serves an empty index (nothing deleted stays findable). False keeps the
     # last good target instead, and the staleness check reports ERROR until documents return.
     serve_empty: StrictBool = True
     # How a new source's queries are answered; a serving source keeps its own until migrated.
     retrieval: RetrievalProfile = dataclasses.field(default_factory=RetrievalProfile)
+
+    @field_validator("retrain_fraction")
+    @classmethod
+    def _retrain_above_zero(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(
+                f"must be above 0 and at most 1 (0 would retrain on every refresh), got {value}"
+            )
+        return value
 
 
 @dataclass(config=STRICT, kw_only=True)

@@ -19,11 +19,18 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from .conflicts import create_table_once, declare_key, half_created, retry_on_conflict
+from .conflicts import (  # noqa: F401 - counting_conflicts re-exported for the stages
+    counting_conflicts,
+    create_table_once,
+    declare_key,
+    half_created,
+    retry_on_conflict,
+)
 from .schemas import (  # noqa: F401 - re-exported: the store's tables are its vocabulary
     CHUNKS,
     DEAD_LETTER_REASON,
     DOCUMENT_TEXTS,
+    INDEX_STATE,
     LINEAGE_COLUMNS,
     MODEL_SPECS,
     POINTER_HISTORY,
@@ -52,15 +59,18 @@ def last_data_version(table) -> int:
 
     The table version also moves when serving_index indexes the table, so it alone cannot say
     whether the next `embeddings` run changed any data. A version whose commit record is gone
-    (cleaned up) counts as a change.
+    (cleaned up) counts as a change. Compaction commits a fragment-id reservation (which pylance
+    reads back only as a `BaseOperation`) right before its `Rewrite`.
     """
     dataset = table.to_lance()
-    version = dataset.version
+    version, later = dataset.version, None
     while version > 1:
         transaction = dataset.read_transaction(version)
-        if transaction is None or type(transaction.operation).__name__ not in _CONTENT_NEUTRAL:
+        kind = type(transaction.operation).__name__ if transaction is not None else None
+        reservation = kind == "BaseOperation" and later == "Rewrite"
+        if kind not in _CONTENT_NEUTRAL and not reservation:
             return version
-        version -= 1
+        version, later = version - 1, kind
     return version
 
 
@@ -76,6 +86,11 @@ def equal(**values: Any):
 def one_of(column: str, values: Iterable[str]):
     """A filter: the column holds one of the values."""
     return col(column).isin(list(values))
+
+
+def after(column: str, moment):
+    """A filter: the column's value is later than `moment`."""
+    return col(column) > lit(moment)
 
 
 def text_query(text: str, column: str = "text"):
@@ -213,16 +228,14 @@ class Store:
     def latest_snapshot(self, source: str) -> dict[str, Any] | None:
         if not self.has_table("snapshots"):
             return None
-        rows = self.read(
-            self.db.open_table("snapshots"), where=col("source") == lit(source)
-        ).to_pylist()
+        rows = self.read(self.table("snapshots"), where=col("source") == lit(source)).to_pylist()
         return max(rows, key=lambda r: r["created_at"]) if rows else None
 
     def snapshot(self, source: str, snapshot_id: str) -> dict[str, Any] | None:
         if not self.has_table("snapshots"):
             return None
         rows = self.read(
-            self.db.open_table("snapshots"),
+            self.table("snapshots"),
             where=(col("source") == lit(source)) & (col("snapshot_id") == lit(snapshot_id)),
         ).to_pylist()
         return rows[0] if rows else None
@@ -241,7 +254,7 @@ class Store:
         hashes = sorted(set(content_hashes))
         if not hashes:
             return {}
-        table = self.db.open_table("document_texts")
+        table = self.table("document_texts")
         out: dict[str, str] = {}
         for start in range(0, len(hashes), 5000):
             batch = hashes[start : start + 5000]
@@ -256,20 +269,20 @@ class Store:
         if not self.has_table("serving_pointers"):
             return None
         rows = self.read(
-            self.db.open_table("serving_pointers"), where=col("source") == lit(owner(source))
+            self.table("serving_pointers"), where=col("source") == lit(owner(source))
         ).to_pylist()
         return rows[0] if rows else None
 
     def pointers(self) -> list[dict[str, Any]]:
         if not self.has_table("serving_pointers"):
             return []
-        return self.read(self.db.open_table("serving_pointers")).to_pylist()
+        return self.read(self.table("serving_pointers")).to_pylist()
 
     def pointer_history(self, source: str) -> list[dict[str, Any]]:
         if not self.has_table("serving_history"):
             return []
         rows = self.read(
-            self.db.open_table("serving_history"), where=col("source") == lit(source)
+            self.table("serving_history"), where=col("source") == lit(source)
         ).to_pylist()
         return sorted(rows, key=lambda r: r["swapped_at"])
 
@@ -326,7 +339,7 @@ class Store:
         if not self.has_table("model_specs"):
             return None
         rows = self.read(
-            self.db.open_table("model_specs"),
+            self.table("model_specs"),
             ["spec_json"],
             where=col("version_id") == lit(version_id),
         ).to_pylist()

@@ -27,7 +27,7 @@ def materialize_graph(
 ) -> list:
     """Materialize the graph for the chosen sources x models: one run per partition.
 
-    Source-level assets run once per source, then embeddings and serving_index once per
+    Source-level assets run once per source (shard), then embeddings and serving_index once per
     (source, model version) cell; runs land in `instance`, so `dagster dev` shows them.
     Each run (and model preparation) executes inside `around()` (the CLI sends its output to a
     file there); `on_run(result)` is called after each, outside it.
@@ -41,9 +41,6 @@ def materialize_graph(
     resources = resources or {"platform": PlatformResource(config_path=str(config.config_path))}
     assets = [*defs.assets, *(defs.asset_checks or [])]  # selections include their checks
     results = []
-    partition_keys = [
-        key for s in config.sources if not sources or s.name in sources for key in s.partition_keys
-    ]
     # An edited entry's old version keeps serving (and following the source) until migrated.
     in_use = models_in_use(config, Store(config.storage_uri), config.serving.retention_hours)
     model_configs = [m for m in in_use if not models or m.name in models]
@@ -67,11 +64,16 @@ def materialize_graph(
             on_run(result)
         return result.success
 
-    for source in partition_keys:  # a sharded source runs one partition per shard
-        if not run(["source_snapshot", "chunks"], source):
-            continue  # (raise_on_error=False) its cells would only retry and fail
-        for model in model_configs:
-            run(["embeddings", "serving_index"], grid_key(source, model_version(model).version_id))
+    # Every shard of a source snapshots and chunks first, then its cells run: a shard's
+    # serving_index sees which siblings are still to come and leaves index maintenance to the
+    # last of them (once per refresh, not once per shard).
+    for source in config.sources:
+        if sources and source.name not in sources:
+            continue
+        ready = [key for key in source.partition_keys if run(["source_snapshot", "chunks"], key)]
+        for key in ready:  # (raise_on_error=False) a failed shard's cells would only fail
+            for model in model_configs:
+                run(["embeddings", "serving_index"], grid_key(key, model_version(model).version_id))
     return results
 
 

@@ -54,8 +54,10 @@ from .settings import CHECKS
     owners=OWNERS,
     description=(
         "Vector index (ANN above serving.ann_min_rows, exact below) and full-text index on a "
-        "model version's table, tagged at a pinned table version. Moves the source's serving "
-        "pointer when this version is what serves; otherwise it is a shadow candidate."
+        "model version's table, maintained incrementally (retrained past "
+        "serving.retrain_fraction or a failed ann_recall), tagged at a pinned table version. "
+        "Moves the source's serving pointer when this version is what serves; otherwise it is "
+        "a shadow candidate."
     ),
 )
 def serving_index(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
@@ -89,9 +91,31 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
             "rebuilt": report.rebuilt,
             "refused_empty": report.refused_empty,
             "index_seconds": round(report.seconds, 3),
+            **_maintenance_metadata(report),
         },
         data_version=DataVersion(report.data_version),
     )
+
+
+def _maintenance_metadata(report) -> dict:
+    """What the step did to the indexes: numbers the UI plots, and the reason as text."""
+    m = report.maintenance
+    return {
+        "index_action": MetadataValue.text(m.action),  # built | incremental | retrained | none
+        "index_reason": MetadataValue.text(m.reason),
+        "retrain_reason": MetadataValue.text(
+            m.reason if m.action in ("built", "retrained") else ""
+        ),
+        "unindexed_rows_before": m.unindexed_before,
+        "unindexed_rows_after": m.unindexed_after,
+        "rows_since_training": m.rows_since_training,
+        "waiting_for_shards": MetadataValue.text(", ".join(m.waiting_for)),
+        "fragments_compacted": m.fragments_compacted,
+        "index_maintenance_seconds": round(m.seconds, 3),
+        "index_train_seconds": round(m.train_seconds, 3),
+        "consistency_check_seconds": round(report.check_seconds, 3),
+        "commit_conflicts": report.conflicts,
+    }
 
 
 def _sample_search(context, platform, config: PlatformConfig, source: str, report) -> dict:

@@ -250,8 +250,8 @@ def test_documents_section_defaults_values_and_errors(tmp_path):
             [],
             None,
             {"serving": {"retention_hour": 4}},
-            r"serving: unknown key 'retention_hour'; use ann_min_rows, retention_hours, "
-            r"serve_empty",
+            r"serving: unknown key 'retention_hour'; use ann_min_rows, retrain_fraction, "
+            r"retention_hours, serve_empty",
         ),
     ],
 )

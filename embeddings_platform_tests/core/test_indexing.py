@@ -15,9 +15,9 @@ from embeddings_platform.core.indexing import (
 
 def test_small_tables_are_searched_exactly_and_large_ones_get_a_tuned_ann_index():
     assert ann_plan(19_999, 20_000).exact
-    assert ann_plan(20_000, 20_000) == AnnPlan("IVF_HNSW_SQ", 2, 20, 20)  # from ann_min_rows on
+    assert ann_plan(20_000, 20_000) == AnnPlan("IVF_SQ", 2, 20, 20)  # from ann_min_rows on
     plan = ann_plan(1_000_000, 20_000)
-    assert (plan.index_type, plan.num_partitions) == ("IVF_HNSW_SQ", 122)
+    assert (plan.index_type, plan.num_partitions) == ("IVF_SQ", 122)
     assert plan.nprobes == 20 and plan.refine_factor == 20
     assert (
         ann_plan(4_000_000, 20_000).nprobes == 61
@@ -39,9 +39,10 @@ def test_the_served_plan_is_read_back_from_the_table_and_keeps_recall_high(tmp_p
         ),
     )
     assert served_plan(table).exact
-    plan = ann_plan(3000, 1000)
-    build_vector_index(table, plan)
-    assert served_plan(table).index_type == "IVF_HNSW_SQ"
+    build_vector_index(table, ann_plan(3000, 1000, "IVF_HNSW_SQ"))  # the default before IVF_SQ
+    assert served_plan(table) == ann_plan(3000, 1000, "IVF_HNSW_SQ")  # queried as it was built
+    build_vector_index(table, ann_plan(3000, 1000))
+    assert served_plan(table).index_type == "IVF_SQ"
     hits = 0
     for q in vectors[:50]:
         exact = (

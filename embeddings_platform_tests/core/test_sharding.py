@@ -9,10 +9,12 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from embeddings_platform.core.config import ConfigError, load_config
+from embeddings_platform.core.documents import read_source
 from embeddings_platform.core.models import HashingEmbedder, model_version
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.serving import search
 from embeddings_platform.core.sharding import Shard, parse_key, shard_keys, shard_of
+from embeddings_platform.core.sources import folder
 from embeddings_platform.core.store import Store, chunks_table_name, vectors_table_name
 from embeddings_platform.defs.resources import PlatformResource
 from embeddings_platform.defs.runner import materialize_graph
@@ -40,7 +42,7 @@ def _chunks(config, source="big") -> dict[str, str]:
     return dict(zip(rows.column("chunk_id").to_pylist(), rows.column("text").to_pylist()))
 
 
-def _config(tmp_path, name: str, shards: int | None):
+def _config(tmp_path, name: str, shards: int | None, **extra):
     corpus = tmp_path / "corpus"
     if not corpus.exists():
         write_corpus(corpus, DOCS)
@@ -48,7 +50,7 @@ def _config(tmp_path, name: str, shards: int | None):
     if shards:
         source["shards"] = shards
     (tmp_path / name).mkdir(exist_ok=True)
-    path = write_config(tmp_path / name / "platform.yaml", [source])
+    path = write_config(tmp_path / name / "platform.yaml", [source], **extra)
     return load_config(path), path
 
 
@@ -149,3 +151,56 @@ def test_shards_written_by_concurrent_processes_lose_and_duplicate_nothing(tmp_p
     # every shard writes its rows before it indexes, and the pointer only moves forward: the
     # version the last shard indexed, which holds every shard's rows, is what serves
     assert sorted(served.to_arrow().column("chunk_id").to_pylist()) == sorted(expected)
+
+
+def test_a_shard_reads_only_its_own_files_and_lists_only_them(tmp_path, monkeypatch):
+    config, _ = _config(tmp_path, "sharded", 3)
+    shard = config.source("big.shard-1-of-3")
+    read: list[str] = []
+    original = folder.read_bounded
+
+    def counting(path, limit):
+        read.append(path.name)
+        return original(path, limit)
+
+    monkeypatch.setattr(folder, "read_bounded", counting)
+    docs, _ = read_source(shard)
+    mine = sorted(d for d in DOCS if shard_of(d, 3) == 1)
+    assert sorted(read) == sorted(d.doc_id for d in docs) == mine  # its bytes only
+    before = shard.signature()
+    other = next(d for d in DOCS if shard_of(d, 3) == 2)
+    (shard.path / other).write_text("another shard's document changed")
+    assert shard.signature() == before  # no re-read of this shard for another's change
+    (shard.path / mine[0]).write_text("this shard's document changed")
+    assert shard.signature() != before
+
+
+def _index_actions(results) -> dict[str, str]:
+    return {
+        e.partition: e.materialization.metadata["index_action"].value
+        for r in results
+        for e in r.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "serving_index"
+    }
+
+
+def test_a_sharded_sources_indexes_are_maintained_once_per_refresh(tmp_path):
+    config, path = _config(tmp_path, "sharded", 3, serving={"ann_min_rows": 20})
+    instance = DagsterInstance.ephemeral()
+    resources = {"platform": PlatformResource(config_path=str(path))}
+    first = _index_actions(materialize_graph(instance, config, resources=resources))
+    assert len(first) == 3 and sorted(first.values()) == ["built", "none", "none"], first
+    assert list(first.values())[-1] == "built"  # the last shard to finish indexes
+    changed = [next(d for d in DOCS if shard_of(d, 3) == i) for i in (0, 2)]
+    for doc in changed:
+        (config.sources[0].path / doc).write_text(f"{doc} now describes walrus migration.")
+    second = _index_actions(materialize_graph(instance, config, resources=resources))
+    assert sorted(second.values()) == ["incremental", "none", "none"], second
+    store = Store(config.storage_uri)
+    table = store.open_table(
+        store.pointer("big")["table_name"], store.pointer("big")["table_version"]
+    )
+    assert all(table.index_stats(i.name).num_unindexed_rows == 0 for i in table.list_indices())
+    embedder = HashingEmbedder(256)
+    hits = search(store, "big", "walrus migration", 2, lambda _v: embedder.embed(["walrus"])[0])
+    assert sorted(h.doc_id for h in hits) == sorted(changed)

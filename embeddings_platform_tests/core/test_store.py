@@ -13,6 +13,7 @@ import pytest
 from lance.commit import CommitConflictError
 
 from embeddings_platform.core.conflicts import (
+    counting_conflicts,
     is_commit_conflict,
     primary_key,
     retry_on_conflict,
@@ -166,3 +167,20 @@ def test_only_a_commit_that_lost_a_race_is_retried():
     with pytest.raises(RuntimeError, match="Retryable commit conflict"):
         retry_on_conflict(always_lost, attempts=3, base_delay=0.001)  # given up after `attempts`
     assert calls == ["lost_twice"] * 3 + ["broken"] + ["always_lost"] * 3
+
+
+def test_retried_conflicts_are_counted_for_the_step_that_retried_them():
+    lost = iter([True, True, False, True, False])
+
+    def commit() -> str:
+        if next(lost):
+            raise RuntimeError(PREEMPTED)
+        return "committed"
+
+    with counting_conflicts() as step:
+        retry_on_conflict(commit, base_delay=0.001)
+        with counting_conflicts() as inner:  # a nested count sees only its own block
+            retry_on_conflict(commit, base_delay=0.001)
+    assert (step.retried, inner.retried) == (3, 1)
+    retry_on_conflict(lambda: "committed")  # outside any count: nothing to add to
+    assert step.retried == 3

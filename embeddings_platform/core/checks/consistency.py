@@ -69,10 +69,32 @@ class ConsistencyError(RuntimeError):
         )
 
 
-def _scan_vectors(dataset, dimension: int, batch_size: int = 65536) -> tuple[int, int, int]:
-    """(null, non-finite, zero-norm) vector counts, streaming the vector column."""
+def _scan_vectors(
+    dataset, dimension: int, checked_version: int | None = None, batch_size: int = 65536
+) -> tuple[int, int, int]:
+    """(null, non-finite, zero-norm) vector counts, streaming the vector column.
+
+    Lance fragments are immutable (a delete only adds a deletion file), so the fragments of a
+    version that passed this check before hold no bad vector: only the others are read, and a
+    refresh scans what it wrote, not the table.
+    """
+    batches = dataset.to_batches(columns=["vector"], batch_size=batch_size)
+    if checked_version is not None:
+        try:
+            passed = {
+                f.fragment_id for f in dataset.checkout_version(checked_version).get_fragments()
+            }
+        except (ValueError, OSError, RuntimeError):  # cleaned up: scan everything
+            passed = set()
+        # per fragment: pylance 14's dataset.to_batches(fragments=...) scanned every fragment
+        batches = (
+            batch
+            for fragment in dataset.get_fragments()
+            if fragment.fragment_id not in passed
+            for batch in fragment.to_batches(columns=["vector"], batch_size=batch_size)
+        )
     nulls = nonfinite = zero = 0
-    for batch in dataset.to_batches(columns=["vector"], batch_size=batch_size):
+    for batch in batches:
         column = batch.column(0)
         if column.null_count:
             nulls += column.null_count
@@ -95,12 +117,15 @@ def consistency(
     *,
     at: str = "latest",
     check_pointer: bool = True,
+    checked_version: int | None = None,
 ) -> ConsistencyReport:
     """Is the vectors table of (source, model version) fit to serve?
 
     `at='latest'` checks the newest table version (what a refresh or migration is about to
     serve); `at='served'` checks the version the serving pointer pins (if it names this
     table). `check_pointer=False` skips the pointer test (used right before moving it).
+    `checked_version`: a version of this table that passed before (the one serving): vectors it
+    already held are not scanned again.
     """
     started = time.perf_counter()
     name = vectors_table_name(source, version_id)
@@ -143,7 +168,7 @@ def consistency(
                 f"vector dimension {report.dimension} differs from the model's {expected_dimension}"
             )
     report.null_vectors, report.nan_or_inf, report.zero_norm = _scan_vectors(
-        table.to_lance(), report.dimension
+        table.to_lance(), report.dimension, checked_version
     )
     if report.null_vectors:
         problems.append(f"{report.null_vectors} rows without a vector")

@@ -23,7 +23,7 @@ from pydantic.dataclasses import dataclass as settings
 
 from ..registry import STRICT, KnownKeys, PositiveInt, SourceError, resolve_path
 from ..settings import DocumentsConfig
-from ..sharding import owner, shard_keys
+from ..sharding import owner, parse_key, shard_keys
 from .listing import listing_digest, walk
 
 # O_NONBLOCK: opening a FIFO that replaced a file after it was listed must not hang the read.
@@ -47,6 +47,11 @@ class SourceSettings(KnownKeys):
     def partition_keys(self) -> list[str]:
         """One `source` partition per shard (just the name when unsharded)."""
         return shard_keys(self.name, self.shards)
+
+    def holds(self, doc_id: str) -> bool:
+        """Is the document this partition's? A shard's settings carry its partition key as
+        `name`; a kind that knows its doc ids before reading (folder: paths) skips the others'."""
+        return parse_key(self.name).holds(doc_id)
 
     def where(self, key: str) -> str:
         """A setting's place in the registry, for error messages."""

@@ -1,6 +1,7 @@
 """`folder`: the text, Markdown, reStructuredText and HTML files under a folder.
 
-Doc ids are paths relative to the folder. Every read is bounded; links are followed only
+Doc ids are paths relative to the folder, so a shard lists every path but reads only its own
+files (a path's hash decides). Every read is bounded; links are followed only
 inside the folder; hidden files and folders are skipped unless `documents.include_hidden`.
 Each file is an entry stamped with its size, inode and times (one stat, no open): the sensor
 digests the listing (a large folder is watched between ticks instead, watch.py), and a snapshot
@@ -22,6 +23,7 @@ from pydantic.dataclasses import dataclass as settings
 
 from ..registry import STRICT, source_kind
 from ..settings import DocumentsConfig
+from ..sharding import parse_key
 from .base import (
     OPEN_FLAGS,
     Changes,
@@ -71,9 +73,13 @@ class FolderSource(SourceSettings):
         listing = _listing(str(_folder_root(self)), documents.include_hidden)
         keys = [clean_id(rel) for rel in listing.rels]
         stamps = listing.stamps()
+        own = list(range(len(keys)))
+        if parse_key(self.name).count > 1:  # a shard: other shards' files stay unread (by path)
+            own = [i for i, key in enumerate(keys) if self.holds(key)]
+            keys, stamps = [keys[i] for i in own], stamps.take(pa.array(own, pa.int64()))
         if previous is None:
             everything = sorted(range(len(keys)), key=keys.__getitem__)
-            chosen = ((keys[i], listing.entry(i)) for i in everything)
+            chosen = ((keys[i], listing.entry(own[i])) for i in everything)
             return Changes(
                 read_folder(self, chosen, documents), None, dict(zip(keys, stamps.to_pylist()))
             )
@@ -87,7 +93,7 @@ class FolderSource(SourceSettings):
         moved = sorted(np.flatnonzero(~same).tolist(), key=keys.__getitem__)
         gone = entries.filter(pc.invert(pc.is_in(entries, value_set=names))).to_pylist()
         touched = {keys[i]: stamps[i].as_py() for i in moved} | dict.fromkeys(gone)
-        chosen = ((keys[i], listing.entry(i)) for i in moved)
+        chosen = ((keys[i], listing.entry(own[i])) for i in moved)
         return Changes(read_folder(self, chosen, documents), set(touched), touched)
 
     def signature(self) -> str | None:

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from ..checks import ConsistencyError, consistency
 from ..config import ServingConfig
-from ..indexing import ann_plan, build_text_index, build_vector_index, vector_index
+from ..index_maintenance import Maintenance, maintain
+from ..indexing import ann_plan, vector_index
 from ..sharding import owner
 from ..store import (
     Store,
-    retry_on_conflict,
+    counting_conflicts,
     serve_tag,
     utcnow,
     vectors_table_name,
@@ -33,20 +34,23 @@ class IndexReport:
     pointer_moved: bool
     serving_model_version: str | None
     seconds: float
-    rebuilt: bool
+    maintenance: Maintenance  # what was done to the indexes, and why
     refused_empty: bool = False  # serving.serve_empty is false and the table is empty: not pinned
+    conflicts: int = 0  # commit conflicts with concurrent writers (shards), retried
+    check_seconds: float = 0.0  # the blocking consistency check before the pointer moves
 
     @property
     def data_version(self) -> str:
         return f"{self.model_version}@{self.table_version}"
 
+    @property
+    def rebuilt(self) -> bool:
+        """Did this run change the indexes at all (else the table version is unchanged)?"""
+        return self.maintenance.action != "none"
+
 
 def model_versions_in(table) -> set[str]:
     return set(Store.read(table, ["model_version"]).column("model_version").unique().to_pylist())
-
-
-def _vector_index_names(table) -> list[str]:
-    return [i.name for i in table.list_indices() if "vector" in i.columns]
 
 
 def build_serving_index(
@@ -63,8 +67,27 @@ def build_serving_index(
     A table of a version that does not serve yet is indexed as a shadow candidate; only a
     migration (after its gate) moves the pointer to it. The pointer moves only to a table
     that passes `checks.consistency` (else ConsistencyError, and the old target keeps serving).
+    The indexes are maintained incrementally (core/index_maintenance.py).
     """
     started = time.perf_counter()
+    with counting_conflicts() as conflicts:
+        report = _build(
+            store, source, version_id, serving, run_id, is_default_model, expected_dimension
+        )
+    report.conflicts = conflicts.retried
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _build(
+    store: Store,
+    source: str,
+    version_id: str,
+    serving: ServingConfig,
+    run_id: str,
+    is_default_model: bool,
+    expected_dimension: int | None,
+) -> IndexReport:
     name = vectors_table_name(source, version_id)
     if not store.has_table(name):
         raise LookupError(
@@ -80,20 +103,10 @@ def build_serving_index(
     pointer = store.pointer(source)
     serves_this = pointer is not None and pointer["model_version"] == version_id
     rows = table.count_rows()
-    # Indexing bumps the table version and tags it; a tag on the current version means
-    # nothing was written since the last build, so there is nothing to rebuild.
-    rebuilt = serve_tag(table.version) not in table.tags.list()
-    if rebuilt:  # the shards of a source may index their shared table at the same time
-        plan = ann_plan(rows, serving.ann_min_rows)
-        if not plan.exact:
-            retry_on_conflict(lambda: build_vector_index(table, plan))
-        else:
-            for index_name in _vector_index_names(table):
-                retry_on_conflict(lambda n=index_name: table.drop_index(n))
-        if rows:
-            retry_on_conflict(lambda: build_text_index(table))
-        _tag(table, table.version)
-    table_version = table.version
+    plan = ann_plan(rows, serving.ann_min_rows)
+    maintenance = maintain(store, table, source, plan, serving.retrain_fraction)
+    table_version = table.version  # read once: a concurrent writer may commit the next one
+    _tag(table, table_version)  # a no-op when nothing changed since the last run tagged it
     tag = serve_tag(table_version)
     already_pinned = (
         serves_this and pointer["table_name"] == name and pointer["table_version"] == table_version
@@ -107,8 +120,19 @@ def build_serving_index(
     refused_empty = moved and rows == 0 and not serving.serve_empty and pointer is not None
     if refused_empty:  # the operator's choice: keep the last good target; the checks report ERROR
         moved = False
+    check_seconds = 0.0
     if moved:  # blocking check: never point serving at an inconsistent table
-        check = consistency(store, source, version_id, expected_dimension, check_pointer=False)
+        passed = pointer["table_version"] if serves_this and not target_lost else None
+        check = consistency(
+            store,
+            source,
+            version_id,
+            expected_dimension,
+            check_pointer=False,
+            # what serves passed this check: the vectors it already held are not read again
+            checked_version=passed if passed and pointer["table_name"] == name else None,
+        )
+        check_seconds = check.seconds
         if not check.ok:
             raise ConsistencyError(check)
     if moved:  # a refresh only ever moves forward: a slower shard cannot pin an older version
@@ -136,14 +160,17 @@ def build_serving_index(
         _index_type(table),
         moved,
         version_id if (moved or serves_this) else (pointer["model_version"] if pointer else None),
-        time.perf_counter() - started,
-        rebuilt=rebuilt,
+        0.0,
+        maintenance,
         refused_empty=refused_empty,
+        check_seconds=check_seconds,
     )
 
 
 def _tag(table, version: int) -> None:
     """Tag a version for serving (keeps cleanup from deleting it); another shard may have."""
+    if serve_tag(version) in table.tags.list():
+        return
     try:
         table.tags.create(serve_tag(version), version)
     except (ValueError, OSError, RuntimeError) as exc:

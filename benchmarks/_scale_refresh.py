@@ -1,0 +1,171 @@
+"""bench_scale.py's measurements: index builds side by side, then refreshes of 1% of the rows.
+
+Each build and refresh goes through core/pipeline.build_serving_index, as the serving_index
+asset runs it: index maintenance, the blocking consistency check, the serving pointer moved.
+Recall@10 is measured at the serving query settings (core/indexing.served_plan, as
+core/serving.search applies them) against exact search of the same pinned version, on chunk
+ids; latency through core/serving.search itself.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pyarrow as pa
+from _results import peak_rss_mb, timed
+
+from embeddings_platform.core import indexing
+from embeddings_platform.core.config import ServingConfig
+from embeddings_platform.core.indexing import served_plan, tuned
+from embeddings_platform.core.pipeline import build_serving_index
+from embeddings_platform.core.serving import open_served_table, search
+from embeddings_platform.core.store import Store, one_of, utcnow
+
+SOURCE = "scale"
+K = 10
+
+
+@contextmanager
+def default_index(index_type: str):
+    """The serving_index step as it runs when `index_type` is indexing's default."""
+    saved = indexing.DEFAULT_INDEX_TYPE
+    indexing.DEFAULT_INDEX_TYPE = index_type
+    try:
+        yield
+    finally:
+        indexing.DEFAULT_INDEX_TYPE = saved
+
+
+def side(
+    uri: str, version: str, dim: int, index_type: str, queries: np.ndarray, rows_per_partition: int
+) -> dict:
+    """A full build as the step runs with `index_type` as the default, with its recall and
+    latency, in a process of its own (bench_scale runs it in a spawned one): its peak memory is
+    its own, not the product path's."""
+    indexing.ROWS_PER_PARTITION = rows_per_partition
+    store = Store(uri)
+    with default_index(index_type):
+        built = step(store, version, dim)
+    built.update(served_quality(store, queries, exact_ids(store, queries)), default=index_type)
+    built["peak_rss_mb"] = peak_rss_mb()
+    return built
+
+
+def step(store: Store, version: str, dim: int) -> dict:
+    """One serving_index step, timed, with what it did."""
+    report, seconds = timed(
+        build_serving_index, store, SOURCE, version, ServingConfig(), "bench", True, dim
+    )
+    assert report.pointer_moved or report.maintenance.action == "none", report
+    m = report.maintenance
+    return {
+        "step_seconds": seconds,
+        "action": m.action,
+        "reason": m.reason,
+        "maintenance_seconds": m.seconds,
+        "train_seconds": m.train_seconds,
+        "check_seconds": report.check_seconds,
+        "unindexed_before": m.unindexed_before,
+        "unindexed_after": m.unindexed_after,
+        "rows_since_training": m.rows_since_training,
+        "fragments_compacted": m.fragments_compacted,
+        "index_type": report.index_type,
+        "table_version": report.table_version,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def exact_ids(store: Store, queries: np.ndarray) -> list[list[str]]:
+    """Exact top-k chunk ids of every query on the pinned version: one batched flat scan."""
+    _, table = open_served_table(store, SOURCE)
+    result = (
+        table.search([q for q in queries], vector_column_name="vector")
+        .metric("cosine")
+        .bypass_vector_index()
+        .select(["chunk_id", "_distance"])
+        .limit(K)
+        .to_arrow()
+    )
+    lists: list[list[tuple[float, str]]] = [[] for _ in queries]
+    for qi, cid, dist in zip(
+        result.column("query_index").to_pylist(),
+        result.column("chunk_id").to_pylist(),
+        result.column("_distance").to_pylist(),
+    ):
+        lists[qi].append((dist, cid))
+    return [[cid for _, cid in sorted(hits)] for hits in lists]
+
+
+def exact_latency(store: Store, queries: np.ndarray) -> np.ndarray:
+    """The baseline: exact search of the pinned version, one query at a time, every column."""
+    _, table = open_served_table(store, SOURCE)
+    ms = []
+    for q in queries:
+        start = time.perf_counter()
+        table.search(q, vector_column_name="vector").metric("cosine").limit(
+            K
+        ).bypass_vector_index().to_list()
+        ms.append(1000 * (time.perf_counter() - start))
+    return np.asarray(ms)
+
+
+def served_quality(store: Store, queries: np.ndarray, exact: list[list[str]]) -> dict:
+    """recall@10 at the serving query settings, and latency through core/serving.search."""
+    _, table = open_served_table(store, SOURCE)
+    plan = served_plan(table)
+    recalls = []
+    for q, truth in zip(queries, exact):
+        query = table.search(q, vector_column_name="vector").metric("cosine").limit(K)
+        got = tuned(query, plan).select(["chunk_id"]).to_arrow().column("chunk_id").to_pylist()
+        recalls.append(len(set(got) & set(truth)) / K)
+    ms = []
+    for q in queries:
+        start = time.perf_counter()
+        search(store, SOURCE, "", K, lambda _version, q=q: q, mode="vector")
+        ms.append(1000 * (time.perf_counter() - start))
+    return {
+        "plan": plan.__dict__,
+        "recall_at_10": float(np.mean(recalls)),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }
+
+
+def reembed(store: Store, table, all_ids, picked, rng: np.random.Generator, round_: int) -> None:
+    """Give some rows new vectors under the same ids, as a re-embedding refresh does: each takes
+    another row's vector plus noise (sigma 0.01, renormalised), created now."""
+    rows = Store.read(table, where=one_of("chunk_id", picked)).to_pylist()
+    donors = [all_ids[i] for i in rng.choice(len(all_ids), len(rows), replace=False)]
+    donor_rows = Store.read(table, ["vector"], where=one_of("chunk_id", donors))
+    vectors = np.asarray(donor_rows.column("vector").to_pylist(), dtype=np.float32)
+    vectors += rng.normal(0, 0.01, vectors.shape).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    now = utcnow()
+    for row, vector in zip(rows, vectors):
+        row.update(vector=vector.tolist(), created_at=now, run_id=f"refresh-{round_}")
+    store.upsert(table, pa.Table.from_pylist(rows, schema=table.schema), "chunk_id")
+
+
+def refreshes(
+    store: Store, version: str, dim: int, queries: np.ndarray, rounds: int, share: float
+) -> list[dict]:
+    """`rounds` refreshes in a row, each re-embedding `share` of the rows, then serving_index."""
+    rng = np.random.default_rng(1)
+    table = store.table(f"vectors__{SOURCE}__{version}")
+    ids = Store.read(table, ["chunk_id"]).column("chunk_id").to_pylist()  # refreshes keep them
+    out = []
+    for r in range(1, rounds + 1):
+        picked = [ids[i] for i in rng.choice(len(ids), max(1, int(len(ids) * share)), False)]
+        _, write_seconds = timed(reembed, store, table, ids, picked, rng, r)
+        result = step(store, version, dim)
+        result.update(served_quality(store, queries, exact_ids(store, queries)))
+        result.update(round=r, rows_changed=len(picked), write_seconds=write_seconds)
+        print(
+            f"refresh {r}: {result['action']} in {result['step_seconds']:.1f} s, "
+            f"recall {result['recall_at_10']:.3f}",
+            flush=True,
+        )
+        out.append(result)
+    return out
