@@ -36,7 +36,7 @@ from .base import (
     rejected,
     source_error,
 )
-from .listing import FolderListing, Listed
+from .listing import FolderListing, Listed, stamps_digest
 from .watch import watched_signature
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
@@ -102,7 +102,18 @@ class FolderSource(SourceSettings):
         if not os.path.isdir(self.path):
             return None
         root = os.path.realpath(self.path)
+        if parse_key(self.name).count > 1:  # a shard: only its own files' stamps (not watched)
+            return _shard_digest(self, root)
         return watched_signature(root, lambda: _listing(root, True).digest())
+
+
+def _shard_digest(shard: "FolderSource", root: str) -> str:
+    """A shard's signature: another shard's file changing does not make this one re-read."""
+    listing = _listing(root, True)
+    keys = [clean_id(rel) for rel in listing.rels]
+    own = [i for i, key in enumerate(keys) if shard.holds(key)]
+    stamps = listing.stamps().take(pa.array(own, pa.int64())).to_pylist()
+    return stamps_digest((keys[i], stamp) for i, stamp in zip(own, stamps))
 
 
 def _listing(root: str, include_hidden: bool) -> FolderListing:
