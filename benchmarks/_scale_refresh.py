@@ -118,7 +118,13 @@ def served_quality(store: Store, queries: np.ndarray, exact: list[list[str]]) ->
     recalls = []
     for q, truth in zip(queries, exact):
         query = table.search(q, vector_column_name="vector").metric("cosine").limit(K)
-        got = tuned(query, plan).select(["chunk_id"]).to_arrow().column("chunk_id").to_pylist()
+        got = (
+            tuned(query, plan)
+            .select(["chunk_id", "_distance"])
+            .to_arrow()
+            .column("chunk_id")
+            .to_pylist()
+        )
         recalls.append(len(set(got) & set(truth)) / K)
     ms = []
     for q in queries:

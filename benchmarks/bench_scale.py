@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from multiprocessing import get_context
 
 import numpy as np
@@ -75,23 +76,26 @@ MINILM_TABLE = "vectors__scifact__minilm-e64ca78dc7"
 QUERIES = 100  # an exact search over 1M rows takes about a second each
 
 
-def minilm_base() -> tuple[pa.Table, np.ndarray]:
-    """SciFact's MiniLM rows (every column) and MiniLM query vectors."""
+def minilm_base() -> tuple[pa.Table, np.ndarray, list[str]]:
+    """SciFact's MiniLM rows (every column), and SciFact test queries: text and MiniLM vectors."""
     if not (MIGRATION_DB / f"{MINILM_TABLE}.lance").exists():
         import bench_migration
 
         bench_migration.main([])
-    db = lancedb.connect(str(MIGRATION_DB))
-    rows = db.open_table(MINILM_TABLE).to_arrow()
-    version = rows.column("model_version")[0].as_py()
-    cached = db.open_table("check_query_vectors").to_arrow().to_pylist()
-    queries = np.asarray(
-        [r["vector"] for r in cached if r["model_version"] == version], dtype=np.float32
-    )
-    return rows, queries[:QUERIES]
+    from _results import BENCH_MODELS, SCIFACT
+
+    from embeddings_platform.core.config import parse_config
+    from embeddings_platform.core.evaluation import load_beir_queries
+    from embeddings_platform.core.models import load_embedder
+
+    rows = lancedb.connect(str(MIGRATION_DB)).open_table(MINILM_TABLE).to_arrow()
+    texts = [q.text for q in load_beir_queries(SCIFACT)[:QUERIES]]
+    model = parse_config({"sources": [], "models": [BENCH_MODELS["minilm"]]}, ROOT).models[0]
+    vectors = np.asarray(load_embedder(model).embed(texts), dtype=np.float32)
+    return rows, vectors, texts
 
 
-def synthetic_base(dim: int = 384, n: int = 2000, queries: int = 20) -> tuple[pa.Table, np.ndarray]:
+def synthetic_base(dim: int = 384, n: int = 2000, queries: int = 20):
     """Clustered random rows in the vectors schema, for smoke runs only."""
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(40, dim))
@@ -121,7 +125,8 @@ def synthetic_base(dim: int = 384, n: int = 2000, queries: int = 20) -> tuple[pa
     picks = vectors[rng.choice(n, queries, replace=False)]
     picks = picks + rng.normal(scale=0.05, size=(queries, dim))
     picks /= np.linalg.norm(picks, axis=1, keepdims=True)
-    return pa.Table.from_pylist(rows, schema=vectors_schema(dim)), picks.astype(np.float32)
+    texts = [f"synthetic chunk {i}" for i in range(queries)]
+    return pa.Table.from_pylist(rows, schema=vectors_schema(dim)), picks.astype(np.float32), texts
 
 
 def write_table(store: Store, base: pa.Table, rows: int, rng: np.random.Generator):
@@ -168,7 +173,7 @@ def run(
     rows_per_partition: int = ROWS_PER_PARTITION,
 ) -> dict:
     indexing.ROWS_PER_PARTITION = rows_per_partition
-    base, queries = minilm_base() if base_kind == "minilm" else synthetic_base()
+    base, queries, texts = minilm_base() if base_kind == "minilm" else synthetic_base()
     if WORK.exists():
         shutil.rmtree(WORK)
     store = Store(str(WORK))
@@ -200,6 +205,7 @@ def run(
     result["exact_p50_ms"] = float(np.percentile(exact_ms, 50))
     result["exact_p99_ms"] = float(np.percentile(exact_ms, 99))
     built.update(served_quality(store, queries, exact), default=DEFAULT_INDEX_TYPE)
+    result["search_modes"] = mode_latency(store, queries, texts)
     _print(built)
     result["builds"].append(built)
     result["refreshes"] = refreshes(store, version, dim, queries, rounds, share)
@@ -216,6 +222,23 @@ REFRESH_COLUMNS = (
     "refresh, index action, step s, vs full build, index maintenance s, consistency check s, "
     "unindexed rows, rows since training, recall@10, p50 ms"
 )
+
+
+def mode_latency(store: Store, queries: np.ndarray, texts: list[str]) -> dict:
+    """p50/p99 ms of the default profile (hybrid) beside vector-only and full text, through
+    core/serving.search with the query text and its vector, interleaved per query."""
+    from embeddings_platform.core.serving import search
+
+    ms = {"vector": [], "fts": [], "hybrid": []}
+    for vector, text in zip(queries, texts):
+        for mode in ms:
+            start = time.perf_counter()
+            search(store, SOURCE, text, 10, lambda _version, v=vector: v, mode=mode)
+            ms[mode].append(1000 * (time.perf_counter() - start))
+    return {
+        m: {"p50_ms": float(np.percentile(v, 50)), "p99_ms": float(np.percentile(v, 99))}
+        for m, v in ms.items()
+    }
 
 
 def _header(columns: str) -> str:
@@ -259,6 +282,15 @@ def render(r: dict) -> str:
         f"{b['default']} build in its own process: {b['peak_rss_mb']:.0f} MB"
         for b in r["builds"][:-1]
     )
+    m = r.get("search_modes", {})
+    modes = (
+        "; ".join(
+            f"{mode} p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms"
+            + (f" ({v['p50_ms'] / m['vector']['p50_ms']:.2f}x vector)" if mode != "vector" else "")
+            for mode, v in m.items()
+        )
+        or "not measured"
+    )
     return f"""Command: `{r["command"]}`. Machine: {r["machine"]}. Data: {r["rows"]:,} rows of
 dimension {r["dimension"]} in the product's vectors schema: the all-MiniLM-L6-v2 vectors of
 SciFact's chunks (with their text and lineage), repeated with Gaussian noise (sigma 0.01 per
@@ -280,6 +312,9 @@ step, against the full build of `{full["default"]}` above ({full["step_seconds"]
 
 {_header(REFRESH_COLUMNS)}
 {rounds}
+
+Search modes through core/serving.search on the `{full["default"]}` build (query text and \
+vector, interleaved per query): {modes}.
 
 Peak RSS of the product path (write, `{full["default"]}` build, refreshes, searches; goal
 <= 1536 MB): {r["peak_rss_mb_after_write"]:.0f} MB after writing the table,
