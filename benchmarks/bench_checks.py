@@ -499,7 +499,7 @@ def render() -> str:
             + " | |"
         )
         lines.append(
-            "| refresh they follow (baseline) | "
+            "| refresh they follow (baseline; warm in-process, model pre-loaded, one run) | "
             + " | ".join(
                 f"{phases[p]['refresh_seconds']:.2f}" for p in ("initial", "incremental", "no-op")
             )
