@@ -63,9 +63,9 @@ def ann_plan(rows: int, ann_min_rows: int, index_type: str | None = None) -> Ann
         return AnnPlan("FLAT")
     partitions = max(1, rows // ROWS_PER_PARTITION)
     # Probe ~1/8 of the lists (at least 20) and re-rank 20 x k candidates on full vectors. At 1M
-    # MiniLM vectors (122 lists) IVF_HNSW_SQ with refine 20 gave recall@10 0.968 at 41 ms (p50),
-    # LanceDB's default query settings 0.808 (benchmarks/RESULTS.md, "scale"); 40 probes without
-    # refine did no better than 20 (section "checks").
+    # MiniLM vectors (122 lists), through core.serving.search: IVF_SQ recall@10 0.973 at 47.7 ms
+    # p50, IVF_HNSW_SQ 0.954 at 88.0 ms (benchmarks/RESULTS.md, "scale"); without refine,
+    # LanceDB's default query settings gave 0.808, and 40 probes did no better than 20.
     return AnnPlan(index_type, partitions, max(20, math.ceil(partitions / 8)), 20)
 
 
