@@ -38,6 +38,13 @@ def config_path(tmp_path, corpus) -> Path:
 
 
 @pytest.fixture
+def env_config(config_path, monkeypatch):
+    """The Definitions' own resource reads the registry from the environment, as in production."""
+    monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(config_path))
+    return config_path
+
+
+@pytest.fixture
 def config(config_path):
     return load_config(config_path)
 

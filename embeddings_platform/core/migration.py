@@ -72,9 +72,7 @@ class GateReport:
     @property
     def serving_target(self) -> str:
         """What this gate compared with (see `serving_target`)."""
-        if not self.serving_version:
-            return ""
-        return f"{self.serving_version} {self.serving_profile}"
+        return target_label(self.serving_version, self.serving_profile)
 
     @property
     def metadata(self) -> dict[str, float | int]:
@@ -93,13 +91,18 @@ class GateReport:
         }
 
 
+def target_label(model_version: str | None, profile_id: str) -> str:
+    """Model version and retrieval profile id as one value ('' while nothing serves)."""
+    return f"{model_version} {profile_id}" if model_version else ""
+
+
 def serving_target(pointer: dict | None) -> str:
     """What serves a source as far as a gate is concerned: model version and retrieval profile.
     A gate evaluated against another target is out of date (swap, rollback, profile change)."""
     if pointer is None:
         return ""
     profile = RetrievalProfile.from_json(pointer.get("profile"))
-    return f"{pointer['model_version']} {profile.profile_id}"
+    return target_label(pointer["model_version"], profile.profile_id)
 
 
 def evaluate_gate(

@@ -67,12 +67,6 @@ ALL_CHECKS = sorted(
 
 
 @pytest.fixture
-def env_config(config_path, monkeypatch):
-    monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(config_path))
-    return config_path
-
-
-@pytest.fixture
 def built(env_config, config):
     """Built by the main job, the automation already ticking (its cursor), as under the daemon."""
     instance = DagsterInstance.ephemeral()

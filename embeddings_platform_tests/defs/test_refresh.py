@@ -78,13 +78,6 @@ def test_recheck_is_due_only_past_the_window():
 
 
 @pytest.fixture
-def env_config(config_path, monkeypatch):
-    """The Definitions' own resource reads the registry from the environment, as in production."""
-    monkeypatch.setenv("EMBEDDINGS_PLATFORM_CONFIG", str(config_path))
-    return config_path
-
-
-@pytest.fixture
 def built(env_config, config):
     instance = DagsterInstance.ephemeral()
     resources = {"platform": PlatformResource(config_path=str(env_config))}

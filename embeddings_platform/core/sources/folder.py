@@ -71,12 +71,7 @@ class FolderSource(SourceSettings):
         """The files whose stamp differs from the last snapshot's (all of them without one):
         the listing is compared in Arrow, so only the files that moved become objects."""
         listing = _listing(str(_folder_root(self)), documents.include_hidden)
-        keys = [clean_id(rel) for rel in listing.rels]
-        stamps = listing.stamps()
-        own = list(range(len(keys)))
-        if parse_key(self.name).count > 1:  # a shard: other shards' files stay unread (by path)
-            own = [i for i, key in enumerate(keys) if self.holds(key)]
-            keys, stamps = [keys[i] for i in own], stamps.take(pa.array(own, pa.int64()))
+        own, keys, stamps = _own_entries(self, listing)
         if previous is None:
             everything = sorted(range(len(keys)), key=keys.__getitem__)
             chosen = ((keys[i], listing.entry(own[i])) for i in everything)
@@ -107,13 +102,21 @@ class FolderSource(SourceSettings):
         return watched_signature(root, lambda: _listing(root, True).digest())
 
 
+def _own_entries(source: "FolderSource", listing: FolderListing):
+    """(listing positions, doc ids, stamps) of this partition's files: a shard keeps only the
+    paths its hash gives it, so other shards' files stay unread."""
+    keys = [clean_id(rel) for rel in listing.rels]
+    stamps = listing.stamps()
+    if parse_key(source.name).count == 1:
+        return range(len(keys)), keys, stamps
+    own = [i for i, key in enumerate(keys) if source.holds(key)]
+    return own, [keys[i] for i in own], stamps.take(pa.array(own, pa.int64()))
+
+
 def _shard_digest(shard: "FolderSource", root: str) -> str:
     """A shard's signature: another shard's file changing does not make this one re-read."""
-    listing = _listing(root, True)
-    keys = [clean_id(rel) for rel in listing.rels]
-    own = [i for i, key in enumerate(keys) if shard.holds(key)]
-    stamps = listing.stamps().take(pa.array(own, pa.int64())).to_pylist()
-    return stamps_digest((keys[i], stamp) for i, stamp in zip(own, stamps))
+    _, keys, stamps = _own_entries(shard, _listing(root, True))
+    return stamps_digest(zip(keys, stamps.to_pylist()))
 
 
 def _listing(root: str, include_hidden: bool) -> FolderListing:
