@@ -61,6 +61,31 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reset_peak_rss() -> float:
+    """Start measuring a new peak from the current resident memory (Linux: writing 5 to
+    /proc/self/clear_refs resets VmHWM); returns that resident memory in MB (0: unsupported)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _status_mb("VmRSS")
+    except OSError:
+        return 0.0
+
+
+def peak_rss_since_reset_mb() -> float:
+    """VmHWM: the peak since the last reset_peak_rss (or since the start)."""
+    return _status_mb("VmHWM") or peak_rss_mb()
+
+
+def _status_mb(field: str) -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def save(name: str, payload: dict, folder: Path = OUT) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
-from _results import peak_rss_mb, timed
+from _results import peak_rss_mb, peak_rss_since_reset_mb, reset_peak_rss, timed
 
 from embeddings_platform.core import indexing
 from embeddings_platform.core.config import ServingConfig
@@ -54,7 +54,9 @@ def side(
 
 
 def step(store: Store, version: str, dim: int) -> dict:
-    """One serving_index step, timed, with what it did."""
+    """One serving_index step, timed, with what it did and the memory it took: its peak resident
+    memory, and the resident memory it started from (the benchmark's own)."""
+    rss_before = reset_peak_rss()
     report, seconds = timed(
         build_serving_index, store, SOURCE, version, ServingConfig(), "bench", True, dim
     )
@@ -74,6 +76,8 @@ def step(store: Store, version: str, dim: int) -> dict:
         "index_type": report.index_type,
         "table_version": report.table_version,
         "peak_rss_mb": peak_rss_mb(),
+        "step_rss_before_mb": rss_before,
+        "step_peak_rss_mb": peak_rss_since_reset_mb(),
     }
 
 
@@ -119,7 +123,7 @@ def served_quality(store: Store, queries: np.ndarray, exact: list[list[str]]) ->
     for q, truth in zip(queries, exact):
         query = table.search(q, vector_column_name="vector").metric("cosine").limit(K)
         got = (
-            tuned(query, plan)
+            tuned(query, plan, K)
             .select(["chunk_id", "_distance"])
             .to_arrow()
             .column("chunk_id")

@@ -284,7 +284,7 @@ def synthetic(store_dir: Path, sample: int, queries_count: int) -> dict:
         ),
     }
     # the settings the check (and serving) queried with, so the report can name them
-    result["serving_refine_factor"] = served_plan(table).refine_factor
+    result["serving_refine_factor"] = served_plan(table).refine_factor(10)
     # What the floor asks of serving: the same check with the query settings serving could use.
     variants = {
         "nprobes=40": lambda q: q.nprobes(40),

@@ -40,7 +40,16 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import OUT, ROOT, bench_main, machine, peak_rss_mb, timed  # noqa: E402
+from _results import (  # noqa: E402
+    OUT,
+    ROOT,
+    bench_main,
+    machine,
+    peak_rss_mb,
+    peak_rss_since_reset_mb,
+    reset_peak_rss,
+    timed,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -70,6 +79,7 @@ from embeddings_platform.core.store import (  # noqa: E402
 )
 
 BEFORE = "IVF_HNSW_SQ"  # the index type before issue 18: the side-by-side baseline
+BEFORE_ROWS_PER_PARTITION = 8192  # and its lists (122 at 1M)
 MIGRATION_DB = OUT / "migration" / "lancedb"
 WORK = OUT / "scale"
 MINILM_TABLE = "vectors__scifact__minilm-e64ca78dc7"
@@ -82,17 +92,27 @@ def minilm_base() -> tuple[pa.Table, np.ndarray, list[str]]:
         import bench_migration
 
         bench_migration.main([])
-    from _results import BENCH_MODELS, SCIFACT
+    from _results import SCIFACT
 
-    from embeddings_platform.core.config import parse_config
     from embeddings_platform.core.evaluation import load_beir_queries
-    from embeddings_platform.core.models import load_embedder
 
     rows = lancedb.connect(str(MIGRATION_DB)).open_table(MINILM_TABLE).to_arrow()
     texts = [q.text for q in load_beir_queries(SCIFACT)[:QUERIES]]
-    model = parse_config({"sources": [], "models": [BENCH_MODELS["minilm"]]}, ROOT).models[0]
-    vectors = np.asarray(load_embedder(model).embed(texts), dtype=np.float32)
+    # in a process of its own: the model's memory is not the serving path's
+    with get_context("spawn").Pool(1) as pool:
+        vectors = pool.apply(embed_queries, (texts,))
     return rows, vectors, texts
+
+
+def embed_queries(texts: list[str]) -> np.ndarray:
+    """The queries' MiniLM vectors, as search would embed them."""
+    from _results import BENCH_MODELS
+
+    from embeddings_platform.core.config import parse_config
+    from embeddings_platform.core.models import load_embedder
+
+    model = parse_config({"sources": [], "models": [BENCH_MODELS["minilm"]]}, ROOT).models[0]
+    return np.asarray(load_embedder(model).embed(texts), dtype=np.float32)
 
 
 def synthetic_base(dim: int = 384, n: int = 2000, queries: int = 20):
@@ -181,7 +201,11 @@ def run(
     dim = base.schema.field("vector").type.list_size
     result = {
         "command": f".venv/bin/python benchmarks/bench_scale.py --rows {rows}"
-        + (f" --rows-per-partition {rows_per_partition}" if rows_per_partition != 8192 else "")
+        + (
+            f" --rows-per-partition {rows_per_partition}"
+            if rows_per_partition != ROWS_PER_PARTITION
+            else ""
+        )
         + (f" --index-types {','.join(types)}" if types != [BEFORE] else ""),
         "machine": machine(),
         "rows": rows,
@@ -194,9 +218,8 @@ def run(
     }
     for index_type in [t for t in types if t != DEFAULT_INDEX_TYPE]:  # each in its own process
         with get_context("spawn").Pool(1) as pool:
-            built = pool.apply(
-                side, (str(WORK), version, dim, index_type, queries, rows_per_partition)
-            )
+            lists = BEFORE_ROWS_PER_PARTITION if index_type == BEFORE else rows_per_partition
+            built = pool.apply(side, (str(WORK), version, dim, index_type, queries, lists))
         _print(built)
         result["builds"].append(built)
     built = step(store, version, dim)  # the product's default last: the refreshes run on it
@@ -205,7 +228,9 @@ def run(
     result["exact_p50_ms"] = float(np.percentile(exact_ms, 50))
     result["exact_p99_ms"] = float(np.percentile(exact_ms, 99))
     built.update(served_quality(store, queries, exact), default=DEFAULT_INDEX_TYPE)
+    rss_before = reset_peak_rss()
     result["search_modes"] = mode_latency(store, queries, texts)
+    result["search_rss_mb"] = {"before": rss_before, "peak": peak_rss_since_reset_mb()}
     _print(built)
     result["builds"].append(built)
     result["refreshes"] = refreshes(store, version, dim, queries, rounds, share)
@@ -264,7 +289,8 @@ def render(r: dict) -> str:
     before = next((b for b in r["builds"] if b["default"] == BEFORE), None)
     builds = "\n".join(
         f"| `{b['default']}`{' (before issue 18)' if b['default'] == BEFORE else ''} | "
-        f"{b['plan']['num_partitions']} / {b['plan']['nprobes']} / {b['plan']['refine_factor']} | "
+        f"{b['plan']['num_partitions']} / {b['plan']['nprobes']} / "
+        f"{b['plan'].get('refine_candidates', 200)} | "
         f"{b['step_seconds']:.1f} | {b['train_seconds']:.1f} | "
         + (f"{b['train_seconds'] / before['train_seconds']:.2f} | " if before else "| ")
         + f"**{b['recall_at_10']:.3f}** | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} | "
@@ -300,8 +326,8 @@ serving query settings against exact search of the same pinned version; latency:
 core/serving.search. Baseline: exact search, same version, same run: p50 {exact:.1f} ms,
 p99 {r["exact_p99_ms"]:.1f} ms.
 
-Full builds, side by side (partitions / probed / refine x k; the second retrains the first's
-table from scratch):
+Full builds, side by side (IVF lists / probed / candidates re-ranked on full vectors; the
+second retrains the first's table from scratch; the first in a process of its own):
 
 {_header(BUILD_COLUMNS)}
 {builds}
@@ -316,10 +342,34 @@ step, against the full build of `{full["default"]}` above ({full["step_seconds"]
 Search modes through core/serving.search on the `{full["default"]}` build (query text and \
 vector, interleaved per query): {modes}.
 
-Peak RSS of the product path (write, `{full["default"]}` build, refreshes, searches; goal
-<= 1536 MB): {r["peak_rss_mb_after_write"]:.0f} MB after writing the table,
-**{r["peak_rss_mb"]:.0f} MB** at its highest. {others}.
+{_memory(r, full)} {others}.
 """
+
+
+def _memory(r: dict, full: dict) -> str:
+    """Peak resident memory per phase (the peak is reset before each: Linux clear_refs), with
+    the memory the benchmark process held when the phase began."""
+    steps = [full, *r["refreshes"]]
+    if not all("step_peak_rss_mb" in x for x in steps):
+        return f"Peak RSS: **{r['peak_rss_mb']:.0f} MB** (per phase not measured)."
+    refresh = max(r["refreshes"], key=lambda x: x["step_peak_rss_mb"])
+    search = r.get("search_rss_mb") or {}
+    return (
+        "Peak resident memory per phase (goal <= 1536 MB; the query model was loaded in a "
+        "process of its own): the full `{0}` build step **{1:.0f} MB** (from {2:.0f} MB "
+        "held before it); the worst refresh step **{3:.0f} MB** (from {4:.0f} MB); "
+        "searches **{5:.0f} MB** (from {6:.0f} MB). The benchmark process at its highest, with "
+        "its own data (the table written, the ids of the rows it re-embeds): {7:.0f} MB."
+    ).format(
+        full["default"],
+        full["step_peak_rss_mb"],
+        full["step_rss_before_mb"],
+        refresh["step_peak_rss_mb"],
+        refresh["step_rss_before_mb"],
+        search.get("peak", 0.0),
+        search.get("before", 0.0),
+        r["peak_rss_mb"],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

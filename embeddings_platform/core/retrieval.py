@@ -25,6 +25,8 @@ from .store import text_query
 
 Mode = Literal["vector", "fts", "hybrid"]
 MODES: tuple[str, ...] = ("vector", "fts", "hybrid")
+ID_COLUMNS = ["doc_id", "chunk_id"]  # what ranking reads of every candidate
+PREFIX_PER_DOCUMENT = 3  # chunks asked per wanted document before a vector list goes deeper
 
 
 @settings(config=STRICT, kw_only=True)
@@ -80,10 +82,9 @@ def _fold(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _vector_lists(
-    table, vectors: Sequence[np.ndarray], depth: int, columns: list[str]
-) -> list[list[dict]]:
-    """Chunk hits per query vector, best first; one multi-vector search per block of 256."""
+def _vector_lists(table, vectors: Sequence[np.ndarray], depth: int) -> list[list[dict]]:
+    """Chunk hits per query vector (ids, score, row id), best first; one multi-vector search per
+    block of 256."""
     plan = served_plan(table)
     lists: list[list[dict]] = [[] for _ in vectors]
     for start in range(0, len(vectors), 256):
@@ -91,16 +92,17 @@ def _vector_lists(
         query = (
             table.search(block if len(block) > 1 else block[0], vector_column_name="vector")
             .metric("cosine")
-            .select([*columns, "_distance"])
+            .select([*ID_COLUMNS, "_distance"])
+            .with_row_id(True)
             .limit(depth)
         )
-        result = tuned(query, plan).to_arrow()
+        result = tuned(query, plan, depth).to_arrow()
         index = (
             result.column("query_index").to_pylist()
             if "query_index" in result.column_names
             else [0] * result.num_rows
         )
-        for i, row in zip(index, result.select(columns + ["_distance"]).to_pylist()):
+        for i, row in zip(index, result.select([*ID_COLUMNS, "_rowid", "_distance"]).to_pylist()):
             row["_score"] = 1.0 - float(row.pop("_distance"))  # cosine similarity
             lists[start + i].append(row)
     for hits in lists:
@@ -108,19 +110,52 @@ def _vector_lists(
     return lists
 
 
-def _text_list(table, text: str, depth: int, columns: list[str]) -> list[dict]:
-    """Full-text (BM25) chunk hits, best first. The query is data: a MatchQuery is tokenised as
-    terms, never parsed as query syntax (a quoted phrase would need a positional index)."""
+def _vector_prefixes(table, vectors, depth: int, k: int) -> list[list[dict]]:
+    """Vector-only ranking needs the first k documents of each list, not the whole list: ask for
+    PREFIX_PER_DOCUMENT * k chunks first and go to full depth only for a query whose prefix
+    holds fewer than k documents (reading ids of 100 candidates was a fifth of a query at 1M)."""
+    prefix = min(depth, PREFIX_PER_DOCUMENT * k)
+    lists = _vector_lists(table, vectors, prefix)
+    short = [
+        i for i, hits in enumerate(lists) if len(hits) == prefix < depth and len(_fold(hits)) < k
+    ]
+    if short:
+        deeper = _vector_lists(table, [vectors[i] for i in short], depth)
+        for i, hits in zip(short, deeper):
+            lists[i] = hits
+    return lists
+
+
+def _text_list(table, text: str, depth: int) -> list[dict]:
+    """Full-text (BM25) chunk hits (ids, score, row id), best first. The query is data: a
+    MatchQuery is tokenised as terms, never parsed as query syntax (a quoted phrase would need
+    a positional index)."""
     if not text.strip():
         return []
     result = (
         table.search(text_query(text), query_type="fts")
-        .select([*columns, "_score"])
+        .select([*ID_COLUMNS, "_score"])
+        .with_row_id(True)
         .limit(depth)
         .to_arrow()
     )
-    rows = result.select(columns + ["_score"]).to_pylist()
+    rows = result.select([*ID_COLUMNS, "_rowid", "_score"]).to_pylist()
     return sorted(rows, key=lambda r: -float(r["_score"]))
+
+
+def _attach(table, ranked: list[list[DocumentHit]], columns: list[str]) -> None:
+    """Fill in the other columns of the chunks that represent the returned documents: read for
+    those k rows by row id, not for every candidate of every list (at 1M rows, reading text and
+    lineage for 100 candidates was a third of a query's time)."""
+    wanted = [c for c in columns if c not in ID_COLUMNS]
+    row_ids = sorted({h.row["_rowid"] for hits in ranked for h in hits})
+    if not wanted or not row_ids:
+        return
+    found = table.take_row_ids(row_ids).select(wanted).with_row_id().to_arrow()
+    by_id = {r.pop("_rowid"): r for r in found.select([*wanted, "_rowid"]).to_pylist()}
+    for hits in ranked:
+        for hit in hits:
+            hit.row.update(by_id[hit.row["_rowid"]])
 
 
 def rank_documents(
@@ -138,19 +173,21 @@ def rank_documents(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    columns = list(dict.fromkeys(["doc_id", "chunk_id", *columns]))
+    columns = list(dict.fromkeys([*ID_COLUMNS, *columns]))
     if table.count_rows() == 0:
         return [[] for _ in texts]
     depth = max(profile.depth, k)
     if profile.uses_vectors and (vectors is None or len(vectors) != len(texts)):
         raise ValueError(f"{profile.mode} retrieval needs one query vector per query")
-    by_vector = _vector_lists(table, vectors, depth, columns) if profile.uses_vectors else None
+    by_vector = None
+    if profile.mode == "vector":
+        by_vector = _vector_prefixes(table, vectors, depth, k)
+    elif profile.uses_vectors:
+        by_vector = _vector_lists(table, vectors, depth)
     out: list[list[DocumentHit]] = []
     for i, text in enumerate(texts):
         vector_docs = _fold(by_vector[i]) if by_vector is not None else []
-        text_docs = (
-            _fold(_text_list(table, text, depth, columns)) if profile.mode != "vector" else []
-        )
+        text_docs = _fold(_text_list(table, text, depth)) if profile.mode != "vector" else []
         if profile.mode == "vector":
             hits = [
                 DocumentHit(r["doc_id"], r["_score"], r, vector_rank=n)
@@ -164,6 +201,7 @@ def rank_documents(
         else:
             hits = _fuse(vector_docs, text_docs, profile.rrf_k)
         out.append(hits[:k])
+    _attach(table, out, columns)
     return out
 
 

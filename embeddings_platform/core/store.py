@@ -145,6 +145,15 @@ class Store:
             table.checkout(version)
         return table
 
+    def existing(self, name: str):
+        """An existing table, or None: one open, without listing every table first."""
+        try:
+            return self.db.open_table(name)
+        except ValueError as exc:  # LanceDB: "Table '...' was not found" (or not committed yet)
+            if "not found" in str(exc):
+                return None
+            raise
+
     def drop_table(self, name: str) -> None:
         self.db.drop_table(name)
 
@@ -266,11 +275,10 @@ class Store:
 
     def pointer(self, source: str) -> dict[str, Any] | None:
         """The serving pointer of a source (a shard's partition key names its source's)."""
-        if not self.has_table("serving_pointers"):
+        pointers = self.existing("serving_pointers")  # once per search: no listing first
+        if pointers is None:
             return None
-        rows = self.read(
-            self.table("serving_pointers"), where=col("source") == lit(owner(source))
-        ).to_pylist()
+        rows = self.read(pointers, where=col("source") == lit(owner(source))).to_pylist()
         return rows[0] if rows else None
 
     def pointers(self) -> list[dict[str, Any]]:

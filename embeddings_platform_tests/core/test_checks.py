@@ -166,6 +166,29 @@ def test_duplicate_chunk_ids_fail_consistency(cell):
     assert any("duplicate chunk_id" in p for p in report.problems)
 
 
+def test_a_refresh_check_reads_only_what_it_wrote_and_still_finds_every_problem(cell):
+    """Before a refresh moves the pointer, only the fragments the served version does not hold
+    are read; a duplicate of a row that passed before is still found."""
+    from embeddings_platform.core.checks.consistency import _split
+
+    store, _, version_id = cell
+    passed = store.pointer("notes")["table_version"]
+    table = _vectors(store, version_id)
+    first, second = Store.read(table).slice(0, 2).to_pylist()
+    foreign = dict(
+        second, chunk_id="new-1", model_version="other-model-0123456789", chunking_strategy="x"
+    )
+    table.add(pa.Table.from_pylist([first, foreign], schema=table.schema))  # bypasses the key
+    fresh, old = _split(table.to_lance(), passed)
+    assert sum(f.count_rows() for f in fresh) == 2 and old
+    full = checks.consistency(store, "notes", version_id, 256)
+    incremental = checks.consistency(store, "notes", version_id, 256, checked_version=passed)
+    for report in (full, incremental):
+        found = (report.duplicate_ids, report.foreign_rows, report.model_versions)
+        assert found == (1, 1, 2) and report.chunking_strategies == 2
+        assert report.vectors == report.chunks + 2 and report.severity == checks.ERROR
+
+
 def test_dimension_mismatch_fails_consistency(cell):
     store, _, version_id = cell
     report = checks.consistency(store, "notes", version_id, expected_dimension=384)

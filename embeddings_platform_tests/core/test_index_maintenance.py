@@ -104,7 +104,7 @@ def test_rows_written_since_training_past_the_fraction_retrain(tmp_path):
     assert again.index.table_version == large.index.table_version
 
 
-def _low_recall(query, plan):
+def _low_recall(query, plan, limit):
     """Serving settings of an index that returns the wrong neighbours (stands in for a drifted
     index): only chunks of one document are searched."""
     return query.where("doc_id = 'doc000.md'")

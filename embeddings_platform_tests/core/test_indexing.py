@@ -15,13 +15,16 @@ from embeddings_platform.core.indexing import (
 
 def test_small_tables_are_searched_exactly_and_large_ones_get_a_tuned_ann_index():
     assert ann_plan(19_999, 20_000).exact
-    assert ann_plan(20_000, 20_000) == AnnPlan("IVF_SQ", 2, 20, 20)  # from ann_min_rows on
+    assert ann_plan(20_000, 20_000) == AnnPlan("IVF_SQ", 9, 9, 200)  # every list of 9 probed
     plan = ann_plan(1_000_000, 20_000)
-    assert (plan.index_type, plan.num_partitions) == ("IVF_SQ", 122)
-    assert plan.nprobes == 20 and plan.refine_factor == 20
-    assert (
-        ann_plan(4_000_000, 20_000).nprobes == 61
-    )  # 488 lists: probes grow with the number of lists
+    assert (plan.index_type, plan.num_partitions, plan.nprobes) == ("IVF_SQ", 488, 45)
+    assert ann_plan(4_000_000, 20_000).nprobes == 178  # probes grow with the number of lists
+
+
+def test_the_same_number_of_candidates_is_re_ranked_whatever_a_query_s_limit():
+    plan = ann_plan(1_000_000, 20_000)
+    assert [plan.refine_factor(limit) for limit in (10, 11, 100, 500)] == [20, 19, 2, 1]
+    assert AnnPlan("FLAT").refine_factor(10) == 0
 
 
 def test_the_served_plan_is_read_back_from_the_table_and_keeps_recall_high(tmp_path):
@@ -55,7 +58,7 @@ def test_the_served_plan_is_read_back_from_the_table_and_keeps_recall_high(tmp_p
             .to_pylist()
         )
         ann = (
-            tuned(table.search(q).metric("cosine").limit(10), served_plan(table))
+            tuned(table.search(q).metric("cosine").limit(10), served_plan(table), 10)
             .to_arrow()
             .column("chunk_id")
             .to_pylist()

@@ -302,3 +302,43 @@ def test_promote_auto_swaps_a_passing_shadow_from_its_gate_check(tmp_path, corpu
         assert pointer["model_version"] == model_version(config.model(serves)).version_id, promote
         if promote == "auto":
             assert pointer["reason"] == "migration"
+
+
+def test_the_chunk_shown_for_a_hit_is_read_from_the_pinned_version(tmp_path):
+    """Ranking reads ids and scores of every candidate and the text of the returned hits only,
+    by row id: from the version the pointer pins, never from a newer one."""
+    import lancedb
+    import numpy as np
+    import pyarrow as pa
+
+    from embeddings_platform.core.retrieval import rank_documents
+
+    def rows(texts):
+        vectors = np.eye(4, dtype=np.float32)[: len(texts)]
+        return pa.table(
+            {
+                "chunk_id": [f"c{i}" for i in range(len(texts))],
+                "doc_id": [f"d{i}" for i in range(len(texts))],
+                "text": texts,
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 4),
+            }
+        )
+
+    table = lancedb.connect(str(tmp_path)).create_table("v", rows(["alpha", "beta", "gamma"]))
+    pinned = table.version
+    table.merge_insert("chunk_id").when_matched_update_all().execute(rows(["ALPHA", "BETA"]))
+    table.delete("chunk_id = 'c2'")
+    table.checkout(pinned)
+    for mode in ("vector", "hybrid"):
+        [hits] = rank_documents(
+            table,
+            ["alpha"],
+            [np.eye(4, dtype=np.float32)[2]],
+            RetrievalProfile(mode=mode),
+            3,
+            columns=["text"],
+        )
+        shown = {h.doc_id: h.row["text"] for h in hits}
+        assert shown == {"d0": "alpha", "d1": "beta", "d2": "gamma"}, mode
+        if mode == "vector":  # nearest to the query vector, and deleted only later
+            assert hits[0].doc_id == "d2"

@@ -135,7 +135,7 @@ def ann_recall(
             .select(["chunk_id", "_distance"])
             .limit(k + 1)
         )
-        approx = (configure(ann_query) if configure else tuned(ann_query, plan)).to_list()
+        approx = (configure(ann_query) if configure else tuned(ann_query, plan, k + 1)).to_list()
         ann_seconds += time.perf_counter() - t1
         exact = sorted(
             (h for h in exact_by_query.get(qi, []) if h[0] != chunk_id), key=lambda h: h[1]

@@ -79,10 +79,14 @@ def resolve_version(store: Store, source: str, name: str, at: str) -> tuple[int 
 
 def strategy_of(store: Store, source: str, table) -> tuple[str | None, list[str]]:
     """The chunking strategy of a vectors table (from its rows, else the only chunks table)."""
-    strategies = (
-        Store.read(table, ["chunking_strategy"]).column("chunking_strategy").unique().to_pylist()
-    )
-    strategies = sorted(s for s in strategies if s is not None)
+    found = Store.read(table, ["chunking_strategy"]).column("chunking_strategy").unique()
+    return pick_strategy(store, source, found)
+
+
+def pick_strategy(store: Store, source: str, found) -> tuple[str | None, list[str]]:
+    """(the strategy, every strategy) from the distinct strategies found in a table's rows;
+    none found (an empty table): the source's only chunks table, if it has one."""
+    strategies = sorted(s for s in found.to_pylist() if s is not None)
     if strategies:
         return strategies[0], strategies
     prefix = f"chunks__{source}__"

@@ -18,9 +18,9 @@ from .common import (
     OK,
     Report,
     chunks_table,
+    pick_strategy,
     resolve_version,
     shard_rows,
-    strategy_of,
     version_time,
 )
 
@@ -69,44 +69,73 @@ class ConsistencyError(RuntimeError):
         )
 
 
-def _scan_vectors(
-    dataset, dimension: int, checked_version: int | None = None, batch_size: int = 65536
-) -> tuple[int, int, int]:
-    """(null, non-finite, zero-norm) vector counts, streaming the vector column.
+def _split(dataset, checked_version: int | None) -> tuple[list, list]:
+    """(fragments to check, fragments that passed already) of the checked-out version.
 
-    Lance fragments are immutable (a delete only adds a deletion file), so the fragments of a
-    version that passed this check before hold no bad vector: only the others are read, and a
-    refresh scans what it wrote, not the table.
+    Lance fragments are immutable (a delete only adds a deletion file), so the fragments a
+    version that passed this check shares with this one hold nothing to find again: a refresh
+    checks what it wrote, not the table. Without such a version (or once it is cleaned up),
+    every fragment is checked.
     """
-    batches = dataset.to_batches(columns=["vector"], batch_size=batch_size)
-    if checked_version is not None:
-        try:
-            passed = {
-                f.fragment_id for f in dataset.checkout_version(checked_version).get_fragments()
-            }
-        except (ValueError, OSError, RuntimeError):  # cleaned up: scan everything
-            passed = set()
-        # per fragment: pylance 14's dataset.to_batches(fragments=...) scanned every fragment
-        batches = (
-            batch
-            for fragment in dataset.get_fragments()
-            if fragment.fragment_id not in passed
-            for batch in fragment.to_batches(columns=["vector"], batch_size=batch_size)
-        )
+    fragments = dataset.get_fragments()
+    if checked_version is None:
+        return fragments, []
+    try:
+        passed = {f.fragment_id for f in dataset.checkout_version(checked_version).get_fragments()}
+    except (ValueError, OSError, RuntimeError):  # cleaned up: check everything
+        return fragments, []
+    fresh = [f for f in fragments if f.fragment_id not in passed]
+    return fresh, [f for f in fragments if f.fragment_id in passed]
+
+
+def _read(fragments, columns: list[str]) -> pa.Table:
+    """Live rows of some fragments (per fragment: pylance 14's dataset.to_batches(fragments=...)
+    scanned every fragment)."""
+    batches = [batch for fragment in fragments for batch in fragment.to_batches(columns=columns)]
+    if not batches:
+        return pa.table({c: pa.array([], pa.string()) for c in columns})
+    return pa.Table.from_batches(batches)
+
+
+def _scan_vectors(fragments, dimension: int, batch_size: int = 65536) -> tuple[int, int, int]:
+    """(null, non-finite, zero-norm) vector counts, streaming the vector column."""
     nulls = nonfinite = zero = 0
-    for batch in batches:
-        column = batch.column(0)
-        if column.null_count:
-            nulls += column.null_count
-            column = pc.drop_null(column)
-        if len(column) == 0:
-            continue
-        values = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dimension)
-        finite = np.isfinite(values).all(axis=1)
-        nonfinite += int((~finite).sum())
-        norms = np.einsum("ij,ij->i", values[finite], values[finite], dtype=np.float64)
-        zero += int((norms <= 1e-24).sum())
+    for fragment in fragments:
+        for batch in fragment.to_batches(columns=["vector"], batch_size=batch_size):
+            column = batch.column(0)
+            if column.null_count:
+                nulls += column.null_count
+                column = pc.drop_null(column)
+            if len(column) == 0:
+                continue
+            values = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dimension)
+            finite = np.isfinite(values).all(axis=1)
+            nonfinite += int((~finite).sum())
+            norms = np.einsum("ij,ij->i", values[finite], values[finite], dtype=np.float64)
+            zero += int((norms <= 1e-24).sum())
     return nulls, nonfinite, zero
+
+
+def _first_strategy(passed_fragments) -> pa.Array:
+    """The strategy of the rows that passed: one strategy among them, so one row names it."""
+    for fragment in passed_fragments:
+        head = fragment.to_table(columns=["chunking_strategy"], limit=1)
+        if head.num_rows:
+            return head.column(0).combine_chunks()
+    return pa.array([], pa.string())
+
+
+def _duplicates(fresh: pa.Table, passed_fragments) -> int:
+    """Rows beyond the first of each chunk id. The rows that passed hold no duplicate among
+    themselves, so only the fresh rows' ids are looked for among them."""
+    ids = fresh.column("chunk_id")
+    count = fresh.num_rows - int(pc.count_distinct(ids).as_py()) if fresh.num_rows else 0
+    if fresh.num_rows and passed_fragments:
+        seen = pc.unique(ids)
+        for fragment in passed_fragments:
+            for batch in fragment.to_batches(columns=["chunk_id"]):
+                count += int(pc.sum(pc.is_in(batch.column(0), value_set=seen)).as_py() or 0)
+    return count
 
 
 def consistency(
@@ -142,10 +171,15 @@ def consistency(
     report = ConsistencyReport(source, version_id, name, int(table.version))
     problems = report.problems
 
-    rows = Store.read(table, ["chunk_id", "doc_id", "model_version"])
-    report.vectors = rows.num_rows
-    counts = pc.value_counts(rows.column("model_version")).to_pylist()
-    report.model_versions = len(counts)
+    dataset = table.to_lance()
+    fresh_fragments, passed_fragments = _split(dataset, checked_version)
+    fresh = _read(fresh_fragments, ["chunk_id", "model_version", "chunking_strategy"])
+    report.vectors = table.count_rows()
+    counts = pc.value_counts(fresh.column("model_version")).to_pylist()
+    passed_rows = report.vectors - fresh.num_rows  # rows of version_id only: they passed
+    report.model_versions = len(
+        {c["values"] for c in counts} | ({version_id} if passed_rows else set())
+    )
     report.foreign_rows = sum(c["counts"] for c in counts if c["values"] != version_id)
     if report.foreign_rows:
         found = sorted(str(c["values"]) for c in counts)
@@ -153,10 +187,7 @@ def consistency(
             f"{report.foreign_rows} rows of a foreign model version in {name} (found {found}); "
             "one serving index must hold exactly one model version"
         )
-    if report.vectors:
-        report.duplicate_ids = report.vectors - int(
-            pc.count_distinct(rows.column("chunk_id")).as_py()
-        )
+    report.duplicate_ids = _duplicates(fresh, passed_fragments)
     if report.duplicate_ids:
         problems.append(f"{report.duplicate_ids} duplicate chunk_id rows")
 
@@ -168,7 +199,7 @@ def consistency(
                 f"vector dimension {report.dimension} differs from the model's {expected_dimension}"
             )
     report.null_vectors, report.nan_or_inf, report.zero_norm = _scan_vectors(
-        table.to_lance(), report.dimension, checked_version
+        fresh_fragments, report.dimension
     )
     if report.null_vectors:
         problems.append(f"{report.null_vectors} rows without a vector")
@@ -177,7 +208,18 @@ def consistency(
     if report.zero_norm:
         problems.append(f"{report.zero_norm} zero-norm vectors (cosine distance undefined)")
 
-    strategy, strategies = strategy_of(store, source, table)
+    strategy, strategies = pick_strategy(
+        store,
+        source,
+        pc.unique(
+            pa.concat_arrays(
+                [
+                    fresh.column("chunking_strategy").combine_chunks(),
+                    _first_strategy(passed_fragments),
+                ]
+            )
+        ),
+    )
     report.chunking_strategies = len(strategies)
     if len(strategies) > 1:
         problems.append(
@@ -192,11 +234,14 @@ def consistency(
         chunk_table is None or version_time(chunk_table) <= version_time(table)
     )
     chunks_here, vectors_here = report.chunks, report.vectors
+    rows = None  # every row's ids: read only where counts need them
     if parse_shard_key(source).count > 1 and chunk_table is not None:  # other shards may be mid-way
+        rows = Store.read(table, ["chunk_id", "doc_id"])
         chunks_here = shard_rows(Store.read(chunk_table, ["doc_id"]), source).num_rows
         vectors_here = shard_rows(rows, source).num_rows
     if report.counts_compared and chunks_here > vectors_here:
         # Chunks the model kept failing on are set aside with their reason, not missing.
+        rows = rows if rows is not None else Store.read(table, ["chunk_id"])
         report.dead_lettered = _dead_lettered(store, source, version_id, chunk_table, rows)
         vectors_here += report.dead_lettered
     if report.counts_compared and chunks_here != vectors_here:

@@ -12,7 +12,9 @@ from ..indexing import ann_plan, vector_index
 from ..sharding import owner
 from ..store import (
     Store,
+    col,
     counting_conflicts,
+    lit,
     serve_tag,
     utcnow,
     vectors_table_name,
@@ -51,6 +53,13 @@ class IndexReport:
 
 def model_versions_in(table) -> set[str]:
     return set(Store.read(table, ["model_version"]).column("model_version").unique().to_pylist())
+
+
+def foreign_versions(table, version_id: str) -> set[str]:
+    """Model versions other than `version_id` in a table: the filter returns only their rows,
+    not a million ids of the right one."""
+    rows = Store.read(table, ["model_version"], where=col("model_version") != lit(version_id))
+    return set(rows.column("model_version").unique().to_pylist())
 
 
 def build_serving_index(
@@ -95,10 +104,11 @@ def _build(
             "first"
         )
     table = store.table(name)
-    found = model_versions_in(table)
-    if found - {version_id}:
+    foreign = foreign_versions(table, version_id)
+    if foreign:
         raise MixedModelVersionsError(
-            f"table {name} holds vectors of model versions {sorted(found)}; refusing to serve it"
+            f"table {name} holds vectors of model versions {sorted(foreign | {version_id})}; "
+            "refusing to serve it"
         )
     pointer = store.pointer(source)
     serves_this = pointer is not None and pointer["model_version"] == version_id
