@@ -28,6 +28,7 @@ import yaml  # noqa: E402
 
 WORK = OUT / "shards"
 SHARDS = 4
+CEILING_TEXTS = 640  # chunk texts the ceiling measurement embeds
 MODELS = BENCH_MODELS
 
 
@@ -89,6 +90,47 @@ def _run(workers: int, model: dict) -> tuple[float, int, int]:
     return seconds, sum(embedded), len(ids) - len(set(ids))
 
 
+def _embed_timed(model: dict, texts: list[str], threads: int, barrier, results) -> None:
+    """Load the model, wait for the other process, then embed `texts` on `threads` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from embeddings_platform.core.config import parse_config
+    from embeddings_platform.core.models import load_embedder
+
+    embedder = load_embedder(parse_config({"sources": [], "models": [model]}, ROOT).models[0])
+    embedder.embed(texts[:8])  # warm
+    barrier.wait()
+    _, seconds = timed(embedder.embed, texts)
+    results.put(seconds)
+
+
+def ceiling(model: dict, texts: list[str]) -> dict:
+    """What a second worker can give on this machine at best: the same chunk texts embedded by
+    one process on every core, against two processes on one core each, side by side (model
+    loads excluded). No scheduling, I/O or commits: the embedding alone."""
+    ctx = get_context("spawn")
+    cores = os.cpu_count() or 1
+    out = {}
+    for workers in (1, 2):
+        barrier, results = ctx.Barrier(workers), ctx.Queue()
+        share = len(texts) // workers
+        procs = [
+            ctx.Process(
+                target=_embed_timed,
+                args=(model, texts[i * share : (i + 1) * share], max(1, cores // workers)),
+                kwargs={"barrier": barrier, "results": results},
+            )
+            for i in range(workers)
+        ]
+        for proc in procs:
+            proc.start()
+        out[workers] = max(results.get() for _ in procs)
+        for proc in procs:
+            proc.join()
+    return {"texts": len(texts), "one_seconds": out[1], "two_seconds": out[2]}
+
+
 def run(model_name: str) -> dict:
     if WORK.exists():
         shutil.rmtree(WORK)
@@ -108,6 +150,7 @@ def run(model_name: str) -> dict:
         )
     one, embedded_one, dup_one = _run(1, model)
     two, embedded_two, dup_two = _run(2, model)
+    texts = _chunk_texts("workers-1", model, CEILING_TEXTS)
     also = "  (also in: make bench)" if model_name == "static" else ""
     return {
         "command": f".venv/bin/python benchmarks/bench_shards.py --model {model_name}{also}",
@@ -119,7 +162,35 @@ def run(model_name: str) -> dict:
         "ratio": two / one,
         "embedded": [embedded_one, embedded_two],
         "duplicates": [dup_one, dup_two],
+        "ceiling": ceiling(model, texts),
     }
+
+
+def rerun_ceiling(model_name: str, tail: str) -> dict:
+    """The last run's result with its ceiling measured again (the whole run takes 20 minutes
+    with MiniLM; the ceiling alone about two)."""
+    import json
+
+    result = json.loads((OUT / f"shards{tail}.json").read_text())
+    model = MODELS[model_name]
+    result["ceiling"] = ceiling(model, _chunk_texts("workers-1", model, CEILING_TEXTS))
+    result["ceiling"]["command"] = (
+        f".venv/bin/python benchmarks/bench_shards.py --model {model_name} --ceiling-only"
+    )
+    return result
+
+
+def _chunk_texts(side: str, model: dict, count: int) -> list[str]:
+    """The first `count` chunk texts a side embedded (the ceiling embeds the same kind)."""
+    from embeddings_platform.core.config import load_config
+    from embeddings_platform.core.models import model_version
+    from embeddings_platform.core.store import Store, vectors_table_name
+
+    config = load_config(str(WORK / side / "platform.yaml"))
+    table = Store(config.storage_uri).table(
+        vectors_table_name("scifact", model_version(config.models[0]).version_id)
+    )
+    return table.search().select(["text"]).limit(count).to_arrow().column("text").to_pylist()
 
 
 def render(r: dict) -> str:
@@ -140,7 +211,22 @@ whole BEIR file to find its documents (their ids live inside the records; a fold
 only its own files), and retries LanceDB commits that collide with the other worker. The
 shared table's indexes are maintained once, by the last shard to finish (issue 18).
 {_reading(r["ratio"])}
+{_ceiling(r.get("ceiling"))}
 """
+
+
+def _ceiling(c: dict | None) -> str:
+    if not c:
+        return ""
+    rerun = f" (`{c['command']}`)" if c.get("command") else ", same run"
+    return (
+        f"The machine's ceiling{rerun}: {c['texts']} of these chunk texts embedded by one "
+        f"process on both cores took {c['one_seconds']:.1f} s, by two processes on one core "
+        f"each (half each, side by side) {c['two_seconds']:.1f} s: "
+        f"**{c['two_seconds'] / c['one_seconds']:.2f}**"
+        " is the best ratio two workers can reach here for the embedding itself, before any "
+        "fixed cost of a run."
+    )
 
 
 def _reading(ratio: float) -> str:
@@ -162,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def arguments(parser):
         parser.add_argument("--model", choices=sorted(MODELS), default="static")
+        parser.add_argument(
+            "--ceiling-only",
+            action="store_true",
+            help="re-measure only the machine's ceiling, on the last run's chunk texts",
+        )
 
     # each model keeps its own saved result and RESULTS.md section
     model = argparse.ArgumentParser(add_help=False)
@@ -173,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         __doc__,
         f"shards{tail}",
         f"Sharded embed of SciFact: 2 workers against 1, model {name} (issue 8)",
-        lambda args: run(args.model),
+        lambda args: rerun_ceiling(args.model, tail) if args.ceiling_only else run(args.model),
         render,
         arguments,
         key=f"bench_shards{tail}",

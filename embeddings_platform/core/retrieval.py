@@ -143,19 +143,41 @@ def _text_list(table, text: str, depth: int) -> list[dict]:
     return sorted(rows, key=lambda r: -float(r["_score"]))
 
 
-def _attach(table, ranked: list[list[DocumentHit]], columns: list[str]) -> None:
+def _attach(
+    table, ranked: list[list[DocumentHit]], columns: list[str], constant: Sequence[str]
+) -> None:
     """Fill in the other columns of the chunks that represent the returned documents: read for
     those k rows by row id, not for every candidate of every list (at 1M rows, reading text and
-    lineage for 100 candidates was a third of a query's time)."""
+    lineage for 100 candidates was a third of a query's time). `constant` columns hold one
+    value per table version: read from one row, once per version and process."""
     wanted = [c for c in columns if c not in ID_COLUMNS]
     row_ids = sorted({h.row["_rowid"] for hits in ranked for h in hits})
     if not wanted or not row_ids:
         return
-    found = table.take_row_ids(row_ids).select(wanted).with_row_id().to_arrow()
-    by_id = {r.pop("_rowid"): r for r in found.select([*wanted, "_rowid"]).to_pylist()}
+    per_row = [c for c in wanted if c not in constant]
+    fixed = _per_version(table, [c for c in wanted if c in constant])
+    by_id: dict[int, dict] = {}
+    if per_row:
+        found = table.take_row_ids(row_ids).select(per_row).with_row_id().to_arrow()
+        by_id = {r.pop("_rowid"): r for r in found.select([*per_row, "_rowid"]).to_pylist()}
     for hits in ranked:
         for hit in hits:
-            hit.row.update(by_id[hit.row["_rowid"]])
+            hit.row.update(by_id.get(hit.row["_rowid"], {}), **fixed)
+
+
+_PER_VERSION: dict[tuple[str, int, tuple[str, ...]], dict] = {}
+
+
+def _per_version(table, columns: list[str]) -> dict:
+    if not columns:
+        return {}
+    key = (table.uri, table.version, tuple(columns))
+    if key not in _PER_VERSION:
+        if len(_PER_VERSION) > 1024:  # one entry per served version: cleared, never stale
+            _PER_VERSION.clear()
+        rows = table.search().select(columns).limit(1).to_arrow().to_pylist()
+        _PER_VERSION[key] = rows[0] if rows else dict.fromkeys(columns)
+    return _PER_VERSION[key]
 
 
 def rank_documents(
@@ -165,11 +187,13 @@ def rank_documents(
     profile: RetrievalProfile,
     k: int,
     columns: Sequence[str] = ("doc_id", "chunk_id"),
+    constant: Sequence[str] = (),
 ) -> list[list[DocumentHit]]:
     """The top-k documents for each query under `profile`, from one checked-out table.
 
     `vectors` (one per text) are needed for vector and hybrid modes. An empty table ranks
     nothing. Ties in fused scores are broken by doc id, so rankings are deterministic.
+    `constant`: columns the caller knows hold one value in this table version.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -201,7 +225,7 @@ def rank_documents(
         else:
             hits = _fuse(vector_docs, text_docs, profile.rrf_k)
         out.append(hits[:k])
-    _attach(table, out, columns)
+    _attach(table, out, columns, constant)
     return out
 
 

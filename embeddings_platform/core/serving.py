@@ -39,6 +39,11 @@ STORAGE_ERRORS = (OSError, RuntimeError, ValueError, pa.ArrowException)
 _RUST_LOCATION = re.compile(r",\s*/\S+\.rs:\d+:\d+\s*$")
 
 
+# One value per served table version: its name names the model version, which names the model
+# and the chunking strategy, and the consistency check refuses to serve a table of two.
+SERVED_CONSTANTS = ("model_name", "model_version", "chunking_strategy")
+
+
 class NotServingError(LookupError):
     """The source has no serving pointer yet (its serving_index was never materialized)."""
 
@@ -191,6 +196,7 @@ def search(
             profile,
             k,
             columns=[*LINEAGE_COLUMNS, "text"],
+            constant=SERVED_CONSTANTS,
         )[0]
     served = {
         "table": pointer["table_name"],

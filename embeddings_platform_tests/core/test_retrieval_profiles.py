@@ -320,6 +320,7 @@ def test_the_chunk_shown_for_a_hit_is_read_from_the_pinned_version(tmp_path):
                 "chunk_id": [f"c{i}" for i in range(len(texts))],
                 "doc_id": [f"d{i}" for i in range(len(texts))],
                 "text": texts,
+                "model_version": ["m-1"] * len(texts),
                 "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 4),
             }
         )
@@ -336,8 +337,10 @@ def test_the_chunk_shown_for_a_hit_is_read_from_the_pinned_version(tmp_path):
             [np.eye(4, dtype=np.float32)[2]],
             RetrievalProfile(mode=mode),
             3,
-            columns=["text"],
+            columns=["text", "model_version"],
+            constant=["model_version"],  # one value per version: read once, from one row
         )
+        assert {h.row["model_version"] for h in hits} == {"m-1"}
         shown = {h.doc_id: h.row["text"] for h in hits}
         assert shown == {"d0": "alpha", "d1": "beta", "d2": "gamma"}, mode
         if mode == "vector":  # nearest to the query vector, and deleted only later
