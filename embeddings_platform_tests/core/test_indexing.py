@@ -17,8 +17,8 @@ def test_small_tables_are_searched_exactly_and_large_ones_get_a_tuned_ann_index(
     assert ann_plan(19_999, 20_000).exact
     assert ann_plan(20_000, 20_000) == AnnPlan("IVF_SQ", 9, 9, 200)  # every list of 9 probed
     plan = ann_plan(1_000_000, 20_000)
-    assert (plan.index_type, plan.num_partitions, plan.nprobes) == ("IVF_SQ", 488, 45)
-    assert ann_plan(4_000_000, 20_000).nprobes == 178  # probes grow with the number of lists
+    assert (plan.index_type, plan.num_partitions, plan.nprobes) == ("IVF_SQ", 488, 49)
+    assert ann_plan(4_000_000, 20_000).nprobes == 196  # probes grow with the number of lists
 
 
 def test_the_same_number_of_candidates_is_re_ranked_whatever_a_query_s_limit():
