@@ -29,7 +29,6 @@ MAX_RUN_CHARS = 1000
 _LONG_RUN = re.compile(r"(?<!\S)\S{%d,}" % (MAX_RUN_CHARS + 1))  # lookbehind: linear time
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 _SPACE = re.compile(r"\s+")
-_LINE_BREAKS = str.maketrans("", "", "\n\t")  # printable for _unprintable, though str says not
 
 
 @dataclass(frozen=True)
@@ -162,7 +161,7 @@ def _lossy(text: str, max_fraction: float) -> tuple[str, str] | None:
 
 
 def _unprintable(text: str) -> tuple[str, str] | None:
-    if text.isprintable() or text.translate(_LINE_BREAKS).isprintable():
+    if text.replace("\n", "").replace("\t", "").isprintable():
         return None  # the common case, checked in C: a refresh re-validates every document read
     printable = sum(1 for ch in text if ch.isprintable() or ch in "\n\t")
     ratio = printable / len(text)
