@@ -88,10 +88,37 @@ Ratios are against ours measured in the same run (same round for refreshes).
 """
 
 
+def _wall(r: dict, summary: dict) -> str:
+    ours = summary["ours"]["median_seconds"]
+    ahead = [
+        f"{r['names'][k]} {v['median_seconds']:.2f} s"
+        for k, v in summary.items()
+        if k != "ours" and v["median_seconds"] < ours
+    ]
+    lead = (
+        f"ours has the lowest median ({ours:.2f} s);"
+        if not ahead
+        else f"a lower median than ours ({ours:.2f} s): " + ", ".join(ahead) + ";"
+    )
+    return f"{lead} {_noise(r, summary)}"
+
+
+def _build_note(r: dict) -> str:
+    ours = r["build"]["ours"]["seconds"]
+    ratios = {k: m["seconds"] / ours for k, m in r["build"].items() if k != "ours"}
+    faster = [f"{r['names'][k]} ({v:.2f})" for k, v in ratios.items() if v < 1]
+    return (
+        "faster than ours: " + ", ".join(faster) + "."
+        if faster
+        else f"no peer builds faster than ours (ratios {min(ratios.values()):.2f}-"
+        f"{max(ratios.values()):.2f})."
+    )
+
+
 def _noise(r: dict, summary: dict) -> str:
     ours = summary["ours"]
     faster = [
-        f"{r['names'][k].split(' (')[0]} {s['min_seconds']:.2f} s"
+        f"{r['names'][k]} {s['min_seconds']:.2f} s"
         for k, s in summary.items()
         if k != "ours" and s["min_seconds"] < ours["max_seconds"]
     ]
@@ -111,21 +138,22 @@ def _notes(r: dict) -> str:
     straddling = s["langchain_incremental"]["last"]["detail"].get("straddling_chunks", "?")
     return f"""Where a peer wins or ties a column, and why:
 
-- **Refresh wall time**: ours has the lowest median; {_noise(r, s)} Every peer re-reads the whole
-  corpus too (SciFact is one file; ours re-reads it because its stamp moved), so the gap is
-  bookkeeping: ours compares content hashes against the last snapshot's manifest and touches
-  only the changed rows. LlamaIndex deletes and re-adds whole documents one `delete` per
-  document; CocoIndex re-enters only the changed documents' components but checks each one
-  against its LMDB memo; LangChain hashes every chunk, looks each up in its SQLite record
-  manager and rewrites every record's timestamp on every run ("full" cleanup then lists every
-  record older than the run).
-- **Initial build**: LangChain and LlamaIndex come within a few percent of ours, or under it:
-  one build each on a shared machine, and they write only vectors plus their record manager or
-  docstore. In the same time ours also writes the content-addressed snapshot and its manifest,
-  the chunks table, lineage columns on every vector, builds the full-text index, runs the
-  consistency check and pins a serving version. CocoIndex builds one memoised component per
+- **Refresh wall time**: {_wall(r, s)} Every peer re-reads the whole corpus too (SciFact is
+  one file; ours re-reads it because its stamp moved), so the gap is bookkeeping: ours compares
+  content hashes against the last snapshot's manifest and writes only the changed rows, but it
+  also records a snapshot, updates the chunks table and lineage columns, merges the new rows
+  into the vector and full-text indexes, runs the consistency check and pins a serving version.
+  LlamaIndex keeps one hash per document and does none of that: it deletes and re-adds whole
+  documents, one `delete` per document; CocoIndex re-enters only the changed documents'
+  components but checks each against its LMDB memo; LangChain hashes every chunk, looks each
+  up in its SQLite record manager and rewrites every record's timestamp on every run ("full"
+  cleanup then lists every record older than the run).
+- **Initial build**: {_build_note(r)} Ours writes more in that time: the content-addressed
+  snapshot and its manifest, the chunks table, lineage columns on every vector, the full-text
+  index, the consistency check and a pinned serving version; LangChain and LlamaIndex write
+  vectors plus their record manager or docstore. CocoIndex runs one memoised component per
   document and one memoised `embed` call per chunk (batched by its engine), each recorded in
-  LMDB: about twice ours.
+  LMDB. One build each on a shared machine: a few percent either way is noise.
 - **Texts embedded**: ours, CocoIndex and LangChain "full" embed only new chunk texts
   ({texts["ours"]}, {texts["cocoindex_lancedb"]}, {texts["langchain_full"]} per round). \
 LlamaIndex ({texts["llamaindex"]}) keeps one hash per document, so
