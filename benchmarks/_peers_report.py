@@ -136,6 +136,14 @@ def _notes(r: dict) -> str:
     texts = {k: f"{v['texts_per_round']:g}" for k, v in s.items()}
     stale = s["langchain_incremental"]["last"]["stale_vectors"]
     straddling = s["langchain_incremental"]["last"]["detail"].get("straddling_chunks", "?")
+    others = ", ".join(
+        f"{r['names'][k]} {v['last']['stale_vectors']}"
+        for k, v in s.items()
+        if k != "langchain_incremental" and v["last"]["stale_vectors"]
+    )
+    others = others or "none"
+    lance = s["cocoindex_lancedb"]["median_seconds"]
+    pg = s["cocoindex_postgres"]["median_seconds"]
     return f"""Where a peer wins or ties a column, and why:
 
 - **Refresh wall time**: {_wall(r, s)} Every peer re-reads the whole corpus too (SciFact is
@@ -161,12 +169,14 @@ LlamaIndex ({texts["llamaindex"]}) keeps one hash per document, so
   LangChain "incremental" ({texts["langchain_incremental"]}) cleans up after each 256-chunk \
 batch: a document whose chunks straddle two
   batches loses the later ones after the first batch and gets them embedded again
-  ({straddling} such chunks in the last round; `cleanup="scoped_full"` waits for the end).
+  (up to {straddling} such chunks per run here; `cleanup="scoped_full"` waits for the end).
 - **Stale vectors**: LangChain "incremental" leaves every deleted document's vectors
   ({stale} after the last round): it only cleans up source ids it is handed again; deletions need
-  `cleanup="full"`, which must be handed the whole corpus on every run. The others leave none.
-- **CocoIndex -> PostgreSQL faster than -> LanceDB**: not profiled; its LanceDB target checks
-  table statistics for an automatic `optimize()` inline with its writes (its connector docs).
+  `cleanup="full"`, which must be handed the whole corpus on every run. Others with stale
+  vectors left: {others}.
+- **CocoIndex's two targets** (median {lance:.2f} s into LanceDB, {pg:.2f} s into PostgreSQL):
+  not profiled; its LanceDB target checks table statistics for an automatic `optimize()` inline
+  with its writes (its connector docs).
 
 What each peer is, exactly: CocoIndex 1.0 keeps its state (declared target rows, memoised
 results) in an embedded LMDB database; it has no PostgreSQL state store any more, so PostgreSQL
