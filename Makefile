@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 DEV_WARNING := ignore:Function `dev_command` is superseded:FutureWarning
 
-.PHONY: setup system-deps demo test ui bench clean
+.PHONY: setup system-deps demo test ui bench peers-venv clean
 
 setup: $(STAMP)
 
@@ -48,8 +48,23 @@ test: setup system-deps
 ui: setup $(DAGSTER_HOME)/dagster.yaml
 	PYTHONWARNINGS='$(DEV_WARNING)' $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
 
-bench: setup
+bench: setup peers-venv
 	$(BIN)/python benchmarks/run_all.py
+
+# benchmarks/bench_peers.py runs CocoIndex, LlamaIndex and LangChain beside ours. CocoIndex needs
+# rich>=14, which the project's pinned instructor refuses, so the peers get their own venv:
+# constraints.txt with the three pins of constraints-peers.txt moved. Next to the repository
+# (../peers-venv) so that `git clean` keeps it; run_all.py finds it there.
+PEERS_VENV ?= ../peers-venv
+PEERS_STAMP := $(PEERS_VENV)/.installed
+peers-venv: $(PEERS_STAMP)
+$(PEERS_STAMP): pyproject.toml constraints.txt constraints-peers.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	grep -v -E '^(rich|instructor|jiter)==' constraints.txt > $(PEERS_VENV)/constraints.txt
+	$(PEERS_VENV)/bin/python -m pip install -q -c $(PEERS_VENV)/constraints.txt torch==2.13.0
+	$(PEERS_VENV)/bin/python -m pip install -q -c $(PEERS_VENV)/constraints.txt \
+	  -c constraints-peers.txt -e '.[peers]'
+	touch $(PEERS_STAMP)
 
 clean:
 	rm -rf .embeddings_platform .dagster_home

@@ -161,6 +161,8 @@ def _lossy(text: str, max_fraction: float) -> tuple[str, str] | None:
 
 
 def _unprintable(text: str) -> tuple[str, str] | None:
+    if text.replace("\n", "").replace("\t", "").isprintable():
+        return None  # the common case, checked in C: a refresh re-validates every document read
     printable = sum(1 for ch in text if ch.isprintable() or ch in "\n\t")
     ratio = printable / len(text)
     if ratio >= MIN_PRINTABLE_RATIO:

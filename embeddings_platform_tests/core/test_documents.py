@@ -41,6 +41,19 @@ def test_bad_documents_get_reasons():
         assert result.reason.startswith(reason), (doc_id, result.reason)
 
 
+def test_printable_share_counts_line_breaks_and_tabs_but_no_other_control():
+    """The whole-text fast path must agree with the per-character count at the 85% line."""
+    lines = "col\tvalue\n" * 200  # line breaks and tabs are text
+    assert isinstance(validate(RawDocument("table", lines.encode())), Document)
+    for share, fits in ((0.10, True), (0.20, False)):
+        bad = int(1000 * share)
+        text = "word " * ((1000 - bad) // 5) + "\x0b\x0c\x1b" * (bad // 3) + "\nend"
+        result = validate(RawDocument(f"vt{share}", text.encode()))
+        assert isinstance(result, Document) is fits, (share, result)
+        if not fits:
+            assert result.reason.startswith("unprintable")
+
+
 def test_utf16_with_bom_decodes():
     doc = validate(RawDocument("u16", "hello world".encode("utf-16")))
     assert isinstance(doc, Document) and doc.text == "hello world"
