@@ -24,7 +24,7 @@ from pydantic.dataclasses import dataclass as settings
 from ..registry import STRICT, KnownKeys, PositiveInt, SourceError, resolve_path
 from ..settings import DocumentsConfig
 from ..sharding import owner, parse_key, shard_keys
-from .listing import listing_digest, walk
+from .listing import clean_id, listing_digest, walk  # noqa: F401 - clean_id: shared here
 
 # O_NONBLOCK: opening a FIFO that replaced a file after it was listed must not hang the read.
 OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -170,10 +170,3 @@ def rejected(doc_id: str, reason: str, sample: str = "", entry: str = "") -> Raw
 
 def source_error(source: SourceSettings, key: str, problem: str) -> SourceError:
     return SourceError(f"{source.where(key)}: {problem}")
-
-
-def clean_id(name: str) -> str:
-    """A file name that is not UTF-8 cannot be stored as an id: escape its bytes visibly."""
-    if name.isascii():
-        return name
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

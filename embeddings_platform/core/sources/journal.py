@@ -1,0 +1,294 @@
+"""The watcher's journal: which paths below a watched folder changed since its last walk, on disk,
+so a snapshot run in another process stats those paths instead of walking a million files.
+
+The sensor's process watches a large folder (watch.py). Each walk it makes of the folder is a
+*generation*: the listing it found, and a journal of every path an event named since that walk
+began. A snapshot step on the same machine then takes the newest generation's listing, stats
+again the paths its journal names (and every link: a link's target can change without an event
+on the link), walks the folders created or moved in, and drops what was deleted: that is the
+folder as a walk would find it, at the cost of what changed.
+
+It is trusted only while nothing can have been missed, otherwise the step walks:
+- the watching process is alive (it holds `lock`; a dead process's lock is free);
+- no event was lost (inotify's queue overflowed: the journal says `!`);
+- the folder is still the one walked (same device and inode) and the walk is younger than
+  watch.MAX_AGE_SECONDS: the sensor walks at least that often, whatever its watcher says, so
+  what no event shows (a network file system, writes through mmap) is seen within that time;
+- the walk could list every folder, and what changed is small against the listing.
+
+Layout: STATE/<hash of the folder>/<session>/ for each watching process: `lock`, `current`
+(JSON: generation, wall-clock time of the walk, the folder's device and inode), `listing-<g>`
+(Arrow IPC, core/sources/listing.py LISTING, hidden files included), `journal-<g>` (a JSON
+path per line). The state folder is the user's own (0700); any other is not used.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .listing import LISTING, FolderListing, clean_id, list_folder, stat_entries
+
+STATE_ENV = "EMBEDDINGS_WATCH_STATE"  # where journals live (default: a folder in the temp dir)
+MIN_TRUSTED_PATHS = 1000  # up to this many changed paths (or a quarter of the listing) are stat'ed
+MAX_FOLDER_CHANGES = 64  # more folders created or deleted than this: walk instead
+OVERFLOW = b"!"
+
+log = logging.getLogger(__name__)
+
+
+def state_root() -> Path:
+    return Path(
+        os.environ.get(STATE_ENV)
+        or Path(tempfile.gettempdir()) / f"embeddings-platform-watch-{os.getuid()}"
+    )
+
+
+def _folder_state(root: str, create: bool = False) -> Path | None:
+    """The journals of one watched folder; None when the state folder is not safely ours."""
+    base = state_root()
+    if create:
+        base.mkdir(mode=0o700, exist_ok=True)
+    try:
+        info = os.lstat(base)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        log.warning("%s is not a private folder of this user: journals are not used", base)
+        return None
+    path = base / hashlib.sha256(os.fsencode(root)).hexdigest()[:32]
+    if create:
+        path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class Session:
+    """One watching process's journal of one folder (written by watch.py)."""
+
+    def __init__(self, root: str):
+        self.root = root
+        state = _folder_state(root, create=True)
+        if state is None:
+            raise OSError(f"no private state folder for {root}")
+        _remove_dead(state)
+        # made under a hidden name and locked before it is visible: never taken for dead
+        self.id = uuid.uuid4().hex
+        hidden = state / f".{self.id}"
+        hidden.mkdir(mode=0o700)
+        self._lock_fd = os.open(hidden / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self.dir = state / self.id
+        os.rename(hidden, self.dir)
+        self._mutex = threading.Lock()
+        self._open: dict[int, int] = {}  # generation -> journal descriptor
+        self._written: dict[int, set[str]] = {}
+        self.generation = 0  # the newest begun
+        self.published = 0  # the newest whose listing is saved
+        self.lines = 0  # distinct paths in the published generation's journal
+        self.overflowed = False
+
+    def begin(self) -> int:
+        """A new generation, before its walk begins: events from here on are in its journal."""
+        with self._mutex:
+            for gen in [g for g in self._open if g > self.published]:  # a walk that failed
+                self._close(gen)
+            self.generation += 1
+            path = self.dir / f"journal-{self.generation}"
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            self._open[self.generation] = os.open(path, flags, 0o600)
+            self._written[self.generation] = set()
+            return self.generation
+
+    def record(self, rel: str) -> None:
+        """A path below the folder that an event named (every open generation's journal)."""
+        line = (json.dumps(rel) + "\n").encode()
+        with self._mutex:
+            for gen, fd in self._open.items():
+                if rel not in self._written[gen]:
+                    self._written[gen].add(rel)
+                    os.write(fd, line)
+            self.lines = len(self._written.get(self.published, ()))
+
+    def overflow(self) -> None:
+        """Events were lost: no open generation is trusted; the next signature walks."""
+        with self._mutex:
+            self.overflowed = True
+            for fd in self._open.values():
+                os.write(fd, OVERFLOW + b"\n")
+
+    def publish(self, gen: int, listing: FolderListing, walked_at: float) -> None:
+        """The walk of `gen` is done: its listing is what a step starts from; older ones go."""
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, LISTING) as writer:
+            writer.write_table(listing.table)
+        _write_atomic(self.dir / f"listing-{gen}", sink.getvalue().to_pybytes())
+        root = os.stat(self.root)
+        current = {"generation": gen, "walked_at": walked_at, "root": [root.st_dev, root.st_ino]}
+        with self._mutex:
+            if gen != self.generation:  # another walk began meanwhile: it publishes instead
+                return
+            _write_atomic(self.dir / "current", json.dumps(current).encode())
+            self.published, self.overflowed = gen, False
+            self.lines = len(self._written[gen])
+            for old in [g for g in self._open if g < gen]:
+                self._close(old)
+
+    def _close(self, gen: int) -> None:
+        os.close(self._open.pop(gen))
+        self._written.pop(gen, None)
+        for name in (f"journal-{gen}", f"listing-{gen}"):
+            (self.dir / name).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._mutex:
+            for gen in list(self._open):
+                self._close(gen)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.close(self._lock_fd)
+
+
+def _alive(session: Path) -> bool:
+    """Is the session's process still watching? It holds an exclusive lock on `lock`."""
+    try:
+        fd = os.open(session / "lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _remove_dead(state: Path) -> None:
+    for session in state.iterdir():
+        if not session.name.startswith(".") and not _alive(session):
+            shutil.rmtree(session, ignore_errors=True)
+
+
+def _generation(session: Path, root: str, max_age: float):
+    """(walked_at, listing table, changed paths) of a session's current generation, or None."""
+    try:
+        current = json.loads((session / "current").read_bytes())
+        gen = int(current["generation"])
+        info = os.stat(root)
+        if current["root"] != [info.st_dev, info.st_ino]:
+            return None  # the folder was replaced since the walk
+        if not 0 <= time.time() - float(current["walked_at"]) < max_age:
+            return None
+        with pa.memory_map(str(session / f"listing-{gen}")) as source:
+            table = pa.ipc.open_file(source).read_all()
+        lines = (session / f"journal-{gen}").read_bytes().split(b"\n")[:-1]  # whole lines
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None  # rotated away while read, or not written in full: not trusted
+    if OVERFLOW in lines or not _alive(session):  # alive after the journal was read
+        return None
+    return float(current["walked_at"]), table, {json.loads(line) for line in lines}
+
+
+def journaled_listing(root: str, include_hidden: bool, max_age: float) -> FolderListing | None:
+    """The folder as a walk would list it now, from the newest trusted journal; None: walk."""
+    state = _folder_state(root)
+    if state is None or not state.is_dir():
+        return None
+    found = []
+    for session in state.iterdir():
+        if not session.name.startswith("."):
+            generation = _generation(session, root, max_age)
+            if generation is not None:
+                found.append(generation)
+    if not found:
+        return None
+    _, table, rels = max(found, key=lambda g: g[0])
+    table = _apply(root, table, rels)
+    if table is None:
+        return None
+    if not include_hidden:
+        table = table.filter(pc.invert(pc.match_substring_regex(table["key"], r"(^|/)\.")))
+    return FolderListing(root, table)
+
+
+def _apply(root: str, table: pa.Table, rels: set[str]) -> pa.Table | None:
+    """The walk's listing with the changed paths stat'ed again; None when a walk is cheaper or
+    the walk itself could not list a folder. Each path is taken as it is now: a file is stat'ed,
+    a folder walked, a path gone dropped with everything the walk found below it."""
+    if pc.any(pc.is_valid(table["problem"])).as_py():
+        return None
+    links = table.filter(pc.fill_null(table["link"], False))
+    rels = rels | {_rel(k, r) for k, r in zip(links["key"].to_pylist(), links["raw"].to_pylist())}
+    if len(rels) > max(MIN_TRUSTED_PATHS, table.num_rows // 4):
+        return None
+    entries, folders, gone = [], [], []
+    for rel in rels:
+        try:
+            mode = os.lstat(os.path.join(root, rel)).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            gone.append(rel)
+            continue
+        except OSError:
+            return None
+        (folders if stat.S_ISDIR(mode) else entries).append(rel)
+    folders = _outermost(folders)
+    entries = [r for r in entries if not _below(r, set(folders))]
+    keys = table["key"]
+    dropped = pc.is_in(keys, value_set=pa.array([clean_id(r) for r in rels], pa.string()))
+    listed = _folders_of(keys) if folders or gone else set()
+    prefixes = _outermost([clean_id(r) for r in folders + gone if clean_id(r) in listed])
+    if len(prefixes) > MAX_FOLDER_CHANGES:
+        return None
+    for prefix in prefixes:
+        dropped = pc.or_(dropped, pc.starts_with(keys, prefix + "/"))
+    parts = [table.filter(pc.invert(dropped)), stat_entries(root, entries)]
+    for folder in folders:  # created, moved in, or replaced: walked as a whole
+        walked, unreadable = list_folder(root, True, folder)
+        if unreadable:
+            return None
+        parts.append(walked)
+    return pa.concat_tables(parts)
+
+
+def _rel(key: str, raw: bytes | None) -> str:
+    return os.fsdecode(raw) if raw is not None else key
+
+
+def _below(rel: str, folders: set[str]) -> bool:
+    parts = rel.split("/")
+    return any("/".join(parts[:i]) in folders for i in range(1, len(parts)))
+
+
+def _outermost(rels: list[str]) -> list[str]:
+    """The paths not below another one of them."""
+    chosen = set(rels)
+    return sorted(r for r in chosen if not _below(r, chosen))
+
+
+def _folders_of(keys: pa.ChunkedArray) -> set[str]:
+    """Every folder the listing holds something below (a deleted file holds nothing)."""
+    parents = pc.unique(pc.replace_substring_regex(keys, r"(^|/)[^/]*$", "")).to_pylist()
+    folders: set[str] = set()
+    for parent in parents:
+        while parent and parent not in folders:
+            folders.add(parent)
+            parent = parent.rpartition("/")[0]
+    return folders

@@ -1,0 +1,194 @@
+"""A watched folder's journal (core/sources/journal.py): a snapshot step stats only the paths the
+watcher saw change, walks nothing, and records the snapshot a full read would; whenever the
+journal cannot be trusted (too old, events lost, the watcher's process dead, the folder replaced,
+too much changed, a state folder others can write) the step walks and is just as right."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from embeddings_platform.core.refresh import source_fingerprint
+from embeddings_platform.core.sources import journal, watch
+
+from .sources_shared import Cell, until, write_files
+
+TEXT = "Note {} about the harbour, its ferries and the gulls over the pier."
+FILES = {f"{d}/{n}.md": TEXT.format(f"{d}{n}") for d in "abc" for n in range(4)}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settle(corpus: Path) -> None:
+    """Wait until the watcher has seen every event of the writes just made (it batches them)."""
+    seen = watch._watches[os.path.realpath(corpus)]
+    last = -1
+    while seen.events != last:
+        last = seen.events
+        until(lambda: seen.events != last, 0.8)
+
+
+@pytest.fixture
+def watched(tmp_path, walks, opened):
+    """A folder snapshot once, then watched by this process with its walk journaled."""
+    corpus = tmp_path / "corpus"
+    write_files(corpus, FILES)
+    os.symlink("../c/2.md", corpus / "a" / "link.md")
+    cell = Cell(tmp_path, {"name": "notes", "kind": "folder", "path": str(corpus)})
+    cell.snapshot()
+    cell.source.signature()  # a walk, then watched
+    cell.source.signature()  # the first walk under watch: its listing is published
+    walks.clear()
+    opened.clear()
+    return cell, corpus
+
+
+def full_read_id(cell: Cell) -> str:
+    return source_fingerprint(cell.source, cell.config.documents)
+
+
+def test_a_step_stats_only_what_the_watcher_saw_and_records_what_a_walk_would(
+    watched, walks, opened
+):
+    cell, corpus = watched
+    (corpus / "c" / "1.md").write_text("Note c1, rewritten about a storm at sea.")
+    (corpus / "a" / "0.md").unlink()
+    (corpus / "a" / "new.md").write_text("A new note about the lighthouse keeper.")
+    write_files(corpus, {"d/1.md": "A note in a new folder.", "d/x/2.md": "And one below it."})
+    (corpus / "b").rename(corpus.with_name("b-out"))  # out of the tree: one event, no file's
+    write_files(corpus.with_name("e-in"), {f"{n}.md": TEXT.format(f"e{n}") for n in range(4)})
+    corpus.with_name("e-in").rename(corpus / "e")  # moved in: walked
+    (corpus / "a" / ".hidden.md").write_text("A hidden note is not a document.")
+    settle(corpus)
+
+    report = cell.snapshot()
+    assert walks == []  # nothing walked: the journal named what changed
+    moved = [f"e/{n}.md" for n in range(4)]
+    assert sorted(opened) == sorted(["a/new.md", "c/1.md", "d/1.md", "x/2.md", *moved])
+    assert report.documents_read == len(opened)
+    assert (report.added, report.changed, report.removed) == (7, 1, 5)
+    assert report.snapshot_id == full_read_id(cell)  # what a walk and a full read give
+
+
+def test_a_link_is_stat_ed_again_though_no_event_names_it(watched, walks, opened):
+    cell, corpus = watched
+    (corpus / "c" / "2.md").write_text("Note c2, now about the harbour master.")
+    settle(corpus)
+    report = cell.snapshot()
+    assert walks == [] and sorted(opened) == ["a/link.md", "c/2.md"]
+    assert report.changed == 2 and report.snapshot_id == full_read_id(cell)
+
+
+def _too_old(monkeypatch, corpus):
+    monkeypatch.setattr(watch, "MAX_AGE_SECONDS", 0.0)
+
+
+def _events_lost(monkeypatch, corpus):
+    watch._watches[os.path.realpath(corpus)].overflow()
+
+
+def _folder_replaced(monkeypatch, corpus):
+    shutil.copytree(corpus, corpus.with_name("copy"), symlinks=True)
+    corpus.rename(corpus.with_name("old"))
+    corpus.with_name("copy").rename(corpus)
+    (corpus / "a" / "3.md").write_text("Note a3 in the new folder, which no watcher sees.")
+
+
+def _too_much_changed(monkeypatch, corpus):
+    monkeypatch.setattr(journal, "MIN_TRUSTED_PATHS", 0)  # a quarter of 13 entries: 3 paths
+    for n in range(4):
+        (corpus / "b" / f"{n}.md").write_text(f"Note b{n}, all rewritten.")
+
+
+def _state_folder_not_private(monkeypatch, corpus):
+    journal.state_root().chmod(0o777)
+
+
+@pytest.mark.parametrize(
+    "break_trust",
+    [_too_old, _events_lost, _folder_replaced, _too_much_changed, _state_folder_not_private],
+)
+def test_an_untrusted_journal_makes_the_step_walk(watched, walks, monkeypatch, break_trust):
+    cell, corpus = watched
+    (corpus / "c" / "1.md").write_text("Note c1, rewritten about a storm at sea.")
+    settle(corpus)
+    break_trust(monkeypatch, corpus)
+    report = cell.snapshot()
+    assert len(walks) == 1
+    assert report.changed >= 1 and report.snapshot_id == full_read_id(cell)
+
+
+def test_lost_events_or_a_replaced_folder_make_the_signature_walk(watched, walks, monkeypatch):
+    cell, corpus = watched
+    first = cell.source.signature()
+    assert walks == []
+    _events_lost(monkeypatch, corpus)
+    assert cell.source.signature() == first and len(walks) == 1  # walked: nothing changed
+    assert cell.source.signature() == first and len(walks) == 1  # trusted again
+    _folder_replaced(monkeypatch, corpus)
+    assert cell.source.signature() != first and len(walks) == 2
+
+
+def test_an_inotify_queue_overflow_is_noticed(watched):
+    from watchdog.observers import inotify_c
+
+    _, corpus = watched
+    seen = watch._watches[os.path.realpath(corpus)]
+    before = seen.overflows
+    flag = inotify_c.InotifyConstants.IN_Q_OVERFLOW
+    events = list(inotify_c.Inotify._parse_event_buffer(struct.pack("iIII", -1, flag, 0, 0)))
+    assert events[0][:2] == (-1, flag)  # still passed on to watchdog, which drops it
+    assert seen.overflows == before + 1
+    assert b"!" in (seen.session.dir / f"journal-{seen.session.published}").read_bytes()
+
+
+WATCHER = """
+import os, sys, time
+from embeddings_platform.core.config import load_config
+from embeddings_platform.core.sources import watch
+watch.WATCH_AFTER_SECONDS = 0.0
+source = load_config(sys.argv[1]).sources[0]
+source.signature(); source.signature()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_journal_of_a_watcher_that_died_is_not_trusted(tmp_path, walks, opened):
+    """The watcher lives in another process (the sensor's code server), as in production."""
+    corpus = tmp_path / "corpus"
+    write_files(corpus, FILES)
+    cell = Cell(tmp_path, {"name": "notes", "kind": "folder", "path": str(corpus)})
+    cell.snapshot()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(WATCHER), str(tmp_path / "platform.yaml")],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        walks.clear()
+        (corpus / "a" / "1.md").write_text("Note a1, rewritten while the watcher runs.")
+        until(lambda: b"a/1.md" in _journals(), 10)
+        opened.clear()
+        assert cell.snapshot().changed == 1 and walks == [] and opened == ["a/1.md"]
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    (corpus / "a" / "2.md").write_text("Note a2, rewritten after the watcher died.")
+    report = cell.snapshot()
+    assert len(walks) == 1 and report.changed == 1
+    assert report.snapshot_id == full_read_id(cell)
+
+
+def _journals() -> bytes:
+    return b"".join(p.read_bytes() for p in journal.state_root().glob("*/*/journal-*"))
