@@ -5,6 +5,7 @@ too much changed, a state folder others can write) the step walks and is just as
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -147,6 +148,35 @@ def test_an_inotify_queue_overflow_is_noticed(watched):
     assert events[0][:2] == (-1, flag)  # still passed on to watchdog, which drops it
     assert seen.overflows == before + 1
     assert b"!" in (seen.session.dir / f"journal-{seen.session.published}").read_bytes()
+
+
+def test_a_journal_that_cannot_be_written_is_dropped_and_steps_walk(watched, walks, monkeypatch):
+    cell, corpus = watched
+    seen = watch._watches[os.path.realpath(corpus)]
+
+    def disk_full(rel):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(seen.session, "record", disk_full)
+    (corpus / "c" / "1.md").write_text("Note c1, rewritten on a full disk.")
+    settle(corpus)  # the watcher goes on counting: the signature still moves
+    assert seen.session is None and cell.source.signature() != seen.digest
+    report = cell.snapshot()
+    assert len(walks) == 1 and report.snapshot_id == full_read_id(cell)
+
+
+def test_a_watcher_whose_thread_stopped_is_replaced_and_its_journal_dropped(watched, walks):
+    cell, corpus = watched
+    seen = watch._watches[os.path.realpath(corpus)]
+    for emitter in list(watch._observer.emitters):
+        emitter.stop()
+        emitter.join(5)
+    (corpus / "c" / "1.md").write_text("Note c1, rewritten while nothing watched.")
+    cell.source.signature()
+    assert len(walks) == 1 and seen.session is None  # walked, watched anew
+    assert watch._watches[os.path.realpath(corpus)] is not seen
+    report = cell.snapshot()
+    assert len(walks) == 2 and report.snapshot_id == full_read_id(cell)
 
 
 WATCHER = """

@@ -75,11 +75,21 @@ class _Watch(FileSystemEventHandler):
         paths = [event.src_path, getattr(event, "dest_path", "")]
         if event.src_path == self.root and isinstance(event, (DirDeletedEvent, DirMovedEvent)):
             self.ended = True
-        for path in filter(None, paths):
-            rel = os.path.relpath(path, self.root)
-            if self.session is not None and rel != "." and not rel.startswith(".."):
-                self.session.record(rel)
+        try:
+            for path in filter(None, paths):
+                rel = os.path.relpath(path, self.root)
+                if self.session is not None and rel != "." and not rel.startswith(".."):
+                    self.session.record(rel)
+        except Exception as exc:  # noqa: BLE001 - a full disk: steps walk, watching goes on
+            log.warning("cannot journal %s (%s); snapshot steps walk it", self.root, exc)
+            self.end_journal()
         self.events += 1  # after the journal: a count moves only once its paths are written
+
+    def end_journal(self) -> None:
+        """No step trusts this journal any more (its folder and lock are gone)."""
+        session, self.session = self.session, None
+        if session is not None:
+            session.close()
 
     def trusted(self, now: float) -> bool:
         return (
@@ -102,17 +112,19 @@ _watches: dict[str, _Watch | None] = {}  # None: cannot be watched, walked every
 def watched_signature(root: str, walk: Callable[[], FolderListing]) -> str:
     """The folder's signature: the last walk's while its watcher saw nothing, that and the
     watcher's event count after it saw something, else the digest of a new `walk()`."""
-    watch = _watches.get(root)
     now = time.monotonic()
-    if watch is not None and (watch.ended or not _same_folder(watch)):
-        _forget(root)  # a new folder at this path: watched anew after its walk
+    if _observer is not None and not _observer.is_alive():
+        stop_watching()  # its thread died: nothing is seen, no journal may be trusted
+    watch = _watches.get(root)
+    if watch is not None and (watch.ended or not _same_folder(watch) or not _emitting(watch)):
+        _forget(root)  # a new folder at this path, or its watcher stopped: watched anew
         watch = None
     if watch is not None and watch.trusted(now):
         if watch.events == watch.seen:
             return watch.digest
         return f"{watch.digest}+{watch.id}:{watch.events}"
     before = (watch.events, watch.overflows) if watch is not None else (0, 0)  # none is missed
-    generation = watch.session.begin() if watch is not None and watch.session else None
+    generation = _begin(watch)
     walked_at = time.time()
     listing = walk()
     digest = listing.digest()
@@ -127,6 +139,18 @@ def watched_signature(root: str, walk: Callable[[], FolderListing]) -> str:
     return digest
 
 
+def _begin(watch: _Watch | None) -> int | None:
+    """A new journal generation for the walk about to begin (None: no journal)."""
+    if watch is None or watch.session is None:
+        return None
+    try:
+        return watch.session.begin()
+    except OSError as exc:
+        log.warning("cannot journal %s (%s); snapshot steps walk it", watch.root, exc)
+        watch.end_journal()
+        return None
+
+
 def _same_folder(watch: _Watch) -> bool:
     try:
         info = os.stat(watch.root)
@@ -135,11 +159,23 @@ def _same_folder(watch: _Watch) -> bool:
     return (info.st_dev, info.st_ino) == watch.identity
 
 
+def _emitting(watch: _Watch) -> bool:
+    """Is the thread reading this folder's events still running?"""
+    observer = _observer
+    if observer is None:
+        return False
+    return any(e.watch == watch.scheduled and e.is_alive() for e in list(observer.emitters))
+
+
 def _publish(watch: _Watch, generation: int, listing: FolderListing, walked_at: float) -> None:
+    session = watch.session
+    if session is None:  # dropped while the folder was walked
+        return
     try:
-        watch.session.publish(generation, listing, walked_at)
+        session.publish(generation, listing, walked_at)
     except OSError as exc:  # a full disk: steps walk instead
         log.warning("cannot journal %s (%s); snapshot steps walk it", watch.root, exc)
+        watch.end_journal()
 
 
 def _start(root: str) -> _Watch | None:
@@ -208,8 +244,7 @@ def _forget(root: str) -> None:
                 _observer.unschedule(watch.scheduled)
             except KeyError:  # its emitter stopped when the folder went
                 pass
-    if watch.session is not None:
-        watch.session.close()
+    watch.end_journal()
 
 
 def stop_watching() -> None:
@@ -222,6 +257,6 @@ def stop_watching() -> None:
             _observer.join(timeout=5)
         _observer = None
         for watch in _watches.values():
-            if watch is not None and watch.session is not None:
-                watch.session.close()
+            if watch is not None:
+                watch.end_journal()
         _watches.clear()
