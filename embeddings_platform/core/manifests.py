@@ -155,6 +155,7 @@ class Previous:
     ids: list[str]
     state: dict[str, Any] = field(default_factory=dict)  # what the source kind remembered
     settings: str = ""  # the settings it was read with (a partial read must not straddle two)
+    recorded: frozenset[str] = frozenset()  # every snapshot id the partition recorded so far
 
     @classmethod
     def load(cls, store: Store, source: str) -> "Previous | None":
@@ -164,7 +165,15 @@ class Previous:
         row = rows[-1]
         recorded = json.loads(row.get("state_json") or "{}")
         ids = chain(rows, row["snapshot_id"])
-        return cls(store, source, row, ids, recorded.get("kind", {}), recorded.get("settings", ""))
+        return cls(
+            store,
+            source,
+            row,
+            ids,
+            recorded.get("kind", {}),
+            recorded.get("settings", ""),
+            frozenset(r["snapshot_id"] for r in rows),
+        )
 
     @property
     def incremental(self) -> bool:

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass as dataclass_plain
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Iterator, NamedTuple, Protocol
+from typing import Annotated, Any, ClassVar, Iterable, Iterator, NamedTuple, Protocol
 
 from pydantic import BeforeValidator
 from pydantic.dataclasses import dataclass as settings
@@ -34,6 +34,10 @@ ConfigPath = Annotated[Path, BeforeValidator(resolve_path)]
 @settings(config=STRICT, kw_only=True)
 class SourceSettings(KnownKeys):
     """Settings every source kind takes; a kind adds its own fields and reads its documents."""
+
+    # Each entry is one document named after it (a file, a row): the last snapshot's documents
+    # of some entries are then found by doc id, in one lookup.
+    entry_is_doc_id: ClassVar[bool] = False
 
     name: str
     kind: str

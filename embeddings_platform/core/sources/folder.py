@@ -52,6 +52,7 @@ _FILE_TYPES = (
 @settings(config=STRICT, kw_only=True)
 class FolderSource(SourceSettings):
     kind: Literal["folder"] = "folder"
+    entry_is_doc_id = True
     path: ConfigPath
 
     def check(self) -> None:

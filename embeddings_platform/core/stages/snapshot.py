@@ -116,7 +116,7 @@ def plan_snapshot(
         before_rows = previous.documents("doc_id", None) if previous else None
         carried: list[dict] = []
     else:
-        before_rows = previous.documents("entry", touched)
+        before_rows = previous.documents("doc_id" if source.entry_is_doc_id else "entry", touched)
         retired = set(before_rows.column("doc_id").to_pylist())
         kept = previous.documents("doc_id", set(current) - retired)
         for doc_id in kept.column("doc_id").to_pylist():  # the copy already recorded stays
