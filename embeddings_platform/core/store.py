@@ -231,6 +231,17 @@ class Store:
         rows = self.read(self.table("snapshots"), where=col("source") == lit(source)).to_pylist()
         return max(rows, key=lambda r: r["created_at"]) if rows else None
 
+    def latest_snapshot_id(self, source: str) -> str | None:
+        """The newest snapshot's id alone (the sensor's tick: two columns, not every field)."""
+        if not self.has_table("snapshots"):
+            return None
+        rows = self.read(
+            self.table("snapshots"), ["snapshot_id", "created_at"], col("source") == lit(source)
+        )
+        if rows.num_rows == 0:
+            return None
+        return rows.sort_by([("created_at", "descending")]).column("snapshot_id")[0].as_py()
+
     def snapshot(self, source: str, snapshot_id: str) -> dict[str, Any] | None:
         if not self.has_table("snapshots"):
             return None

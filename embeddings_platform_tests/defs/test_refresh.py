@@ -221,6 +221,28 @@ def test_freshness_recheck_requests_only_the_partitions_past_their_window(tmp_pa
     ]
 
 
+def test_an_idle_tick_asks_the_event_log_nothing_until_a_recheck_is_due(built, monkeypatch):
+    instance, _ = built
+    asked = []
+    real = sensors.last_materialized
+    monkeypatch.setattr(sensors, "last_materialized", lambda *a: asked.append(a[1:]) or real(*a))
+    first, cursor = _tick(instance)
+    assert isinstance(first, SkipReason) and asked  # learnt when each partition last ran
+    asked.clear()
+    idle, cursor = _tick(instance, cursor)
+    assert isinstance(idle, SkipReason) and asked == []
+    # past the window, the remembered times make it ask again, and the re-checks come
+    remembered = json.loads(cursor)["materialized"].values()
+    window = timedelta(
+        hours=load_config(os.environ["EMBEDDINGS_PLATFORM_CONFIG"]).refresh.freshness_warn_hours
+    )
+    _FrozenClock.at = datetime.fromtimestamp(max(remembered), timezone.utc) + window
+    monkeypatch.setattr(sensors, "datetime", _FrozenClock)
+    due, _ = _tick(instance, cursor)
+    assert {r.job_name for r in _requests(due)} == {"recheck_source_job", "recheck_grid_job"}
+    assert ("source_snapshot", "notes") in asked
+
+
 def _data_version(instance, asset: str, partition: str) -> str:
     latest = AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition])
     records = instance.fetch_materializations(latest, limit=1).records

@@ -207,9 +207,6 @@ class PostgresSource(SourceSettings):
         with self._connect() as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            # a cursor is planned for its first rows by default: for the rows past a watermark
-            # that is a scan of the whole table in id order instead of the watermark's index
-            conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             if self.updated_at_column:  # first: the transaction's snapshot is taken here
                 mark = sql.Identifier(self.updated_at_column)
                 summary = sql.SQL(
@@ -226,6 +223,9 @@ class PostgresSource(SourceSettings):
             if previous is None or touched is None:
                 yield from self._fetch(conn, sql.SQL(""), [], read)
                 return
+            # a cursor is planned for its first rows by default: for the rows past a watermark
+            # that is a scan of the whole table in id order instead of the watermark's index
+            conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             again = sql.SQL(
                 "{mark} >= {wm} OR {mark} IS NULL OR {id} IS NULL OR {id}::text = ''"
             ).format(mark=mark, wm=sql.Placeholder(), id=sql.Identifier(self.id_column))
