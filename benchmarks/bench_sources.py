@@ -100,6 +100,64 @@ def change_folder(folder: Path, n: int, token: str) -> None:
         _file(folder, i).write_text(text(i, token))
 
 
+ICEBERG_TABLE = "docs.notes"
+
+
+def _iceberg_catalog(folder: Path) -> dict:
+    return {
+        "type": "sql",
+        "uri": f"sqlite:///{folder}/catalog.db",
+        "warehouse": f"file://{folder}/warehouse",
+    }
+
+
+def _iceberg_rows(ids: range, token: str = ""):
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "id": pa.array([f"d{i}" for i in ids], pa.string()),
+            "n": pa.array(list(ids), pa.int64()),
+            "text": pa.array([text(i, token) for i in ids], pa.string()),
+        }
+    )
+
+
+def make_iceberg(folder: Path, n: int) -> dict:
+    """A table of FILES appends (one data file each) in a SQL catalog on SQLite."""
+    from pyiceberg.catalog import load_catalog
+
+    if not (folder / "done").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "warehouse").mkdir(parents=True)
+        catalog = load_catalog("lake", **_iceberg_catalog(folder))
+        catalog.create_namespace("docs")
+        table = catalog.create_table(ICEBERG_TABLE, schema=_iceberg_rows(range(0)).schema)
+        for f in range(FILES):
+            table.append(_iceberg_rows(range(f * n // FILES, (f + 1) * n // FILES)))
+        (folder / "done").write_text(str(n))
+    return {
+        "name": "lake",
+        "kind": "iceberg",
+        "catalog": _iceberg_catalog(folder),
+        "catalog_name": "lake",
+        "table": ICEBERG_TABLE,
+        "id_column": "id",
+        "text_columns": ["text"],
+    }
+
+
+def change_iceberg(folder: Path, n: int, token: str) -> None:
+    """The rows of the first data file rewritten: one commit deletes them, one appends."""
+    from pyiceberg.catalog import load_catalog
+    from pyiceberg.expressions import LessThan
+
+    table = load_catalog("lake", **_iceberg_catalog(folder)).load_table(ICEBERG_TABLE)
+    table.overwrite(
+        _iceberg_rows(range(n // FILES), token), overwrite_filter=LessThan("n", n // FILES)
+    )
+
+
 def make_postgres(server, rows: int) -> dict:
     import psycopg
 
@@ -327,6 +385,12 @@ def run(args) -> dict:
         results["folder"] = measure(
             "folder", files, lambda t: change_folder(data / "files", n, t), args.runs
         )
+    if "iceberg" in only:
+        print("generating the Iceberg table", flush=True)
+        lake = make_iceberg(data / "iceberg", n)
+        results["iceberg"] = measure(
+            "iceberg", lake, lambda t: change_iceberg(data / "iceberg", n, t), args.runs
+        )
     if "postgres" in only:
         server = PgServer()
         server.start()
@@ -405,6 +469,7 @@ percent of it; they do not grow with the changed rows.
 _NAMES = {
     "parquet": "Parquet, 100 files",
     "folder": "folder, one file per document",
+    "iceberg": "Iceberg, 100 data files",
     "postgres": "PostgreSQL table",
 }
 

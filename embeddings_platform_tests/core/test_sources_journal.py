@@ -112,9 +112,22 @@ def _state_folder_not_private(monkeypatch, corpus):
     journal.state_root().chmod(0o777)
 
 
+def _journal_damaged(monkeypatch, corpus):
+    session = watch._watches[os.path.realpath(corpus)].session
+    with open(session.dir / f"journal-{session.published}", "ab") as damaged:
+        damaged.write(b"not json\n")
+
+
 @pytest.mark.parametrize(
     "break_trust",
-    [_too_old, _events_lost, _folder_replaced, _too_much_changed, _state_folder_not_private],
+    [
+        _too_old,
+        _events_lost,
+        _folder_replaced,
+        _too_much_changed,
+        _state_folder_not_private,
+        _journal_damaged,
+    ],
 )
 def test_an_untrusted_journal_makes_the_step_walk(watched, walks, monkeypatch, break_trust):
     cell, corpus = watched

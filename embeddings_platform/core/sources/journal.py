@@ -200,11 +200,14 @@ def _generation(session: Path, root: str, max_age: float):
         with pa.memory_map(str(session / f"listing-{gen}")) as source:
             table = pa.ipc.open_file(source).read_all()
         lines = (session / f"journal-{gen}").read_bytes().split(b"\n")[:-1]  # whole lines
+        rels = {json.loads(line) for line in lines if line != OVERFLOW}
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
         return None  # rotated away while read, or not written in full: not trusted
-    if OVERFLOW in lines or not _alive(session):  # alive after the journal was read
+    if OVERFLOW in lines or not table.schema.equals(LISTING) or not _alive(session):
+        return None  # alive after the journal was read: it missed nothing before that
+    if not all(isinstance(rel, str) for rel in rels):
         return None
-    return float(current["walked_at"]), table, {json.loads(line) for line in lines}
+    return float(current["walked_at"]), table, rels
 
 
 def journaled_listing(root: str, include_hidden: bool, max_age: float) -> FolderListing | None:
