@@ -118,6 +118,13 @@ def _journal_damaged(monkeypatch, corpus):
         damaged.write(b"not json\n")
 
 
+def _journal_names_a_path_outside(monkeypatch, corpus):
+    (corpus.parent / "secret.md").write_text("Not below the folder: never a document.")
+    session = watch._watches[os.path.realpath(corpus)].session
+    with open(session.dir / f"journal-{session.published}", "ab") as outside:
+        outside.write(b'"../secret.md"\n')
+
+
 @pytest.mark.parametrize(
     "break_trust",
     [
@@ -127,6 +134,7 @@ def _journal_damaged(monkeypatch, corpus):
         _too_much_changed,
         _state_folder_not_private,
         _journal_damaged,
+        _journal_names_a_path_outside,
     ],
 )
 def test_an_untrusted_journal_makes_the_step_walk(watched, walks, monkeypatch, break_trust):

@@ -205,8 +205,8 @@ def _generation(session: Path, root: str, max_age: float):
         return None  # rotated away while read, or not written in full: not trusted
     if OVERFLOW in lines or not table.schema.equals(LISTING) or not _alive(session):
         return None  # alive after the journal was read: it missed nothing before that
-    if not all(isinstance(rel, str) for rel in rels):
-        return None
+    if not all(isinstance(rel, str) and _relative(rel) for rel in rels):
+        return None  # only a path below the folder is ever journaled
     return float(current["walked_at"]), table, rels
 
 
@@ -269,6 +269,11 @@ def _apply(root: str, table: pa.Table, rels: set[str]) -> pa.Table | None:
             return None
         parts.append(walked)
     return pa.concat_tables(parts)
+
+
+def _relative(rel: str) -> bool:
+    parts = rel.split("/")
+    return "\0" not in rel and all(p not in ("", ".", "..") for p in parts)
 
 
 def _rel(key: str, raw: bytes | None) -> str:
