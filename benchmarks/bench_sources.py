@@ -1,22 +1,28 @@
 """Change detection that costs what changed: sensor ticks and snapshots of large sources (issue 17).
 
     nice -n 10 .venv/bin/python benchmarks/bench_sources.py          # 1,000,000 documents and a
-                                                                     # 100,000-row table: ~25 min
+                                                                     # 100,000-row table: ~40 min
     .venv/bin/python benchmarks/bench_sources.py --documents 20000 --rows 5000   # smoke: not saved
+    .venv/bin/python benchmarks/bench_sources.py --only postgres     # one source: not saved
 
-Three sources of short synthetic documents, generated under benchmarks/out/sources/ (gitignored):
-a Parquet folder of 100 files, a folder of one file per document (subfolders of 1,000), and a
-PostgreSQL table (a throwaway server on 127.0.0.1, Debian's postgresql package). For each:
+Four sources of short synthetic documents, generated under benchmarks/out/sources/ (gitignored):
+a Parquet folder of 100 files, a folder of one file per document (subfolders of 1,000), an
+Iceberg table of 100 data files (pyiceberg's SQL catalog on SQLite) and a PostgreSQL table (a
+throwaway server on 127.0.0.1, Debian's postgresql package). For each:
 
 - the full re-read, the baseline: what the sensor did on every tick before change detection by
   entry (read and hash every document: `source_fingerprint` without the store);
 - a sensor tick on the unchanged source: the kind's `signature()` (what the sensor compares),
   and the real `source_change_sensor` evaluated with `build_sensor_context` (steady state: its
-  cursor knows the listing; also its first tick, cursor empty, after a restart);
+  cursor knows the listing and the grid, materialized once as in a deployment; also its first
+  tick, cursor empty, after a restart);
 - after 1% of the documents change (one Parquet file rewritten; every 100th file of the folder
-  edited; every 100th row of the table updated): the snapshot step (`take_snapshot`, what a
-  snapshot run does) against a full snapshot of the same change (`full=True`, the previous
-  behaviour), each on its own copy of the store, both checked to give the same snapshot id.
+  edited; the rows of one Iceberg data file overwritten; every 100th row of the table updated):
+  the snapshot step (`take_snapshot`, what a snapshot run does) against a full snapshot of the
+  same change (`full=True`, the previous behaviour), each on its own copy of the store, both
+  checked to give the same snapshot id. The folder is watched by this process as by the
+  sensor's, so the step uses the watcher's journal; the benchmark waits until the watcher has
+  seen the edits (a tick comes every 30 s) and counts the walks the step made.
 
 Each figure is the min and median of --runs runs (default 3).
 """
@@ -429,6 +435,8 @@ def render(r: dict) -> str:
         f"{res[key]['sensor_first_tick_seconds']:.2f} | "
         f"{res[key]['sensor_tick_after_change']['median']:.2f} | "
         f"{res[key]['changed_documents']:,} | {max(res[key]['documents_read']):,} | "
+        f"{max(res[key].get('walks_in_step', [0]))} | "
+        f"{', '.join(f'{x:.1f}' for x in res[key].get('load_average', []))} | "
         f"{res[key]['first_snapshot_seconds']:.1f} |"
         for key, name in _NAMES.items()
         if key in res
@@ -449,8 +457,9 @@ the part of it that looks at the source (for the folder: watched, see below). Th
 snapshot is `take_snapshot(full=True)` on a copy of the store (what every snapshot did before).
 
 | source | signature unwatched (median) | first tick after a restart | tick after the change \
-| documents changed | documents read by the step | first snapshot |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+| documents changed | documents read by the step | walks in the step | load average (1 min) at \
+each step | first snapshot |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |
 {extra}
 
 Where the time goes when a target is missed. Folder: the listing is one `stat` per file (about

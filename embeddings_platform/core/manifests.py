@@ -73,16 +73,25 @@ def chain(rows: list[dict[str, Any]], snapshot_id: str) -> list[str]:
 
 
 def newest(rows: pa.Table, key: str, ids: list[str]) -> pa.Table:
-    """Each key's row from the newest snapshot of the chain that has one."""
+    """Each key's row from the newest snapshot of the chain that has one.
+
+    The first snapshot of a chain holds each key once (most of the rows: it is the full
+    manifest); only the few rows of the deltas on top are grouped, and the base's rows of the
+    keys they name are dropped."""
     if len(ids) <= 1 or rows.num_rows == 0:
         return rows
-    position = pc.index_in(rows.column("snapshot_id"), value_set=pa.array(ids))
-    rows = rows.append_column("_position", position)
-    latest = rows.group_by(key).aggregate([("_position", "max")])
-    joined = rows.join(
+    in_base = pc.equal(rows.column("snapshot_id"), pa.scalar(ids[0], pa.string()))
+    base, deltas = rows.filter(in_base), rows.filter(pc.invert(in_base))
+    if deltas.num_rows == 0:
+        return base
+    position = pc.index_in(deltas.column("snapshot_id"), value_set=pa.array(ids))
+    deltas = deltas.append_column("_position", position)
+    latest = deltas.group_by(key).aggregate([("_position", "max")])
+    deltas = deltas.join(
         latest, keys=[key, "_position"], right_keys=[key, "_position_max"], join_type="inner"
-    )
-    return joined.drop_columns(["_position"])
+    ).select(rows.column_names)
+    base = base.filter(pc.invert(pc.is_in(base.column(key), value_set=deltas.column(key))))
+    return pa.concat_tables([base, deltas])
 
 
 def _present(rows: pa.Table) -> pa.Table:

@@ -21,14 +21,12 @@ LISTING = pa.schema(
     [
         ("key", pa.string()),  # the path relative to the folder, as a doc id (clean_id)
         ("raw", pa.binary()),  # the path's bytes when they are not UTF-8 (else null)
-        ("size", pa.int64()),  # size, inode and times: null when it cannot be stat'ed
-        ("ino", pa.uint64()),
-        ("mtime", pa.int64()),
-        ("ctime", pa.int64()),
+        ("stamp", pa.string()),  # file_stamp; null for a folder that cannot be listed
         ("link", pa.bool_()),  # a symbolic link (stat'ed through, not followed into)
-        ("problem", pa.string()),  # a folder that cannot be listed (its stamp is None)
+        ("problem", pa.string()),  # a folder that cannot be listed
     ]
 )
+_STATS = (pa.int64(), pa.uint64(), pa.int64(), pa.int64())  # size, inode, mtime, ctime
 
 
 def clean_id(name: str) -> str:
@@ -122,18 +120,16 @@ class _Columns:
                 [os.fsencode(r) if c != r else None for r, c in zip(self.rels, cleaned)],
                 pa.binary(),
             )
-        stats = [
-            pa.array(column, kind)
-            for column, kind in zip(
-                (self.sizes, self.inodes, self.mtimes, self.ctimes), LISTING.types[2:6]
-            )
-        ]
+        columns = (self.sizes, self.inodes, self.mtimes, self.ctimes)
+        parts = [pc.cast(pa.array(c, kind), pa.string()) for c, kind in zip(columns, _STATS)]
+        stamps = pc.fill_null(pc.binary_join_element_wise(*parts, ":"), "gone")  # file_stamp
         problems = [None] * len(self.rels)
         for i, problem in self.problems.items():
             problems[i] = problem
+        problems = pa.array(problems, pa.string())
+        stamps = pc.if_else(pc.is_valid(problems), pa.scalar(None, pa.string()), stamps)
         return pa.Table.from_arrays(
-            [keys, raw, *stats, pa.array(self.links), pa.array(problems, pa.string())],
-            schema=LISTING,
+            [keys, raw, stamps, pa.array(self.links, pa.bool_()), problems], schema=LISTING
         )
 
 
@@ -216,11 +212,7 @@ class FolderListing:
 
     def stamps(self) -> pa.Array:
         """file_stamp of every entry in one Arrow array (None: a folder that cannot be listed)."""
-        columns = ("size", "ino", "mtime", "ctime")
-        parts = [pc.cast(self.table.column(c), pa.string()) for c in columns]
-        joined = pc.fill_null(pc.binary_join_element_wise(*parts, ":"), "gone")
-        problem = pc.is_valid(self.table.column("problem"))
-        return pc.if_else(problem, pa.scalar(None, pa.string()), joined).combine_chunks()
+        return self.table.column("stamp").combine_chunks()
 
     def digest(self) -> str:
         """One value for the whole listing (the folder's signature)."""
