@@ -87,6 +87,21 @@ def test_a_link_is_stat_ed_again_though_no_event_names_it(watched, walks, opened
     assert report.changed == 2 and report.snapshot_id == full_read_id(cell)
 
 
+def test_a_file_name_that_is_not_utf8_is_journaled_and_quarantined_as_a_walk_would(watched, walks):
+    cell, corpus = watched
+    name = os.path.join(os.fsencode(corpus / "a"), b"caf\xe9.md")
+    with open(name, "w") as handle:
+        handle.write("A note whose name is Latin-1.")
+    settle(corpus)
+    report = cell.snapshot()
+    assert walks == []
+    assert [q.reason for q in report.quarantined] == [
+        "bad file name: not valid UTF-8; rename the file"
+    ]
+    assert report.snapshot_id == full_read_id(cell)
+    assert cell.source.signature()  # a digest, though a name is not UTF-8
+
+
 def _too_old(monkeypatch, corpus):
     monkeypatch.setattr(watch, "MAX_AGE_SECONDS", 0.0)
 
