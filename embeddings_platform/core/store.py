@@ -192,6 +192,12 @@ class Store:
             )
         )
 
+    def append(self, table, rows: pa.Table) -> None:
+        """Rows whose keys are new by construction (they hold their write's time): no merge,
+        whose join scans the whole table's keys."""
+        if rows.num_rows:
+            retry_on_conflict(lambda: table.add(rows))
+
     def update_columns(
         self, table, rows: list[dict], columns: dict[str, pa.DataType], key: str = "chunk_id"
     ) -> None:

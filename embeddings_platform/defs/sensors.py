@@ -131,9 +131,13 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
     for key in sources:  # a sharded source is compared shard by shard: a change runs one shard
         try:  # an unchanged file listing needs no read: an idle tick does not read the corpus
             listing = listing_signature(config.source(key))
-            latest = store.latest_snapshot_id(key)
+            known = known_fingerprint(key, listing, cursor)
+            settled = known is not None and known == cursor.fingerprints.get(key)
+            # settled: this content was requested or found recorded: no change, whatever the
+            # store says now (so it is not asked)
+            latest = None if settled else store.latest_snapshot_id(key)
             # Never snapshotted: its first run reads it all; the tick (cut at 60 s) does not.
-            fingerprint = known_fingerprint(key, listing, cursor) or (
+            fingerprint = known or (
                 source_fingerprint(config.source(key), config.documents, store)
                 if latest
                 else f"first:{listing}"
@@ -143,7 +147,9 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
             continue
         if listing is not None:
             cursor.listings[key] = [listing, fingerprint]
-        if changed(key, fingerprint, cursor, latest):
+        if latest is not None and fingerprint == latest:
+            cursor.fingerprints[key] = fingerprint  # recorded: settled from the next tick on
+        if not settled and changed(key, fingerprint, cursor, latest):
             cursor.fingerprints[key] = fingerprint
             # The cursor keeps a change from being requested twice. A run key of the content
             # alone would make the daemon drop an edit that returns to earlier content (edit,

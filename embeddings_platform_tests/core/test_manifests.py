@@ -100,14 +100,14 @@ def test_a_chain_is_cut_after_max_chain_deltas(cell, monkeypatch):
 def test_a_snapshot_killed_before_its_row_is_written_again_without_duplicates(cell, monkeypatch):
     cell.snapshot()
     _write(cell, "n5.md", "Note 5, now about ferries.")
-    real = store_module.Store.upsert
+    real = store_module.Store.append
 
-    def dies_at_the_snapshot_row(self, table, rows, key):
-        if key == "snapshot_key":
+    def dies_at_the_snapshot_row(self, table, rows):
+        if table.name == "snapshots":
             raise KeyboardInterrupt("killed")
-        return real(self, table, rows, key)
+        return real(self, table, rows)
 
-    monkeypatch.setattr(store_module.Store, "upsert", dies_at_the_snapshot_row)
+    monkeypatch.setattr(store_module.Store, "append", dies_at_the_snapshot_row)
     with pytest.raises(KeyboardInterrupt):
         cell.snapshot()
     monkeypatch.undo()

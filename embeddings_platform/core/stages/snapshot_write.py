@@ -72,11 +72,11 @@ def write_snapshot(store: Store, source: str, plan: "Plan", run_id: str) -> None
         "chain_length": int(previous.get("chain_length") or 0) + 1 if as_delta else 0,
         "delta_rows": delta_rows if as_delta else 0,
     }
-    # The snapshot row is written last: it is what makes the snapshot visible.
-    store.upsert(
+    # The snapshot row is written last: it is what makes the snapshot visible. Its key holds
+    # this write's time, so it is new: appended, not merged.
+    store.append(
         store.table("snapshots", SNAPSHOTS, "snapshot_key"),
         pa.Table.from_pylist([row], schema=SNAPSHOTS),
-        "snapshot_key",
     )
 
 
