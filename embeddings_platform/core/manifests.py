@@ -228,6 +228,25 @@ class Previous:
             return manifest(self.store, self.source, self.row["snapshot_id"])
         return documents_where(self.store, self.source, self.ids, column, values)
 
+    def stamps_of(self, entries: set[str]) -> dict[str, str]:
+        """The recorded stamps of these entries (the ones gone or never recorded are absent)."""
+        if not entries:
+            return {}
+        where = None if len(entries) > _SELECTIVE else one_of("entry", entries)
+        rows = _read(
+            self.store, "snapshot_entries", self.source, self.ids, ["entry", "stamp"], where
+        )
+        if rows is None:
+            return {}
+        rows = newest(rows, "entry", self.ids)
+        rows = rows.filter(
+            pc.and_(
+                pc.is_valid(rows.column("stamp")),
+                pc.is_in(rows.column("entry"), value_set=pa.array(sorted(entries), pa.string())),
+            )
+        )
+        return dict(zip(rows.column("entry").to_pylist(), rows.column("stamp").to_pylist()))
+
     def entries(self) -> pa.Table:
         """Every entry's newest stamp row (entry, stamp; stamp None when gone)."""
         rows = _read(self.store, "snapshot_entries", self.source, self.ids, ["entry", "stamp"])

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from embeddings_platform.core import manifests
 from embeddings_platform.core.refresh import source_fingerprint
-from embeddings_platform.core.sources import journal, watch
+from embeddings_platform.core.sources import journal, journaled, watch
 
 from .sources_shared import Cell, until, write_files
 
@@ -78,6 +79,74 @@ def test_a_step_stats_only_what_the_watcher_saw_and_records_what_a_walk_would(
     assert report.snapshot_id == full_read_id(cell)  # what a walk and a full read give
 
 
+@pytest.fixture
+def listed_in_full(monkeypatch) -> list[int]:
+    """Every time a step compared the whole folder with the last snapshot (all its entries)."""
+    calls: list[int] = []
+    real = manifests.Previous.entries
+
+    def counting(self):
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(manifests.Previous, "entries", counting)
+    return calls
+
+
+def test_a_step_on_the_same_walk_compares_only_what_was_journaled(
+    watched, walks, opened, listed_in_full
+):
+    cell, corpus = watched
+    (corpus / "c" / "0.md").write_text("Note c0, rewritten once.")
+    settle(corpus)
+    cell.snapshot()  # the first on this walk compares the whole folder, no walk
+    assert walks == [] and listed_in_full == [1]
+    opened.clear(), listed_in_full.clear()
+    (corpus / "c" / "1.md").write_text("Note c1, rewritten about a storm at sea.")
+    (corpus / "b" / "0.md").unlink()
+    write_files(corpus, {"d/1.md": "A note in a new folder.", "a/new.md": "A new note."})
+    (corpus / "c" / "2.md").write_text("Note c2, the target of a link, rewritten.")
+    settle(corpus)
+    report = cell.snapshot()
+    assert walks == [] and listed_in_full == []  # only the journaled paths and links compared
+    assert sorted(opened) == ["a/link.md", "a/new.md", "c/1.md", "c/2.md", "d/1.md"]
+    assert (report.added, report.changed, report.removed) == (2, 3, 1)
+    assert report.snapshot_id == full_read_id(cell)
+    opened.clear()
+    settle(corpus)
+    assert not cell.snapshot().is_new and opened == []  # journaled, compared, unchanged
+
+
+def test_an_edit_before_the_walk_the_journal_starts_from_is_found(tmp_path, walks, opened):
+    """The last snapshot was not built on this walk: what changed before it began is in no
+    journal, so the step compares the whole folder (and then builds on the walk)."""
+    corpus = tmp_path / "corpus"
+    write_files(corpus, FILES)
+    cell = Cell(tmp_path, {"name": "notes", "kind": "folder", "path": str(corpus)})
+    cell.snapshot()
+    (corpus / "a" / "1.md").write_text("Note a1, edited while nothing watched.")
+    cell.source.signature(), cell.source.signature()  # watched, then walked under watch
+    walks.clear(), opened.clear()
+    report = cell.snapshot()
+    assert walks == [] and opened == ["a/1.md"] and report.changed == 1
+    assert report.snapshot_id == full_read_id(cell)
+
+
+def test_a_folder_gone_since_the_walk_makes_the_step_compare_the_whole_folder(
+    watched, walks, listed_in_full
+):
+    cell, corpus = watched
+    (corpus / "c" / "0.md").write_text("Note c0, rewritten once.")
+    settle(corpus)
+    cell.snapshot()
+    listed_in_full.clear()
+    (corpus / "b").rename(corpus.with_name("b-out"))  # one event names the folder, none its files
+    settle(corpus)
+    report = cell.snapshot()
+    assert walks == [] and listed_in_full == [1] and report.removed == 4
+    assert report.snapshot_id == full_read_id(cell)
+
+
 def test_a_link_is_stat_ed_again_though_no_event_names_it(watched, walks, opened):
     cell, corpus = watched
     (corpus / "c" / "2.md").write_text("Note c2, now about the harbour master.")
@@ -118,7 +187,7 @@ def _folder_replaced(monkeypatch, corpus):
 
 
 def _too_much_changed(monkeypatch, corpus):
-    monkeypatch.setattr(journal, "MIN_TRUSTED_PATHS", 0)  # a quarter of 13 entries: 3 paths
+    monkeypatch.setattr(journaled, "MIN_TRUSTED_PATHS", 0)  # a quarter of 13 entries: 3 paths
     for n in range(4):
         (corpus / "b" / f"{n}.md").write_text(f"Note b{n}, all rewritten.")
 

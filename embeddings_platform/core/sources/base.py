@@ -139,6 +139,8 @@ class PreviousRead(Protocol):
 
     def entries(self) -> Any: ...  # Arrow: entry, stamp (None: gone), for large listings
 
+    def stamps_of(self, entries: set[str]) -> dict[str, str]: ...  # only these (O(entries))
+
     def keys(self) -> Any: ...  # Arrow: the doc ids and quarantined entries it recorded
 
     def known(self, keys: set[str]) -> set[str]: ...  # which of these it recorded

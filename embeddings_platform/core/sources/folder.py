@@ -24,7 +24,7 @@ from pydantic.dataclasses import dataclass as settings
 from ..registry import STRICT, source_kind
 from ..settings import DocumentsConfig
 from ..sharding import parse_key
-from . import watch
+from . import journal, journaled, watch
 from .base import (
     OPEN_FLAGS,
     Changes,
@@ -36,7 +36,6 @@ from .base import (
     rejected,
     source_error,
 )
-from .journal import journaled_listing
 from .listing import FolderListing, Listed, stamps_digest
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
@@ -69,39 +68,56 @@ class FolderSource(SourceSettings):
         return self.changes(None, documents).documents
 
     def changes(self, previous: PreviousRead | None, documents: DocumentsConfig) -> Changes:
-        """The files whose stamp differs from the last snapshot's (all of them without one):
-        the listing is compared in Arrow, so only the files that moved become objects. After a
-        first snapshot the listing comes from the watcher's journal when it is trusted
-        (journal.py: only the paths that changed are stat'ed), else from a walk."""
+        """The files whose stamp differs from the last snapshot's (all of them without one),
+        compared in Arrow: only the files that moved become objects. After a first snapshot the
+        folder comes from the watcher's journal when it is trusted (journal.py), else from a
+        walk; a snapshot built on the same generation of the journal compares only the paths
+        journaled since (journaled.changes), the others are as that generation's walk found."""
         root = str(_folder_root(self))
-        listing = None
+        hidden = documents.include_hidden
+        generation = None
         if previous is not None:
-            listing = journaled_listing(root, documents.include_hidden, watch.MAX_AGE_SECONDS)
-        if listing is None:
-            listing = _listing(root, documents.include_hidden)
+            generation = journal.current_generation(root, watch.MAX_AGE_SECONDS)
+        if generation is not None and previous.state.get("journal") == generation.tag:
+            changed = journaled.changes(root, generation, hidden)
+            if changed is not None:
+                return self._changes_since(previous, *changed, generation.tag, documents)
+        listing = journaled.listing(root, generation, hidden) if generation else None
+        state = {"journal": generation.tag} if listing is not None else {}
+        listing = listing or _listing(root, hidden)
         own, keys, stamps = _own_entries(self, listing)
         if previous is None:
             order = pc.sort_indices(keys).to_numpy()
             chosen = zip(keys.take(order).to_pylist(), listing.entries(own[order]))
-            return Changes(
-                read_folder(self, chosen, documents),
-                None,
-                dict(zip(keys.to_pylist(), stamps.to_pylist())),
-            )
+            stamped = dict(zip(keys.to_pylist(), stamps.to_pylist()))
+            return Changes(read_folder(self, chosen, documents), None, stamped, state)
         before = previous.entries()
         before = before.filter(pc.is_valid(before.column("stamp"))).combine_chunks()
         entries, recorded = before.column("entry").combine_chunks(), before.column("stamp")
         at = pc.index_in(keys, value_set=entries)  # each file's row in the last snapshot
         same = pc.fill_null(pc.equal(recorded.combine_chunks().take(at), stamps), False)
-        moved = pc.indices_nonzero(pc.invert(same))
-        moved = moved.take(pc.sort_indices(keys.take(moved))).to_numpy()
+        moved = pc.indices_nonzero(pc.invert(same)).to_numpy()
         kept = np.zeros(len(entries), dtype=bool)
         kept[pc.drop_null(at).to_numpy()] = True
         gone = entries.filter(pa.array(~kept)).to_pylist()
+        return self._moved(listing, own, keys, stamps, moved, gone, state, documents)
+
+    def _changes_since(self, previous, listing, ended, tag, documents) -> Changes:
+        """Changes from the entries that may differ from the last snapshot's generation."""
+        own, keys, stamps = _own_entries(self, listing)
+        ended = {key for key in ended if self.holds(key)}
+        recorded = previous.stamps_of(set(keys.to_pylist()) | ended)
+        now = zip(keys.to_pylist(), stamps.to_pylist())
+        moved = np.array([i for i, (k, s) in enumerate(now) if recorded.get(k) != s], np.int64)
+        gone = sorted(key for key in ended if key in recorded)
+        return self._moved(listing, own, keys, stamps, moved, gone, {"journal": tag}, documents)
+
+    def _moved(self, listing, own, keys, stamps, moved, gone, state, documents) -> Changes:
+        moved = moved[pc.sort_indices(keys.take(moved)).to_numpy()] if len(moved) else moved
         moved_keys = keys.take(moved).to_pylist()
         touched = dict(zip(moved_keys, stamps.take(moved).to_pylist())) | dict.fromkeys(gone)
         chosen = zip(moved_keys, listing.entries(own[moved]))
-        return Changes(read_folder(self, chosen, documents), set(touched), touched)
+        return Changes(read_folder(self, chosen, documents), set(touched), touched, state)
 
     def signature(self) -> str | None:
         """The listing's stamps, hidden files included (a superset: no change is missed); a

@@ -35,16 +35,14 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .listing import LISTING, FolderListing, clean_id, list_folder, stat_entries
+from .listing import LISTING, FolderListing
 
 STATE_ENV = "EMBEDDINGS_WATCH_STATE"  # where journals live (default: a folder in the temp dir)
-MIN_TRUSTED_PATHS = 1000  # up to this many changed paths (or a quarter of the listing) are stat'ed
-MAX_FOLDER_CHANGES = 64  # more folders created or deleted than this: walk instead
 OVERFLOW = b"!"
 
 log = logging.getLogger(__name__)
@@ -187,8 +185,32 @@ def _remove_dead(state: Path) -> None:
             shutil.rmtree(session, ignore_errors=True)
 
 
-def _generation(session: Path, root: str, max_age: float):
-    """(walked_at, listing table, changed paths) of a session's current generation, or None."""
+@dataclass(frozen=True)
+class Generation:
+    """A trusted walk of a watched folder and the paths journaled since it began."""
+
+    tag: str  # "<session>:<generation>": a snapshot built on it says so (journaled.py)
+    walked_at: float
+    table: pa.Table  # the walk's listing (LISTING), hidden files included
+    rels: frozenset[str]
+
+
+def current_generation(root: str, max_age: float) -> Generation | None:
+    """The newest trusted generation of any process watching the folder; None: walk."""
+    state = _folder_state(root)
+    if state is None or not state.is_dir():
+        return None
+    found = [
+        generation
+        for session in state.iterdir()
+        if not session.name.startswith(".")
+        and (generation := _generation(session, root, max_age)) is not None
+    ]
+    return max(found, key=lambda g: g.walked_at) if found else None
+
+
+def _generation(session: Path, root: str, max_age: float) -> Generation | None:
+    """A session's current generation, if it is trusted (module docstring)."""
     try:
         current = json.loads((session / "current").read_bytes())
         gen = int(current["generation"])
@@ -207,96 +229,9 @@ def _generation(session: Path, root: str, max_age: float):
         return None  # alive after the journal was read: it missed nothing before that
     if not all(isinstance(rel, str) and _relative(rel) for rel in rels):
         return None  # only a path below the folder is ever journaled
-    return float(current["walked_at"]), table, rels
-
-
-def journaled_listing(root: str, include_hidden: bool, max_age: float) -> FolderListing | None:
-    """The folder as a walk would list it now, from the newest trusted journal; None: walk."""
-    state = _folder_state(root)
-    if state is None or not state.is_dir():
-        return None
-    found = []
-    for session in state.iterdir():
-        if not session.name.startswith("."):
-            generation = _generation(session, root, max_age)
-            if generation is not None:
-                found.append(generation)
-    if not found:
-        return None
-    _, table, rels = max(found, key=lambda g: g[0])
-    table = _apply(root, table, rels)
-    if table is None:
-        return None
-    if not include_hidden:
-        table = table.filter(pc.invert(pc.match_substring_regex(table["key"], r"(^|/)\.")))
-    return FolderListing(root, table)
-
-
-def _apply(root: str, table: pa.Table, rels: set[str]) -> pa.Table | None:
-    """The walk's listing with the changed paths stat'ed again; None when a walk is cheaper or
-    the walk itself could not list a folder. Each path is taken as it is now: a file is stat'ed,
-    a folder walked, a path gone dropped with everything the walk found below it."""
-    if pc.any(pc.is_valid(table["problem"])).as_py():
-        return None
-    links = table.filter(pc.fill_null(table["link"], False))
-    rels = rels | {_rel(k, r) for k, r in zip(links["key"].to_pylist(), links["raw"].to_pylist())}
-    if len(rels) > max(MIN_TRUSTED_PATHS, table.num_rows // 4):
-        return None
-    entries, folders, gone = [], [], []
-    for rel in rels:
-        try:
-            mode = os.lstat(os.path.join(root, rel)).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            gone.append(rel)
-            continue
-        except OSError:
-            return None
-        (folders if stat.S_ISDIR(mode) else entries).append(rel)
-    folders = _outermost(folders)
-    entries = [r for r in entries if not _below(r, set(folders))]
-    keys = table["key"]
-    dropped = pc.is_in(keys, value_set=pa.array([clean_id(r) for r in rels], pa.string()))
-    listed = _folders_of(keys) if folders or gone else set()
-    prefixes = _outermost([clean_id(r) for r in folders + gone if clean_id(r) in listed])
-    if len(prefixes) > MAX_FOLDER_CHANGES:
-        return None
-    for prefix in prefixes:
-        dropped = pc.or_(dropped, pc.starts_with(keys, prefix + "/"))
-    parts = [table.filter(pc.invert(dropped)), stat_entries(root, entries)]
-    for folder in folders:  # created, moved in, or replaced: walked as a whole
-        walked, unreadable = list_folder(root, True, folder)
-        if unreadable:
-            return None
-        parts.append(walked)
-    return pa.concat_tables(parts)
+    return Generation(f"{session.name}:{gen}", float(current["walked_at"]), table, frozenset(rels))
 
 
 def _relative(rel: str) -> bool:
     parts = rel.split("/")
     return "\0" not in rel and all(p not in ("", ".", "..") for p in parts)
-
-
-def _rel(key: str, raw: bytes | None) -> str:
-    return os.fsdecode(raw) if raw is not None else key
-
-
-def _below(rel: str, folders: set[str]) -> bool:
-    parts = rel.split("/")
-    return any("/".join(parts[:i]) in folders for i in range(1, len(parts)))
-
-
-def _outermost(rels: list[str]) -> list[str]:
-    """The paths not below another one of them."""
-    chosen = set(rels)
-    return sorted(r for r in chosen if not _below(r, chosen))
-
-
-def _folders_of(keys: pa.ChunkedArray) -> set[str]:
-    """Every folder the listing holds something below (a deleted file holds nothing)."""
-    parents = pc.unique(pc.replace_substring_regex(keys, r"(^|/)[^/]*$", "")).to_pylist()
-    folders: set[str] = set()
-    for parent in parents:
-        while parent and parent not in folders:
-            folders.add(parent)
-            parent = parent.rpartition("/")[0]
-    return folders
