@@ -5,7 +5,8 @@ files (a path's hash decides). Every read is bounded; links are followed only
 inside the folder; hidden files and folders are skipped unless `documents.include_hidden`.
 Each file is an entry stamped with its size, inode and times (one stat, no open): the sensor
 digests the listing (a large folder is watched between ticks instead, watch.py), and a snapshot
-reads again only the files whose stamp moved.
+reads again only the files whose stamp moved, taking the stamps from the watcher's journal when
+it can trust it (journal.py, journaled.py) instead of a walk.
 """
 
 from __future__ import annotations

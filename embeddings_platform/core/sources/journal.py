@@ -101,8 +101,6 @@ class Session:
         self._written: dict[int, set[str]] = {}
         self.generation = 0  # the newest begun
         self.published = 0  # the newest whose listing is saved
-        self.lines = 0  # distinct paths in the published generation's journal
-        self.overflowed = False
 
     def begin(self) -> int:
         """A new generation, before its walk begins: events from here on are in its journal."""
@@ -124,29 +122,28 @@ class Session:
                 if rel not in self._written[gen]:
                     self._written[gen].add(rel)
                     os.write(fd, line)
-            self.lines = len(self._written.get(self.published, ()))
 
     def overflow(self) -> None:
         """Events were lost: no open generation is trusted; the next signature walks."""
         with self._mutex:
-            self.overflowed = True
             for fd in self._open.values():
                 os.write(fd, OVERFLOW + b"\n")
 
-    def publish(self, gen: int, listing: FolderListing, walked_at: float) -> None:
-        """The walk of `gen` is done: its listing is what a step starts from; older ones go."""
+    def publish(
+        self, gen: int, listing: FolderListing, walked_at: float, watched: tuple[int, int]
+    ) -> None:
+        """The walk of `gen` is done: its listing is what a step starts from; older ones go.
+        `watched`: the device and inode of the folder the events come from."""
         sink = pa.BufferOutputStream()
         with pa.ipc.new_file(sink, LISTING) as writer:
             writer.write_table(listing.table)
         _write_atomic(self.dir / f"listing-{gen}", sink.getvalue().to_pybytes())
-        root = os.stat(self.root)
-        current = {"generation": gen, "walked_at": walked_at, "root": [root.st_dev, root.st_ino]}
+        current = {"generation": gen, "walked_at": walked_at, "root": list(watched)}
         with self._mutex:
             if gen != self.generation:  # another walk began meanwhile: it publishes instead
                 return
             _write_atomic(self.dir / "current", json.dumps(current).encode())
-            self.published, self.overflowed = gen, False
-            self.lines = len(self._written[gen])
+            self.published = gen
             for old in [g for g in self._open if g < gen]:
                 self._close(old)
 

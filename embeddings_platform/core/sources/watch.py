@@ -172,7 +172,7 @@ def _publish(watch: _Watch, generation: int, listing: FolderListing, walked_at: 
     if session is None:  # dropped while the folder was walked
         return
     try:
-        session.publish(generation, listing, walked_at)
+        session.publish(generation, listing, walked_at, watch.identity)
     except OSError as exc:  # a full disk: steps walk instead
         log.warning("cannot journal %s (%s); snapshot steps walk it", watch.root, exc)
         watch.end_journal()
