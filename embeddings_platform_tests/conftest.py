@@ -8,6 +8,7 @@ import pytest
 
 from embeddings_platform.core.config import load_config
 from embeddings_platform.core.models import HashingEmbedder
+from embeddings_platform.core.sources import journal
 from embeddings_platform.core.store import Store
 from embeddings_platform.defs import resources
 from embeddings_platform.testing import DOCS, write_config, write_corpus
@@ -18,6 +19,8 @@ def _isolated_environment(monkeypatch, tmp_path_factory):
     """Each test gets its own Dagster home and embedder cache, whatever the shell exported."""
     monkeypatch.delenv("EMBEDDINGS_PLATFORM_STORAGE_URI", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
+    # folder watchers' journals (core/sources/journal.py): never another test's or process's
+    monkeypatch.setenv(journal.STATE_ENV, str(tmp_path_factory.mktemp("watch") / "state"))
     resources.clear_embedder_cache()
     yield
     resources.clear_embedder_cache()

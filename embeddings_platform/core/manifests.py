@@ -73,16 +73,25 @@ def chain(rows: list[dict[str, Any]], snapshot_id: str) -> list[str]:
 
 
 def newest(rows: pa.Table, key: str, ids: list[str]) -> pa.Table:
-    """Each key's row from the newest snapshot of the chain that has one."""
+    """Each key's row from the newest snapshot of the chain that has one.
+
+    The first snapshot of a chain holds each key once (most of the rows: it is the full
+    manifest); only the few rows of the deltas on top are grouped, and the base's rows of the
+    keys they name are dropped."""
     if len(ids) <= 1 or rows.num_rows == 0:
         return rows
-    position = pc.index_in(rows.column("snapshot_id"), value_set=pa.array(ids))
-    rows = rows.append_column("_position", position)
-    latest = rows.group_by(key).aggregate([("_position", "max")])
-    joined = rows.join(
+    in_base = pc.equal(rows.column("snapshot_id"), pa.scalar(ids[0], pa.string()))
+    base, deltas = rows.filter(in_base), rows.filter(pc.invert(in_base))
+    if deltas.num_rows == 0:
+        return base
+    position = pc.index_in(deltas.column("snapshot_id"), value_set=pa.array(ids))
+    deltas = deltas.append_column("_position", position)
+    latest = deltas.group_by(key).aggregate([("_position", "max")])
+    deltas = deltas.join(
         latest, keys=[key, "_position"], right_keys=[key, "_position_max"], join_type="inner"
-    )
-    return joined.drop_columns(["_position"])
+    ).select(rows.column_names)
+    base = base.filter(pc.invert(pc.is_in(base.column(key), value_set=deltas.column(key))))
+    return pa.concat_tables([base, deltas])
 
 
 def _present(rows: pa.Table) -> pa.Table:
@@ -155,6 +164,7 @@ class Previous:
     ids: list[str]
     state: dict[str, Any] = field(default_factory=dict)  # what the source kind remembered
     settings: str = ""  # the settings it was read with (a partial read must not straddle two)
+    recorded: frozenset[str] = frozenset()  # every snapshot id the partition recorded so far
 
     @classmethod
     def load(cls, store: Store, source: str) -> "Previous | None":
@@ -164,7 +174,15 @@ class Previous:
         row = rows[-1]
         recorded = json.loads(row.get("state_json") or "{}")
         ids = chain(rows, row["snapshot_id"])
-        return cls(store, source, row, ids, recorded.get("kind", {}), recorded.get("settings", ""))
+        return cls(
+            store,
+            source,
+            row,
+            ids,
+            recorded.get("kind", {}),
+            recorded.get("settings", ""),
+            frozenset(r["snapshot_id"] for r in rows),
+        )
 
     @property
     def incremental(self) -> bool:
@@ -209,6 +227,25 @@ class Previous:
         if values is None:
             return manifest(self.store, self.source, self.row["snapshot_id"])
         return documents_where(self.store, self.source, self.ids, column, values)
+
+    def stamps_of(self, entries: set[str]) -> dict[str, str]:
+        """The recorded stamps of these entries (the ones gone or never recorded are absent)."""
+        if not entries:
+            return {}
+        where = None if len(entries) > _SELECTIVE else one_of("entry", entries)
+        rows = _read(
+            self.store, "snapshot_entries", self.source, self.ids, ["entry", "stamp"], where
+        )
+        if rows is None:
+            return {}
+        rows = newest(rows, "entry", self.ids)
+        rows = rows.filter(
+            pc.and_(
+                pc.is_valid(rows.column("stamp")),
+                pc.is_in(rows.column("entry"), value_set=pa.array(sorted(entries), pa.string())),
+            )
+        )
+        return dict(zip(rows.column("entry").to_pylist(), rows.column("stamp").to_pylist()))
 
     def entries(self) -> pa.Table:
         """Every entry's newest stamp row (entry, stamp; stamp None when gone)."""

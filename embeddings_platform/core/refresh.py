@@ -48,6 +48,10 @@ class RefreshCursor:
     fingerprints: dict[str, str] = field(default_factory=dict)
     unbuilt: set[str] = field(default_factory=set)
     listings: dict[str, list[str]] = field(default_factory=dict)  # source -> [listing, fingerprint]
+    # what the instance's event log said: "asset:partition" -> when it last materialized (a
+    # re-check is not due before that plus the window; a grid partition built once is never a
+    # missed first build again): an idle tick asks the event log nothing
+    materialized: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: str | None) -> "RefreshCursor":
@@ -61,6 +65,7 @@ class RefreshCursor:
             dict(data.get("fingerprints", {})),
             set(data.get("unbuilt", [])),
             dict(data.get("listings", {})),
+            dict(data.get("materialized", {})),
         )
 
     def serialize(self) -> str:
@@ -69,6 +74,7 @@ class RefreshCursor:
                 "fingerprints": self.fingerprints,
                 "unbuilt": sorted(self.unbuilt),
                 "listings": self.listings,
+                "materialized": self.materialized,
             },
             sort_keys=True,
         )

@@ -201,6 +201,12 @@ class Store:
             )
         )
 
+    def append(self, table, rows: pa.Table) -> None:
+        """Rows whose keys are new by construction (they hold their write's time): no merge,
+        whose join scans the whole table's keys."""
+        if rows.num_rows:
+            retry_on_conflict(lambda: table.add(rows))
+
     def update_columns(
         self, table, rows: list[dict], columns: dict[str, pa.DataType], key: str = "chunk_id"
     ) -> None:
@@ -239,6 +245,17 @@ class Store:
             return None
         rows = self.read(self.table("snapshots"), where=col("source") == lit(source)).to_pylist()
         return max(rows, key=lambda r: r["created_at"]) if rows else None
+
+    def latest_snapshot_id(self, source: str) -> str | None:
+        """The newest snapshot's id alone (the sensor's tick: two columns, not every field)."""
+        if not self.has_table("snapshots"):
+            return None
+        rows = self.read(
+            self.table("snapshots"), ["snapshot_id", "created_at"], col("source") == lit(source)
+        )
+        if rows.num_rows == 0:
+            return None
+        return rows.sort_by([("created_at", "descending")]).column("snapshot_id")[0].as_py()
 
     def snapshot(self, source: str, snapshot_id: str) -> dict[str, Any] | None:
         if not self.has_table("snapshots"):

@@ -131,9 +131,13 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
     for key in sources:  # a sharded source is compared shard by shard: a change runs one shard
         try:  # an unchanged file listing needs no read: an idle tick does not read the corpus
             listing = listing_signature(config.source(key))
-            latest = store.latest_snapshot(key)
+            known = known_fingerprint(key, listing, cursor)
+            settled = known is not None and known == cursor.fingerprints.get(key)
+            # settled: this content was requested or found recorded: no change, whatever the
+            # store says now (so it is not asked)
+            latest = None if settled else store.latest_snapshot_id(key)
             # Never snapshotted: its first run reads it all; the tick (cut at 60 s) does not.
-            fingerprint = known_fingerprint(key, listing, cursor) or (
+            fingerprint = known or (
                 source_fingerprint(config.source(key), config.documents, store)
                 if latest
                 else f"first:{listing}"
@@ -143,7 +147,9 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
             continue
         if listing is not None:
             cursor.listings[key] = [listing, fingerprint]
-        if changed(key, fingerprint, cursor, latest["snapshot_id"] if latest else None):
+        if latest is not None and fingerprint == latest:
+            cursor.fingerprints[key] = fingerprint  # recorded: settled from the next tick on
+        if not settled and changed(key, fingerprint, cursor, latest):
             cursor.fingerprints[key] = fingerprint
             # The cursor keeps a change from being requested twice. A run key of the content
             # alone would make the daemon drop an edit that returns to earlier content (edit,
@@ -159,10 +165,14 @@ def source_change_sensor(context: SensorEvaluationContext, platform: PlatformRes
                 )
             )
             continue
-        runs.extend(_rechecks(instance, key, models, now, window))
-        runs.extend(_missed_first_builds(instance, key, models, cursor.unbuilt, unbuilt))
+        runs.extend(_rechecks(instance, key, models, now, window, cursor.materialized))
+        runs.extend(_missed_first_builds(instance, key, models, cursor, unbuilt))
     cursor.unbuilt = unbuilt
     cursor.listings = {k: v for k, v in cursor.listings.items() if k in sources}  # registered
+    grid = {str(grid_key(s, m)) for s in sources for m in models} | set(sources)
+    cursor.materialized = {
+        k: v for k, v in cursor.materialized.items() if k.partition(":")[2] in grid
+    }
     context.update_cursor(cursor.serialize())
     if not runs and not partition_requests:
         return SkipReason("no source changed and every partition is within its freshness window")
@@ -192,19 +202,39 @@ def _prepare(context: SensorEvaluationContext, config, now: datetime) -> list[Ru
 
 
 def _rechecks(
-    instance, source: str, models: list[str], now: datetime, window: timedelta
+    instance,
+    source: str,
+    models: list[str],
+    now: datetime,
+    window: timedelta,
+    seen: dict[str, float],
 ) -> list[RunRequest]:
     """Re-materialize only the partitions of `source` whose last run is older than the window.
 
     Narrower than AutomationCondition.freshness_failed(), which would select every partition
     of the asset; these runs find nothing changed, call no model, and trigger nothing below.
     A partition never built is no re-check: the automation builds it (`_missed_first_builds`).
+    `seen` remembers when each partition last materialized: a later run only moves its re-check
+    later, so none is due before that time plus the window and the event log is not asked.
     """
     bucket = int(now.timestamp() // window.total_seconds())
     tags = {TRIGGER: "freshness-recheck"}
     requests = []
-    if instance.has_dynamic_partition("source", source) and recheck_due(
-        last_materialized(instance, "source_snapshot", source), now, window
+
+    def quiet(asset: str, partition: str) -> bool:
+        ran = seen.get(f"{asset}:{partition}")
+        return ran is not None and now.timestamp() - ran < window.total_seconds()
+
+    def due(asset: str, partition: str) -> bool:
+        last = last_materialized(instance, asset, partition)
+        if last is not None:
+            seen[f"{asset}:{partition}"] = last.timestamp()
+        return recheck_due(last, now, window)
+
+    if (
+        not quiet("source_snapshot", source)
+        and instance.has_dynamic_partition("source", source)
+        and due("source_snapshot", source)
     ):
         requests.append(
             RunRequest(
@@ -215,10 +245,10 @@ def _rechecks(
             )
         )
     for model in models:
-        if not instance.has_dynamic_partition("model", model):
-            continue
         key = str(grid_key(source, model))
-        if recheck_due(last_materialized(instance, "serving_index", key), now, window):
+        if quiet("serving_index", key) or not instance.has_dynamic_partition("model", model):
+            continue
+        if due("serving_index", key):
             requests.append(
                 RunRequest(
                     job_name=recheck_grid_job.name,
@@ -231,29 +261,33 @@ def _rechecks(
 
 
 def _missed_first_builds(
-    instance, source: str, models: list[str], seen: set[str], unbuilt: set[str]
+    instance, source: str, models: list[str], cursor: RefreshCursor, unbuilt: set[str]
 ) -> list[RunRequest]:
     """First builds the automation did not start: it starts a partition that *becomes* missing,
     but not one that already was at its very first evaluation (a fresh install's first ticks).
 
     A grid partition whose chunks exist and that no run ever targeted is noted on one tick; still
     so on the next (the automation ticked in between), it gets a run tagged `initial-build`.
+    One the cursor saw built (`materialized`) is never a first build again: it is not looked up.
     """
-    if not instance.has_dynamic_partition("source", source):
+    keys = {model: str(grid_key(source, model)) for model in models}
+    built = {m for m, key in keys.items() if f"serving_index:{key}" in cursor.materialized}
+    if len(built) == len(models) or not instance.has_dynamic_partition("source", source):
         return []
     if last_materialized(instance, "chunks", source) is None:
         return []
     requests = []
-    for model in models:
-        key = str(grid_key(source, model))
+    for model in [m for m in models if m not in built]:
+        key = keys[model]
         if not instance.has_dynamic_partition("model", model):
             continue
-        if last_materialized(instance, "serving_index", key):
+        if ran := last_materialized(instance, "serving_index", key):
+            cursor.materialized[f"serving_index:{key}"] = ran.timestamp()
             continue
         if instance.get_latest_planned_materialization_info(AssetKey("embeddings"), key):
             continue  # a run took it (the automation's, or one still on its way)
         unbuilt.add(key)
-        if key in seen:
+        if key in cursor.unbuilt:
             requests.append(
                 RunRequest(
                     job_name=embed_job.name,

@@ -3,6 +3,7 @@ an orchestrator, the rows of the edit cycle, and a read counter."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
@@ -194,3 +195,15 @@ def iceberg_source(tmp_path, **settings) -> dict:
         "text_columns": ["body"],
         **settings,
     }
+
+
+def write_files(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+def until(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)

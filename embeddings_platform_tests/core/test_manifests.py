@@ -4,10 +4,11 @@ a snapshot killed before its snapshot row is written again without duplicates.""
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from embeddings_platform.core import store as store_module
-from embeddings_platform.core.manifests import snapshot_rows
+from embeddings_platform.core.manifests import newest, snapshot_rows
 from embeddings_platform.core.stages import snapshot_write
 from embeddings_platform.core.store import Store
 
@@ -32,6 +33,24 @@ def _write(cell: Cell, name: str, text: str) -> None:
 def _rows(cell: Cell, table: str, snapshot_id: str) -> int:
     rows = Store.read(cell.store.open_table(table), ["snapshot_id"]).column("snapshot_id")
     return rows.to_pylist().count(snapshot_id)
+
+
+def test_each_key_is_read_from_the_newest_snapshot_of_its_chain_that_has_it():
+    rows = pa.table(
+        {
+            "snapshot_id": ["s0", "s0", "s0", "s1", "s1", "s2", "s2"],
+            "doc_id": ["a", "b", "c", "b", "d", "b", "c"],
+            "version": [0, 0, 0, 1, 1, 2, 2],
+        }
+    )
+    read = newest(rows, "doc_id", ["s0", "s1", "s2"])
+    assert read.column_names == rows.column_names
+    assert sorted(zip(read["doc_id"].to_pylist(), read["version"].to_pylist())) == [
+        ("a", 0),
+        ("b", 2),
+        ("c", 2),
+        ("d", 1),
+    ]
 
 
 def test_a_delta_holds_only_what_changed_and_reads_back_whole(cell):
@@ -81,14 +100,14 @@ def test_a_chain_is_cut_after_max_chain_deltas(cell, monkeypatch):
 def test_a_snapshot_killed_before_its_row_is_written_again_without_duplicates(cell, monkeypatch):
     cell.snapshot()
     _write(cell, "n5.md", "Note 5, now about ferries.")
-    real = store_module.Store.upsert
+    real = store_module.Store.append
 
-    def dies_at_the_snapshot_row(self, table, rows, key):
-        if key == "snapshot_key":
+    def dies_at_the_snapshot_row(self, table, rows):
+        if table.name == "snapshots":
             raise KeyboardInterrupt("killed")
-        return real(self, table, rows, key)
+        return real(self, table, rows)
 
-    monkeypatch.setattr(store_module.Store, "upsert", dies_at_the_snapshot_row)
+    monkeypatch.setattr(store_module.Store, "append", dies_at_the_snapshot_row)
     with pytest.raises(KeyboardInterrupt):
         cell.snapshot()
     monkeypatch.undo()

@@ -4,8 +4,10 @@ deletions by key, bad rows are quarantined, a server that goes away loses nothin
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
+from embeddings_platform.core import manifests
 from embeddings_platform.core.config import ConfigError
 from embeddings_platform.core.documents import read_source
 from embeddings_platform.core.refresh import listing_signature, source_fingerprint
@@ -93,17 +95,68 @@ def test_a_snapshot_reads_rows_past_the_watermark_and_finds_deletions_by_key(
     assert cell.snapshot(full=True).snapshot_id == edit.snapshot_id
 
 
-def test_key_hashes_agree_with_the_server(pg):
-    import psycopg
-    from psycopg import sql
+@pytest.fixture
+def looked_up(monkeypatch) -> list[int]:
+    """How many keys the kind looked up in the last snapshot's manifest."""
+    calls: list[int] = []
+    real = manifests.Previous.known
 
-    keys = ["k001", "42", "ünïcode ключ 鍵", "a'quote"]
-    query = sql.SQL("SELECT {} FROM unnest(%s::text[]) AS k").format(
-        postgres._key_hash_sql(sql.Identifier("k"))
-    )
-    with psycopg.connect(pg.dsn) as conn:
-        server = [h for (h,) in conn.execute(query, [keys]).fetchall()]
-    assert server == [postgres.key_hash(k) for k in keys]
+    def counting(self, keys):
+        calls.append(len(keys))
+        return real(self, keys)
+
+    monkeypatch.setattr(manifests.Previous, "known", counting)
+    return calls
+
+
+def test_rows_edited_in_place_are_read_and_nothing_else_is_looked_up(
+    tmp_path, pg, pg_table, fetched, listed, looked_up
+):
+    many = {f"k{n:03d}": f"Note number {n} about gardens." for n in range(50)}
+    pg_write(pg, pg_table, many)
+    cell = Cell(tmp_path, postgres_source(pg_table))
+    cell.snapshot()
+    fetched.clear()
+    pg_write(pg, pg_table, {**many, "k010": "Edited in place.", "k020": "Edited too."})
+    edit = cell.snapshot()
+    assert sorted(fetched) == ["k010", "k020", "k049"]  # k049: at the last watermark
+    assert listed == [] and looked_up == []  # every key as recorded: one aggregate said so
+    assert edit.changed == 2 and edit.snapshot_id == source_fingerprint(cell.source)
+
+    fetched.clear()
+    pg_write(pg, pg_table, {**many, "k010": "Edited in place.", "k020": "Edited too.", "n": "New."})
+    insert = cell.snapshot()
+    assert sorted(fetched) == ["k020", "n"] and listed == []
+    assert looked_up == [2]  # the keys read, looked up: one is new
+    assert insert.added == 1 and insert.snapshot_id == source_fingerprint(cell.source)
+
+
+def test_the_signature_keeps_one_connection_and_replaces_one_the_server_dropped(
+    tmp_path, pg, pg_table, monkeypatch
+):
+    postgres.close_connections()
+    pg_write(pg, pg_table, ROWS)
+    source = Cell(tmp_path, postgres_source(pg_table)).source
+    opened = []
+    real = psycopg.connect
+    monkeypatch.setattr(psycopg, "connect", lambda *a, **k: opened.append(1) or real(*a, **k))
+    first = source.signature()
+    assert source.signature() == first and source.signature() == first and len(opened) == 1
+
+    (kept,) = postgres._kept.values()
+    pg.execute("SELECT pg_terminate_backend(%s)", (kept.info.backend_pid,))
+    opened.clear()
+    assert source.signature() == first and len(opened) == 1  # replaced once, same answer
+    pg.stop()
+    try:
+        with pytest.raises(SourceError) as error:
+            source.signature()
+    finally:
+        pg.start()
+    assert str(error.value).startswith("sources[crm].dsn_env: cannot connect to the server")
+    assert "s3cret" not in str(error.value) and "password=***" in str(error.value)
+    assert source.signature() == first
+    postgres.close_connections()
 
 
 def test_an_edit_that_keeps_the_watermark_is_found_by_a_full_read(tmp_path, pg, pg_table):

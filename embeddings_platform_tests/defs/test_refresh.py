@@ -33,7 +33,7 @@ from embeddings_platform.defs.runner import (
     run_sensor_requests,
 )
 from embeddings_platform.defs.sensors import last_materialized, source_change_sensor
-from embeddings_platform.testing import write_config, write_corpus
+from embeddings_platform.testing import DOCS, write_config, write_corpus
 
 
 def _query(embedder, text):
@@ -219,6 +219,37 @@ def test_freshness_recheck_requests_only_the_partitions_past_their_window(tmp_pa
         ("recheck_source_job", "a"),
         ("recheck_source_job", "b"),
     ]
+
+
+def test_an_idle_tick_asks_neither_the_event_log_nor_the_store_until_a_recheck_is_due(
+    built, corpus, monkeypatch
+):
+    instance, _ = built
+    asked, stored = [], []
+    real = sensors.last_materialized
+    monkeypatch.setattr(sensors, "last_materialized", lambda *a: asked.append(a[1:]) or real(*a))
+    latest = Store.latest_snapshot_id
+    monkeypatch.setattr(
+        Store, "latest_snapshot_id", lambda self, key: stored.append(key) or latest(self, key)
+    )
+    first, cursor = _tick(instance)
+    assert isinstance(first, SkipReason) and asked and stored == ["notes"]  # learnt both
+    asked.clear(), stored.clear()
+    idle, cursor = _tick(instance, cursor)
+    assert isinstance(idle, SkipReason) and asked == [] and stored == []
+    (corpus / "cats.md").write_text("Cats sleep sixteen hours a day.")  # a change is still seen
+    changed, _ = _tick(instance, cursor)
+    assert [r.partition_key for r in _requests(changed)] == ["notes"] and stored == ["notes"]
+    # past the window, the remembered times make it ask again, and the re-checks come
+    remembered = json.loads(cursor)["materialized"].values()
+    config = load_config(os.environ["EMBEDDINGS_PLATFORM_CONFIG"])
+    window = timedelta(hours=config.refresh.freshness_warn_hours)
+    _FrozenClock.at = datetime.fromtimestamp(max(remembered), timezone.utc) + window
+    monkeypatch.setattr(sensors, "datetime", _FrozenClock)
+    (corpus / "cats.md").write_text(DOCS["cats.md"])  # back as it was: unchanged again
+    due, _ = _tick(instance, cursor)
+    assert {r.job_name for r in _requests(due)} == {"recheck_source_job", "recheck_grid_job"}
+    assert ("source_snapshot", "notes") in asked
 
 
 def _data_version(instance, asset: str, partition: str) -> str:

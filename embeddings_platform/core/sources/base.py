@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass as dataclass_plain
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Iterator, NamedTuple, Protocol
+from typing import Annotated, Any, ClassVar, Iterable, Iterator, NamedTuple, Protocol
 
 from pydantic import BeforeValidator
 from pydantic.dataclasses import dataclass as settings
@@ -24,7 +24,7 @@ from pydantic.dataclasses import dataclass as settings
 from ..registry import STRICT, KnownKeys, PositiveInt, SourceError, resolve_path
 from ..settings import DocumentsConfig
 from ..sharding import owner, parse_key, shard_keys
-from .listing import listing_digest, walk
+from .listing import clean_id, listing_digest, walk  # noqa: F401 - clean_id: shared here
 
 # O_NONBLOCK: opening a FIFO that replaced a file after it was listed must not hang the read.
 OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -34,6 +34,10 @@ ConfigPath = Annotated[Path, BeforeValidator(resolve_path)]
 @settings(config=STRICT, kw_only=True)
 class SourceSettings(KnownKeys):
     """Settings every source kind takes; a kind adds its own fields and reads its documents."""
+
+    # Each entry is one document named after it (a file, a row): the last snapshot's documents
+    # of some entries are then found by doc id, in one lookup.
+    entry_is_doc_id: ClassVar[bool] = False
 
     name: str
     kind: str
@@ -135,6 +139,8 @@ class PreviousRead(Protocol):
 
     def entries(self) -> Any: ...  # Arrow: entry, stamp (None: gone), for large listings
 
+    def stamps_of(self, entries: set[str]) -> dict[str, str]: ...  # only these (O(entries))
+
     def keys(self) -> Any: ...  # Arrow: the doc ids and quarantined entries it recorded
 
     def known(self, keys: set[str]) -> set[str]: ...  # which of these it recorded
@@ -170,10 +176,3 @@ def rejected(doc_id: str, reason: str, sample: str = "", entry: str = "") -> Raw
 
 def source_error(source: SourceSettings, key: str, problem: str) -> SourceError:
     return SourceError(f"{source.where(key)}: {problem}")
-
-
-def clean_id(name: str) -> str:
-    """A file name that is not UTF-8 cannot be stored as an id: escape its bytes visibly."""
-    if name.isascii():
-        return name
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -5,7 +5,8 @@ files (a path's hash decides). Every read is bounded; links are followed only
 inside the folder; hidden files and folders are skipped unless `documents.include_hidden`.
 Each file is an entry stamped with its size, inode and times (one stat, no open): the sensor
 digests the listing (a large folder is watched between ticks instead, watch.py), and a snapshot
-reads again only the files whose stamp moved.
+reads again only the files whose stamp moved, taking the stamps from the watcher's journal when
+it can trust it (journal.py, journaled.py) instead of a walk.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic.dataclasses import dataclass as settings
 from ..registry import STRICT, source_kind
 from ..settings import DocumentsConfig
 from ..sharding import parse_key
+from . import journal, journaled, watch
 from .base import (
     OPEN_FLAGS,
     Changes,
@@ -32,12 +34,10 @@ from .base import (
     RawDocument,
     SourceSettings,
     Unusable,
-    clean_id,
     rejected,
     source_error,
 )
 from .listing import FolderListing, Listed, stamps_digest
-from .watch import watched_signature
 
 FOLDER_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
 _FILE_TYPES = (
@@ -52,6 +52,7 @@ _FILE_TYPES = (
 @settings(config=STRICT, kw_only=True)
 class FolderSource(SourceSettings):
     kind: Literal["folder"] = "folder"
+    entry_is_doc_id = True
     path: ConfigPath
 
     def check(self) -> None:
@@ -68,28 +69,56 @@ class FolderSource(SourceSettings):
         return self.changes(None, documents).documents
 
     def changes(self, previous: PreviousRead | None, documents: DocumentsConfig) -> Changes:
-        """The files whose stamp differs from the last snapshot's (all of them without one):
-        the listing is compared in Arrow, so only the files that moved become objects."""
-        listing = _listing(str(_folder_root(self)), documents.include_hidden)
+        """The files whose stamp differs from the last snapshot's (all of them without one),
+        compared in Arrow: only the files that moved become objects. After a first snapshot the
+        folder comes from the watcher's journal when it is trusted (journal.py), else from a
+        walk; a snapshot built on the same generation of the journal compares only the paths
+        journaled since (journaled.changes), the others are as that generation's walk found."""
+        root = str(_folder_root(self))
+        hidden = documents.include_hidden
+        generation = None
+        if previous is not None:
+            generation = journal.current_generation(root, watch.MAX_AGE_SECONDS)
+        if generation is not None and previous.state.get("journal") == generation.tag:
+            changed = journaled.changes(root, generation, hidden)
+            if changed is not None:
+                return self._changes_since(previous, *changed, generation.tag, documents)
+        listing = journaled.listing(root, generation, hidden) if generation else None
+        state = {"journal": generation.tag} if listing is not None else {}
+        listing = listing or _listing(root, hidden)
         own, keys, stamps = _own_entries(self, listing)
         if previous is None:
-            everything = sorted(range(len(keys)), key=keys.__getitem__)
-            chosen = ((keys[i], listing.entry(own[i])) for i in everything)
-            return Changes(
-                read_folder(self, chosen, documents), None, dict(zip(keys, stamps.to_pylist()))
-            )
+            order = pc.sort_indices(keys).to_numpy()
+            chosen = zip(keys.take(order).to_pylist(), listing.entries(own[order]))
+            stamped = dict(zip(keys.to_pylist(), stamps.to_pylist()))
+            return Changes(read_folder(self, chosen, documents), None, stamped, state)
         before = previous.entries()
         before = before.filter(pc.is_valid(before.column("stamp"))).combine_chunks()
         entries, recorded = before.column("entry").combine_chunks(), before.column("stamp")
-        names = pa.array(keys, pa.string())
-        now = pc.binary_join_element_wise(names, stamps, "\0")
-        was = pc.binary_join_element_wise(entries, recorded.combine_chunks(), "\0")
-        same = pc.fill_null(pc.is_in(now, value_set=was), False).to_numpy(zero_copy_only=False)
-        moved = sorted(np.flatnonzero(~same).tolist(), key=keys.__getitem__)
-        gone = entries.filter(pc.invert(pc.is_in(entries, value_set=names))).to_pylist()
-        touched = {keys[i]: stamps[i].as_py() for i in moved} | dict.fromkeys(gone)
-        chosen = ((keys[i], listing.entry(own[i])) for i in moved)
-        return Changes(read_folder(self, chosen, documents), set(touched), touched)
+        at = pc.index_in(keys, value_set=entries)  # each file's row in the last snapshot
+        same = pc.fill_null(pc.equal(recorded.combine_chunks().take(at), stamps), False)
+        moved = pc.indices_nonzero(pc.invert(same)).to_numpy()
+        kept = np.zeros(len(entries), dtype=bool)
+        kept[pc.drop_null(at).to_numpy()] = True
+        gone = entries.filter(pa.array(~kept)).to_pylist()
+        return self._moved(listing, own, keys, stamps, moved, gone, state, documents)
+
+    def _changes_since(self, previous, listing, ended, tag, documents) -> Changes:
+        """Changes from the entries that may differ from the last snapshot's generation."""
+        own, keys, stamps = _own_entries(self, listing)
+        ended = {key for key in ended if self.holds(key)}
+        recorded = previous.stamps_of(set(keys.to_pylist()) | ended)
+        now = zip(keys.to_pylist(), stamps.to_pylist())
+        moved = np.array([i for i, (k, s) in enumerate(now) if recorded.get(k) != s], np.int64)
+        gone = sorted(key for key in ended if key in recorded)
+        return self._moved(listing, own, keys, stamps, moved, gone, {"journal": tag}, documents)
+
+    def _moved(self, listing, own, keys, stamps, moved, gone, state, documents) -> Changes:
+        moved = moved[pc.sort_indices(keys.take(moved)).to_numpy()] if len(moved) else moved
+        moved_keys = keys.take(moved).to_pylist()
+        touched = dict(zip(moved_keys, stamps.take(moved).to_pylist())) | dict.fromkeys(gone)
+        chosen = zip(moved_keys, listing.entries(own[moved]))
+        return Changes(read_folder(self, chosen, documents), set(touched), touched, state)
 
     def signature(self) -> str | None:
         """The listing's stamps, hidden files included (a superset: no change is missed); a
@@ -99,28 +128,28 @@ class FolderSource(SourceSettings):
         root = os.path.realpath(self.path)
         if parse_key(self.name).count > 1:  # a shard: only its own files' stamps (not watched)
             return _shard_digest(self, root)
-        return watched_signature(root, lambda: _listing(root, True).digest())
+        return watch.watched_signature(root, lambda: _listing(root, True))
 
 
 def _own_entries(source: "FolderSource", listing: FolderListing):
     """(listing positions, doc ids, stamps) of this partition's files: a shard keeps only the
     paths its hash gives it, so other shards' files stay unread."""
-    keys = [clean_id(rel) for rel in listing.rels]
-    stamps = listing.stamps()
+    keys, stamps = listing.keys, listing.stamps()
     if parse_key(source.name).count == 1:
-        return range(len(keys)), keys, stamps
-    own = [i for i, key in enumerate(keys) if source.holds(key)]
-    return own, [keys[i] for i in own], stamps.take(pa.array(own, pa.int64()))
+        return np.arange(len(keys)), keys, stamps
+    own = np.flatnonzero([source.holds(key) for key in keys.to_pylist()])
+    return own, keys.take(own), stamps.take(own)
 
 
 def _shard_digest(shard: "FolderSource", root: str) -> str:
     """A shard's signature: another shard's file changing does not make this one re-read."""
     _, keys, stamps = _own_entries(shard, _listing(root, True))
-    return stamps_digest(zip(keys, stamps.to_pylist()))
+    return stamps_digest(zip(keys.to_pylist(), stamps.to_pylist()))
 
 
 def _listing(root: str, include_hidden: bool) -> FolderListing:
-    return FolderListing(root, include_hidden)
+    """A walk of the folder: one stat per file."""
+    return FolderListing.walk(root, include_hidden)
 
 
 def _folder_root(source: FolderSource) -> Path:

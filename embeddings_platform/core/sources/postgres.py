@@ -8,15 +8,21 @@ off half-way (the server restarted) raises: a partial read must not be taken for
 
 With `updated_at_column`, a snapshot after the first reads only the rows at or past the last
 watermark (and rows whose key is new or NULL), and finds deleted rows by comparing keys: one
-REPEATABLE READ transaction, so the keys, the rows and the new watermark agree.
+REPEATABLE READ transaction, so the keys, the rows and the new watermark agree. Its first
+statement reads the watermark and the count and hash sum of every key, one pass on the server:
+when those are the last snapshot's, no key came or went and nothing else is looked up.
+
+The sensor's signature (and `check`) runs on a connection kept per process (the sensor lives in
+the long-lived code server): a tick is one statement, no connect; a kept connection the server
+dropped is replaced once (tenacity), and errors name the server without its password.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import psycopg
 import pyarrow as pa
@@ -24,6 +30,7 @@ import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic.dataclasses import dataclass as settings
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from ..registry import STRICT, SourceError, source_kind
 from ..settings import DocumentsConfig
@@ -33,21 +40,22 @@ from .rows import BATCH_ROWS, check_columns, needed_columns, row_document, row_k
 CONNECT_TIMEOUT_SECONDS = 5
 
 
-def key_hash(key: str) -> int:
-    """The first 8 bytes of a key's SHA-256, signed: what _key_hash_sql computes on the server."""
-    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big", signed=True)
+_kept: dict[tuple[int, str], psycopg.Connection] = {}  # (process, dsn) -> the sensor's
+_kept_lock = threading.Lock()
 
 
 def _key_hash_sql(ident: sql.Composable) -> sql.Composable:
-    return sql.SQL(
-        "('x' || encode(substring(sha256(convert_to({}::text, 'UTF8')) FROM 1 FOR 8), 'hex'))"
-        "::bit(64)::bigint"
-    ).format(ident)
+    """A key's 64-bit hash, computed on the server only (so any stable hash will do: one that
+    changed with a server upgrade costs one listing of the keys, never a wrong snapshot)."""
+    return sql.SQL("hashtextextended({}::text, 0)").format(ident)
 
 
-def _key_state(keys) -> dict[str, Any]:
-    keys = set(keys)
-    return {"keys": len(keys), "keys_sum": str(sum(map(key_hash, keys)))}
+def close_connections() -> None:
+    """Close the connections kept for signatures (tests; a process done with its sources)."""
+    with _kept_lock:
+        for conn in _kept.values():
+            conn.close()
+        _kept.clear()
 
 
 def redacted(dsn: str) -> str:
@@ -65,6 +73,7 @@ def redacted(dsn: str) -> str:
 @settings(config=STRICT, kw_only=True)
 class PostgresSource(SourceSettings):
     kind: Literal["postgres"] = "postgres"
+    entry_is_doc_id = True
     table: str  # a table or view, optionally schema-qualified
     dsn_env: str = "EMBEDDINGS_PG_DSN"  # the environment variable holding the connection string
     id_column: str = "id"
@@ -96,18 +105,19 @@ class PostgresSource(SourceSettings):
             message = message.replace(str(password), "***")
         return source_error(self, key, f"{what} ({redacted(dsn)}): {message}")
 
-    @contextmanager
-    def _connect(self) -> Iterator[psycopg.Connection]:
-        dsn = self._dsn()
+    def _open(self, dsn: str, **options) -> psycopg.Connection:
         try:
-            conn = psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+            return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS, **options)
         except psycopg.Error as exc:
             raise self._failure(
                 "dsn_env", f"cannot connect to the server in ${self.dsn_env}", exc, dsn
             ) from exc
+
+    @contextmanager
+    def _errors(self, dsn: str) -> Iterator[None]:
+        """Errors of a statement as SourceErrors naming the setting, without the password."""
         try:
-            with conn:
-                yield conn
+            yield
         except psycopg.errors.UndefinedTable as exc:
             raise self._failure("table", f"table {self.table!r} does not exist", exc, dsn) from exc
         except psycopg.OperationalError as exc:
@@ -120,14 +130,43 @@ class PostgresSource(SourceSettings):
         except psycopg.Error as exc:  # e.g. a column dropped between check and read
             raise self._failure("table", f"cannot read table {self.table!r}", exc, dsn) from exc
 
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection]:
+        dsn = self._dsn()
+        conn = self._open(dsn)
+        with self._errors(dsn), conn:
+            yield conn
+
+    def _on_kept(self, use: Callable[[psycopg.Connection], Any]) -> Any:
+        """`use` on this process's kept connection (autocommit); one the server dropped (a
+        restart, an idle timeout) is replaced once before the error is the source's."""
+        dsn = self._dsn()
+        key = (os.getpid(), dsn)  # a forked child opens its own
+        retrying = Retrying(
+            stop=stop_after_attempt(2),
+            retry=retry_if_exception_type(psycopg.OperationalError),
+            reraise=True,
+        )
+        with self._errors(dsn), _kept_lock:
+            for attempt in retrying:
+                with attempt:
+                    conn = _kept.get(key)
+                    if conn is None or conn.closed:
+                        conn = _kept[key] = self._open(dsn, autocommit=True)
+                    try:
+                        return use(conn)
+                    except psycopg.OperationalError:
+                        _kept.pop(key, None)
+                        conn.close()
+                        raise
+
     def _columns(self, conn: psycopg.Connection) -> list[str]:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(self._table()))
             return [c.name for c in cur.description]
 
     def check(self) -> None:
-        with self._connect() as conn:
-            columns = self._columns(conn)
+        columns = self._on_kept(self._columns)
         check_columns(self, columns, f"table {self.table!r}")
         if self.updated_at_column and self.updated_at_column not in columns:
             raise source_error(
@@ -152,32 +191,51 @@ class PostgresSource(SourceSettings):
         touched: set[str] = {""}
         return Changes(self._read_rows(state, previous, touched), touched, state=state)
 
+    def _keyed(self) -> sql.Composable:
+        return sql.SQL("{id} IS NOT NULL AND {id}::text <> ''").format(
+            id=sql.Identifier(self.id_column)
+        )
+
     def _read_rows(
         self, state: dict, previous: PreviousRead | None = None, touched: set | None = None
     ) -> Iterator[RawDocument]:
         """All rows, or: the rows at or past the watermark, NULL or without a usable id; then,
-        unless the other rows' keys add up to what the last snapshot recorded, the keys are
-        listed: the ones gone join `touched`, the rows of new ones are read too."""
+        unless the keys add up to what the last snapshot recorded (all of them, or the others'
+        with the ones read), the keys are listed: the ones gone join `touched`, the rows of new
+        ones are read too."""
         read: set[str] = set()
         with self._connect() as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            if self.updated_at_column:
+            if self.updated_at_column:  # first: the transaction's snapshot is taken here
                 mark = sql.Identifier(self.updated_at_column)
-                latest = conn.execute(
-                    sql.SQL("SELECT max({})::text FROM {}").format(mark, self._table())
+                summary = sql.SQL(
+                    "SELECT max({mark})::text, count(*) FILTER (WHERE {keyed}), "
+                    "coalesce(sum({hash}) FILTER (WHERE {keyed}), 0) FROM {table}"
+                ).format(
+                    mark=mark,
+                    keyed=self._keyed(),
+                    hash=_key_hash_sql(sql.Identifier(self.id_column)),
+                    table=self._table(),
                 )
-                state["watermark"] = latest.fetchone()[0]
+                watermark, count, total = conn.execute(summary).fetchone()
+                state.update(watermark=watermark, key_count=count, key_hash_sum=str(total))
             if previous is None or touched is None:
                 yield from self._fetch(conn, sql.SQL(""), [], read)
-                state.update(_key_state(read))
                 return
+            # a cursor is planned for its first rows by default: for the rows past a watermark
+            # that is a scan of the whole table in id order instead of the watermark's index
+            conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             again = sql.SQL(
                 "{mark} >= {wm} OR {mark} IS NULL OR {id} IS NULL OR {id}::text = ''"
             ).format(mark=mark, wm=sql.Placeholder(), id=sql.Identifier(self.id_column))
             watermark = previous.state["watermark"]
             yield from self._fetch(conn, sql.SQL(" WHERE ") + again, [watermark], read)
-            if self._rest_as_recorded(conn, again, watermark, previous, read, state):
+            recorded = previous.state
+            if [recorded.get("key_count"), recorded.get("key_hash_sum")] == [
+                state["key_count"],
+                state["key_hash_sum"],
+            ] or self._rest_as_recorded(conn, again, watermark, previous, read):
                 touched.update(read)
                 return
             now = self._keys(conn)
@@ -191,7 +249,6 @@ class PostgresSource(SourceSettings):
                 )
                 yield from self._fetch(conn, where, [new], read)
             touched.update(read)
-            state.update(_key_state(now.to_pylist()))
 
     def _fetch(self, conn, where: sql.Composable, params: list, read: set) -> Iterator[RawDocument]:
         """The documents of the rows matching `where`, in id order; their keys join `read`."""
@@ -216,25 +273,30 @@ class PostgresSource(SourceSettings):
                         read.add(doc.entry)
                     yield doc
 
-    def _rest_as_recorded(self, conn, again, watermark, previous, read, state) -> bool:
-        """Do the keys of the rows not read again add up (count and sum of key hashes, one
-        aggregate on the server) to the last snapshot's keys without the ones read? Then no
-        row was deleted and none inserted under an old watermark: the keys need no listing."""
+    def _rest_as_recorded(self, conn, again, watermark, previous, read) -> bool:
+        """Keys came or went. Do the keys of the rows not read again add up (count and hash
+        sum) to the last snapshot's without the ones read? Then the ones read are the only new
+        ones (inserted past the watermark) and none was deleted: no listing of the keys."""
         recorded = previous.state
-        if "keys" not in recorded:
+        if "key_count" not in recorded:
             return False
-        known = previous.known(read)  # the keys read again that the last snapshot had
-        count = int(recorded["keys"]) - len(known)
-        total = int(recorded["keys_sum"]) - sum(map(key_hash, known))
+        known = sorted(previous.known(read))  # the keys read again that the last snapshot had
         ident = sql.Identifier(self.id_column)
         query = sql.SQL(
-            "SELECT count(*), coalesce(sum({hash}), 0) FROM {table} "
-            "WHERE {id} IS NOT NULL AND NOT ({again})"
-        ).format(hash=_key_hash_sql(ident), table=self._table(), id=ident, again=again)
-        if tuple(conn.execute(query, [watermark]).fetchone()) != (count, total):
-            return False
-        state.update(keys=count + len(read), keys_sum=str(total + sum(map(key_hash, read))))
-        return True
+            "SELECT count(*), coalesce(sum({hash}), 0), "
+            "(SELECT coalesce(sum({known}), 0) FROM unnest({keys}::text[]) AS k) "
+            "FROM {table} WHERE {keyed} AND NOT ({again})"
+        ).format(
+            hash=_key_hash_sql(ident),
+            known=_key_hash_sql(sql.Identifier("k")),
+            keys=sql.Placeholder(),
+            table=self._table(),
+            keyed=self._keyed(),
+            again=again,
+        )
+        count, total, known_total = conn.execute(query, [known, watermark]).fetchone()
+        expected = int(recorded["key_count"]) - len(known)
+        return (count, total) == (expected, int(recorded["key_hash_sum"]) - known_total)
 
     def _keys(self, conn: psycopg.Connection) -> pa.Array:
         """Every key, as text (a doc id is its id's text)."""
@@ -250,10 +312,8 @@ class PostgresSource(SourceSettings):
         the column current), a delete or insert moves the count. None without a watermark."""
         if self.updated_at_column is None:
             return None
-        query = sql.SQL("SELECT max({}), count(*) FROM {}").format(
-            sql.Identifier(self.updated_at_column), self._table()
+        query = sql.SQL("SELECT (SELECT max({}) FROM {t}), (SELECT count(*) FROM {t})").format(
+            sql.Identifier(self.updated_at_column), t=self._table()
         )
-        with self._connect() as conn, conn.cursor() as cur:
-            cur.execute(query)
-            latest, count = cur.fetchone()
+        latest, count = self._on_kept(lambda conn: conn.execute(query).fetchone())
         return f"{latest.isoformat() if hasattr(latest, 'isoformat') else latest}|{count}"

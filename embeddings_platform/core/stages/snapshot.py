@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain, islice
 
 from ..config import DocumentsConfig, SourceConfig
 from ..documents import Document, Rejected, duplicate, validate_all
@@ -28,6 +30,7 @@ from .snapshot_write import write_snapshot
 
 SUM_MODULUS = 1 << 256
 FORMAT = "snapshot-v2"
+MAX_HELD_DOCUMENTS = 50_000  # raw documents of a partial read held while the lookup runs
 
 
 def _metadata_json(metadata: dict) -> str:
@@ -104,19 +107,22 @@ def plan_snapshot(
     )
     source.check()  # read as empty, a missing path would unserve every document
     changes = source.changes(previous if usable else None, documents)
-    counter = _Counter(changes.documents)
-    good, rejected = validate_all(source.name, counter, documents)
-    touched = changes.touched if usable else None  # read after the documents (postgres)
+    with ThreadPoolExecutor(1) as pool:  # the last snapshot's rows come while documents validate
+        raws, lookup = _read_and_look_up(pool, changes, previous, usable, source.entry_is_doc_id)
+        counter = _Counter(raws)
+        good, rejected = validate_all(source.name, counter, documents)
+        touched = changes.touched if usable else None  # read after the documents (postgres)
+        if lookup is None and previous is not None:
+            lookup = pool.submit(*_before_lookup(previous, touched, source.entry_is_doc_id))
+        before_rows = lookup.result() if lookup is not None else None
     current = {
         d.doc_id: (d.content_sha256, _metadata_json(d.metadata), d.entry or d.doc_id)
         for d in good.values()
     }
     texts = {d.content_sha256: d.text for d in good.values()}
     if touched is None:
-        before_rows = previous.documents("doc_id", None) if previous else None
         carried: list[dict] = []
     else:
-        before_rows = previous.documents("entry", touched)
         retired = set(before_rows.column("doc_id").to_pylist())
         kept = previous.documents("doc_id", set(current) - retired)
         for doc_id in kept.column("doc_id").to_pylist():  # the copy already recorded stays
@@ -142,6 +148,29 @@ def plan_snapshot(
         total,
         settings,
     )
+
+
+def _before_lookup(previous: Previous, touched: set[str] | None, entry_is_doc_id: bool):
+    """The last snapshot's rows a read replaces: all of them, or those of the entries touched."""
+    if touched is None:
+        return previous.documents, "doc_id", None
+    return previous.documents, "doc_id" if entry_is_doc_id else "entry", touched
+
+
+def _read_and_look_up(pool, changes: Changes, previous, usable: bool, entry_is_doc_id: bool):
+    """The raw documents, and the lookup of the last snapshot's rows they replace, started
+    before they are validated when it can be: at once for a full read; for a partial one, once
+    what it touched is known (after the read: postgres learns it while reading), when the raw
+    documents of at most MAX_HELD_DOCUMENTS are to be held meanwhile. None: look up after."""
+    if previous is None:
+        return changes.documents, None
+    if not usable or changes.touched is None:
+        return changes.documents, pool.submit(*_before_lookup(previous, None, entry_is_doc_id))
+    raws = iter(changes.documents)
+    held = list(islice(raws, MAX_HELD_DOCUMENTS + 1))
+    if len(held) > MAX_HELD_DOCUMENTS:
+        return chain(held, raws), None
+    return held, pool.submit(*_before_lookup(previous, changes.touched, entry_is_doc_id))
 
 
 def _as_dict(rows) -> dict[str, tuple[str, str, str]]:

@@ -46,7 +46,7 @@ def write_snapshot(store: Store, source: str, plan: "Plan", run_id: str) -> None
         not report.full_read
         and int(previous.get("chain_length") or 0) + 1 <= MAX_CHAIN
         and delta_rows <= max(MIN_DELTA_ROWS, MAX_DELTA_SHARE * report.documents)
-        and store.snapshot(source, snapshot_id) is None  # content that came back: in full
+        and snapshot_id not in plan.previous.recorded  # content that came back: in full
     )
     if not as_delta:
         documents, entries = _full(plan)
@@ -72,11 +72,11 @@ def write_snapshot(store: Store, source: str, plan: "Plan", run_id: str) -> None
         "chain_length": int(previous.get("chain_length") or 0) + 1 if as_delta else 0,
         "delta_rows": delta_rows if as_delta else 0,
     }
-    # The snapshot row is written last: it is what makes the snapshot visible.
-    store.upsert(
+    # The snapshot row is written last: it is what makes the snapshot visible. Its key holds
+    # this write's time, so it is new: appended, not merged.
+    store.append(
         store.table("snapshots", SNAPSHOTS, "snapshot_key"),
         pa.Table.from_pylist([row], schema=SNAPSHOTS),
-        "snapshot_key",
     )
 
 
