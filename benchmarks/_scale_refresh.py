@@ -106,13 +106,13 @@ def exact_ids(store: Store, queries: np.ndarray) -> list[list[str]]:
 _EXACT_POOL = None
 
 
-def exact_elsewhere(store: Store, queries: np.ndarray, latency: bool = False):
-    """exact_ids (or exact_latency) in a process of its own, kept for the whole run: a flat scan
-    of every vector is the benchmark's yardstick, and its memory is not the product's."""
+def exact_elsewhere(store: Store, queries: np.ndarray) -> list[list[str]]:
+    """exact_ids in a process of its own, kept for the whole run: a batched flat scan of every
+    vector is the benchmark's yardstick, and its memory is not the product's."""
     global _EXACT_POOL
     if _EXACT_POOL is None:
         _EXACT_POOL = get_context("spawn").Pool(1)
-    return _EXACT_POOL.apply(_exact_job, (store.uri, queries, latency))
+    return _EXACT_POOL.apply(_exact_job, (store.uri, queries))
 
 
 def close_exact_pool() -> None:
@@ -123,9 +123,8 @@ def close_exact_pool() -> None:
         _EXACT_POOL = None
 
 
-def _exact_job(uri: str, queries: np.ndarray, latency: bool):
-    store = Store(uri)
-    return exact_latency(store, queries) if latency else exact_ids(store, queries)
+def _exact_job(uri: str, queries: np.ndarray) -> list[list[str]]:
+    return exact_ids(Store(uri), queries)
 
 
 def exact_latency(store: Store, queries: np.ndarray) -> np.ndarray:

@@ -74,19 +74,13 @@ def _refresh_shard(config_path: str, key: str) -> int:
 
 def _run(workers: int, model: dict) -> tuple[float, int, int]:
     from embeddings_platform.core.config import load_config
-    from embeddings_platform.core.models import model_version
-    from embeddings_platform.core.store import Store, vectors_table_name
 
     path = _config(f"workers-{workers}", model)
     keys = load_config(path).sources[0].partition_keys
     os.environ["BENCH_WORKERS"] = str(workers)
     with get_context("spawn").Pool(workers, maxtasksperchild=None) as pool:
         embedded, seconds = timed(pool.starmap, _refresh_shard, [(path, k) for k in keys])
-    config = load_config(path)
-    rows = Store(config.storage_uri).table(
-        vectors_table_name("scifact", model_version(config.models[0]).version_id)
-    )
-    ids = rows.to_arrow().column("chunk_id").to_pylist()
+    ids = _vectors(path).to_arrow().column("chunk_id").to_pylist()
     return seconds, sum(embedded), len(ids) - len(set(ids))
 
 
@@ -150,7 +144,7 @@ def run(model_name: str) -> dict:
         )
     one, embedded_one, dup_one = _run(1, model)
     two, embedded_two, dup_two = _run(2, model)
-    texts = _chunk_texts("workers-1", model, CEILING_TEXTS)
+    texts = _chunk_texts("workers-1", CEILING_TEXTS)
     also = "  (also in: make bench)" if model_name == "static" else ""
     return {
         "command": f".venv/bin/python benchmarks/bench_shards.py --model {model_name}{also}",
@@ -173,24 +167,29 @@ def rerun_ceiling(model_name: str, tail: str) -> dict:
 
     result = json.loads((OUT / f"shards{tail}.json").read_text())
     model = MODELS[model_name]
-    result["ceiling"] = ceiling(model, _chunk_texts("workers-1", model, CEILING_TEXTS))
+    result["ceiling"] = ceiling(model, _chunk_texts("workers-1", CEILING_TEXTS))
     result["ceiling"]["command"] = (
         f".venv/bin/python benchmarks/bench_shards.py --model {model_name} --ceiling-only"
     )
     return result
 
 
-def _chunk_texts(side: str, model: dict, count: int) -> list[str]:
+def _chunk_texts(side: str, count: int) -> list[str]:
     """The first `count` chunk texts a side embedded (the ceiling embeds the same kind)."""
+    table = _vectors(str(WORK / side / "platform.yaml"))
+    return table.search().select(["text"]).limit(count).to_arrow().column("text").to_pylist()
+
+
+def _vectors(config_path: str):
+    """The vectors table a side's run wrote."""
     from embeddings_platform.core.config import load_config
     from embeddings_platform.core.models import model_version
     from embeddings_platform.core.store import Store, vectors_table_name
 
-    config = load_config(str(WORK / side / "platform.yaml"))
-    table = Store(config.storage_uri).table(
+    config = load_config(config_path)
+    return Store(config.storage_uri).table(
         vectors_table_name("scifact", model_version(config.models[0]).version_id)
     )
-    return table.search().select(["text"]).limit(count).to_arrow().column("text").to_pylist()
 
 
 def render(r: dict) -> str:

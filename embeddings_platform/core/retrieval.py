@@ -162,7 +162,7 @@ def _attach(
         by_id = {r.pop("_rowid"): r for r in found.select([*per_row, "_rowid"]).to_pylist()}
     for hits in ranked:
         for hit in hits:
-            hit.row.update(by_id.get(hit.row["_rowid"], {}), **fixed)
+            hit.row.update(by_id[hit.row["_rowid"]] if per_row else {}, **fixed)
 
 
 _PER_VERSION: dict[tuple[str, int, tuple[str, ...]], dict] = {}
