@@ -19,7 +19,7 @@ from _results import peak_rss_mb, peak_rss_since_reset_mb, reset_peak_rss, timed
 
 from embeddings_platform.core import indexing
 from embeddings_platform.core.config import ServingConfig
-from embeddings_platform.core.indexing import served_plan, tuned
+from embeddings_platform.core.indexing import MAX_DELTAS, served_plan, tuned
 from embeddings_platform.core.pipeline import build_serving_index
 from embeddings_platform.core.serving import open_served_table, search
 from embeddings_platform.core.store import Store, one_of, utcnow
@@ -54,12 +54,21 @@ def side(
     return built
 
 
-def step(store: Store, version: str, dim: int) -> dict:
+def step(store: Store, version: str, dim: int, merge_deltas: bool = False) -> dict:
     """One serving_index step, timed, with what it did and the memory it took: its peak resident
-    memory, and the resident memory it started from (the benchmark's own)."""
+    memory, and the resident memory it started from (the benchmark's own). `merge_deltas`: the
+    run index_merge_sensor requests past indexing.MAX_DELTAS."""
     rss_before = reset_peak_rss()
     report, seconds = timed(
-        build_serving_index, store, SOURCE, version, ServingConfig(), "bench", True, dim
+        build_serving_index,
+        store,
+        SOURCE,
+        version,
+        ServingConfig(),
+        "bench",
+        True,
+        dim,
+        merge_deltas=merge_deltas,
     )
     assert report.pointer_moved or report.maintenance.action == "none", report
     m = report.maintenance
@@ -74,6 +83,7 @@ def step(store: Store, version: str, dim: int) -> dict:
         "unindexed_after": m.unindexed_after,
         "rows_since_training": m.rows_since_training,
         "fragments_compacted": m.fragments_compacted,
+        "deltas_after": m.deltas_after,
         "index_type": report.index_type,
         "table_version": report.table_version,
         "peak_rss_mb": peak_rss_mb(),
@@ -202,11 +212,17 @@ def refreshes(
         picked = rng.choice(len(ids), max(1, int(len(ids) * share)), False)
         _, write_seconds = timed(reembed, store, table, ids, picked, rng, r)
         result = step(store, version, dim)
-        result.update(served_quality(store, queries, exact_elsewhere(store, queries)))
+        exact = exact_elsewhere(store, queries)
+        result.update(served_quality(store, queries, exact))
         result.update(round=r, rows_changed=len(picked), write_seconds=write_seconds)
+        if result["deltas_after"] > MAX_DELTAS:  # the merge run the sensor would request now
+            merged = step(store, version, dim, merge_deltas=True)
+            merged.update(served_quality(store, queries, exact))  # same rows: same exact ids
+            result["merge"] = merged
         print(
             f"refresh {r}: {result['action']} in {result['step_seconds']:.1f} s, "
-            f"recall {result['recall_at_10']:.3f}",
+            f"{result['deltas_after']} deltas, recall {result['recall_at_10']:.3f}"
+            + (f"; merge run {result['merge']['step_seconds']:.1f} s" if "merge" in result else ""),
             flush=True,
         )
         out.append(result)

@@ -24,7 +24,9 @@ SciFact test queries embedded by MiniLM (the gate's query-vector cache). `--base
    core/serving.search. Baseline: exact search of the same version, same run.
 2. --refreshes (10) refreshes in a row, each giving --share (1%) of the rows new vectors under
    the same ids (another row's vector plus noise), then the serving_index step: its time against
-   the full build of (1), what it did to the indexes, and recall@10 after it.
+   the full build of (1), what it did to the indexes, and recall@10 after it. A refresh that
+   leaves more than indexing.MAX_DELTAS delta indexes is followed by the merge run
+   index_merge_sensor would request (the serving_index step with merge_deltas), timed apart.
 Peak RSS of the product path is reported (the side-by-side builds report their own).
 """
 
@@ -68,6 +70,7 @@ from _scale_refresh import (  # noqa: E402
 from embeddings_platform.core import indexing  # noqa: E402
 from embeddings_platform.core.indexing import (  # noqa: E402
     DEFAULT_INDEX_TYPE,
+    MAX_DELTAS,
     ROWS_PER_PARTITION,
 )
 from embeddings_platform.core.store import (  # noqa: E402
@@ -247,7 +250,8 @@ BUILD_COLUMNS = (
 )
 REFRESH_COLUMNS = (
     "refresh, index action, step s, vs full build, index maintenance s, consistency check s, "
-    "unindexed rows, rows since training, recall@10, p50 ms"
+    "unindexed rows, rows since training, delta indexes, recall@10, p50 ms, "
+    "merge run s (vs full build), p50 ms after merge"
 )
 
 
@@ -303,7 +307,8 @@ def render(r: dict) -> str:
         f"| {x['round']} | {x['action']} | {x['step_seconds']:.2f} | "
         f"**{x['step_seconds'] / full['step_seconds']:.3f}** | {x['maintenance_seconds']:.2f} | "
         f"{x['check_seconds']:.2f} | {x['unindexed_before']:,} -> {x['unindexed_after']:,} | "
-        f"{x['rows_since_training']:,} | **{x['recall_at_10']:.3f}** | {x['p50_ms']:.1f} |"
+        f"{x['rows_since_training']:,} | {x.get('deltas_after', '')} | "
+        f"**{x['recall_at_10']:.3f}** | {x['p50_ms']:.1f} | {_merge_cells(x, full)} |"
         for x in r["refreshes"]
     )
     others = ", ".join(
@@ -336,7 +341,10 @@ second retrains the first's table from scratch; the first in a process of its ow
 
 {len(r["refreshes"])} refreshes in a row, each re-embedding {r["share"]:.0%} of the rows
 ({r["refreshes"][0]["rows_changed"]:,} new vectors under the same ids), then the serving_index
-step, against the full build of `{full["default"]}` above ({full["step_seconds"]:.1f} s):
+step, against the full build of `{full["default"]}` above ({full["step_seconds"]:.1f} s). Each
+refresh adds a delta index per index; past {MAX_DELTAS}, index_merge_sensor requests a
+serving_index run that merges them and pins the merged version, off the refresh's path: the
+last two columns time that run as the sensor would request it after that refresh.
 
 {_header(REFRESH_COLUMNS)}
 {rounds}
@@ -346,6 +354,15 @@ vector, interleaved per query): {modes}.
 
 {_memory(r, full)} {others}.
 """
+
+
+def _merge_cells(x: dict, full: dict) -> str:
+    """The delta-merge run after a refresh (off its path: index_merge_sensor requests it)."""
+    m = x.get("merge")
+    if m is None:
+        return " | "
+    share = m["step_seconds"] / full["step_seconds"]
+    return f"{m['step_seconds']:.2f} ({share:.3f}) | {m['p50_ms']:.1f}"
 
 
 def _memory(r: dict, full: dict) -> str:

@@ -23,6 +23,7 @@ from .defs import (
     chunks,
     embeddings,
     gate_reruns,
+    index_merges,
     maintenance,
     preparation,
     sensors,
@@ -61,7 +62,7 @@ platform = (
 defs = Definitions(
     assets=map_asset_specs(lambda spec: apply_freshness_policy(spec, FRESHNESS), ASSETS),
     asset_checks=[*embeddings.CHECKS_DEFS, *serving_index.CHECKS_DEFS],
-    sensors=[*sensors.SENSORS, *gate_reruns.SENSORS],
+    sensors=[*sensors.SENSORS, *gate_reruns.SENSORS, *index_merges.SENSORS],
     schedules=[*serving_index.SCHEDULES, *sensors.SCHEDULES, *maintenance.SCHEDULES],
     jobs=[
         *snapshot.JOBS,
@@ -69,6 +70,7 @@ defs = Definitions(
         *serving_index.JOBS,
         *sensors.JOBS,
         *gate_reruns.JOBS,
+        *index_merges.JOBS,
         *maintenance.JOBS,
         *preparation.JOBS,
     ],

@@ -10,6 +10,9 @@ The vector index is trained again from scratch only when
 - the plan's index type changed (a new default in indexing.ann_plan);
 - the table holds more than MAX_FRAGMENTS data fragments (many small refreshes).
 
+A run asked to (`merge_deltas`; the index-merge sensor's runs) merges the delta indexes that
+refreshes left next to the trained ones, off the refreshes' path (indexing.py says why).
+
 The shards of a source share one table. A shard whose siblings are still refreshing (a
 snapshot of theirs newer than what they last brought to serving_index) leaves maintenance to
 the last of them: its own rows are served meanwhile by LanceDB's flat scan of unindexed rows,
@@ -34,9 +37,11 @@ from .indexing import (
     build_fts_index,
     build_vector_index,
     compact,
+    deltas,
     fragments,
     fts_index,
     index_kind,
+    merge_delta_indexes,
     merge_segments,
     unindexed_rows,
     vector_index,
@@ -48,20 +53,21 @@ from .store import INDEX_STATE, Store, after, equal, retry_on_conflict, utcnow
 # fragment under its own delta, and a retrain (vector index dropped first) compacts them all.
 MAX_FRAGMENTS = 256
 SIBLING_HORIZON = timedelta(hours=1)  # a sibling shard's refresh older than this: not waited for
-_RANK = {"none": 0, "incremental": 1, "built": 2, "retrained": 3}
+_RANK = {"none": 0, "incremental": 1, "merged": 2, "built": 3, "retrained": 4}
 
 
 @dataclass
 class Maintenance:
     """What one serving_index run did to the table's indexes (its materialization metadata)."""
 
-    action: str = "none"  # built | incremental | retrained | none
+    action: str = "none"  # built | retrained | merged | incremental | none
     reason: str = ""
     unindexed_before: int = 0  # rows the indexes did not cover when the step began
     unindexed_after: int = 0
     rows_since_training: int = 0  # rows embedded since the vector index was last trained
     waiting_for: list[str] = field(default_factory=list)  # sibling shards still refreshing
     fragments_compacted: int = 0
+    deltas_after: int = 0  # delta indexes left next to the trained ones (the most of the two)
     train_seconds: float = 0.0  # training the vector index from scratch (part of `seconds`)
     seconds: float = 0.0  # the whole maintenance
 
@@ -70,10 +76,24 @@ class Maintenance:
             self.action, self.reason = action, reason or self.reason
 
 
-def maintain(store: Store, table, source: str, plan: AnnPlan, retrain_fraction: float):
-    """Bring the table's indexes up to date with its rows, as cheaply as the change allows."""
+def maintain(
+    store: Store,
+    table,
+    source: str,
+    plan: AnnPlan,
+    retrain_fraction: float,
+    merge_deltas: bool = False,
+):
+    """Bring the table's indexes up to date with its rows, as cheaply as the change allows;
+    `merge_deltas`: also merge the delta indexes refreshes left (a merge run)."""
     started = time.perf_counter()
     report = _maintain(store, table, source, plan, retrain_fraction)
+    if merge_deltas and not report.waiting_for:
+        _merge(table, report)
+    report.deltas_after = max(
+        (deltas(table, i) for i in (vector_index(table), fts_index(table)) if i is not None),
+        default=0,
+    )
     report.seconds = time.perf_counter() - started
     return report
 
@@ -127,6 +147,12 @@ def _maintain(store: Store, table, source: str, plan: AnnPlan, retrain_fraction:
             detail=plan.index_type,
         )
     return report
+
+
+def _merge(table, report: Maintenance) -> None:
+    for find in (vector_index, fts_index):  # looked up again after each commit
+        if retry_on_conflict(lambda find=find: merge_delta_indexes(table, find(table))):
+            report.did("merged", "delta indexes merged with each other (a merge run)")
 
 
 def _train(table, plan: AnnPlan, vector, report: Maintenance) -> datetime:

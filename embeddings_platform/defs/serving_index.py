@@ -38,8 +38,10 @@ from .common import (
 )
 from .conditions import AFTER_DATA_CHANGE, ON_UPSTREAM_CHANGE
 from .embeddings import model_to_build
+from .index_merges import MERGE_TRIGGER
 from .migration_gate import labelled, migration_gate
 from .partitions import source_model_partitions
+from .preparation import TRIGGER
 from .resources import PlatformResource
 from .results import to_result
 from .settings import CHECKS
@@ -77,6 +79,7 @@ def serving_index(context: AssetExecutionContext, platform: PlatformResource) ->
         context.run.run_id,
         is_default_model=model.name == config.serving_model(source),
         expected_dimension=model_dimension(model),  # the pointer only moves to a consistent table
+        merge_deltas=context.run.tags.get(TRIGGER) == MERGE_TRIGGER,
     )
     preview = _sample_search(context, platform, config, source, report)
     return MaterializeResult(
@@ -101,7 +104,7 @@ def _maintenance_metadata(report) -> dict:
     """What the step did to the indexes: numbers the UI plots, and the reason as text."""
     m = report.maintenance
     return {
-        "index_action": MetadataValue.text(m.action),  # built | incremental | retrained | none
+        "index_action": MetadataValue.text(m.action),  # built | retrained | merged | ...
         "index_reason": MetadataValue.text(m.reason),
         "retrain_reason": MetadataValue.text(
             m.reason if m.action in ("built", "retrained") else ""
@@ -111,6 +114,7 @@ def _maintenance_metadata(report) -> dict:
         "rows_since_training": m.rows_since_training,
         "waiting_for_shards": MetadataValue.text(", ".join(m.waiting_for)),
         "fragments_compacted": m.fragments_compacted,
+        "index_deltas": m.deltas_after,  # the index-merge sensor reads this
         "index_maintenance_seconds": round(m.seconds, 3),
         "index_train_seconds": round(m.train_seconds, 3),
         "consistency_check_seconds": round(report.check_seconds, 3),

@@ -11,7 +11,7 @@ from embeddings_platform.core import checks, index_maintenance, indexing
 from embeddings_platform.core.config import ChecksConfig, ConfigError, load_config
 from embeddings_platform.core.indexing import ann_plan, build_vector_index, fts_index, vector_index
 from embeddings_platform.core.models import HashingEmbedder
-from embeddings_platform.core.pipeline import refresh
+from embeddings_platform.core.pipeline import build_serving_index, refresh
 from embeddings_platform.core.serving import search
 from embeddings_platform.core.store import Store, last_data_version
 from embeddings_platform.testing import write_config, write_corpus
@@ -24,6 +24,9 @@ DOCS = {
     f"{TOPICS[(i * 3) % 7]} together."
     for i in range(120)
 }
+
+
+MODES = ("vector", "fts")
 
 
 def _setup(tmp_path, **serving):
@@ -164,22 +167,47 @@ def test_compaction_keeps_the_versions_serving_and_rollback_need(tmp_path):
     assert "doc006.md" in set(old.to_arrow().column("doc_id").to_pylist())
 
 
-def test_deltas_past_the_bound_are_merged_with_each_other_not_with_the_trained_index(
+def _deltas(store, report) -> list[int]:
+    table = store.table(report.table_name)
+    return [indexing.deltas(table, index) for index in (vector_index(table), fts_index(table))]
+
+
+def test_refreshes_leave_delta_indexes_to_a_merge_run_which_pins_the_merged_version(
     tmp_path, monkeypatch
 ):
     config, store, corpus = _setup(tmp_path)
     trained = _trained_index(store, _refresh(config, store, "r1"))
-    monkeypatch.setattr(indexing, "MAX_DELTAS", 2)
+    monkeypatch.setattr(indexing, "DELTA_HARD_LIMIT", 3)
+    seen = []
     for i in range(4):
         (corpus / f"doc{20 + i:03d}.md").write_text(f"Note {20 + i} became a poem about {i} owls.")
         report = _refresh(config, store, f"r{i + 2}").index
-        assert report.maintenance.action == "incremental"
-        table = store.table(report.table_name)
-        for index in (vector_index(table), fts_index(table)):
-            assert indexing.segments(table, index) <= 1 + 2  # the trained one and 2 deltas
+        assert report.maintenance.action == "incremental" and report.pointer_moved
+        seen.append(_deltas(store, report))
+        assert report.maintenance.deltas_after == max(seen[-1])
+    # a refresh adds a delta per index and merges them only past the hard limit
+    assert seen == [[1, 1], [2, 2], [3, 3], [1, 1]]
+    for i in range(2):  # 3 deltas, under the hard limit
+        (corpus / f"doc{30 + i:03d}.md").write_text(f"Note {30 + i} is a song about {i} larks.")
+        _refresh(config, store, f"s{i}")
+    before = [_search(config, store, q, m) for q in ("poem 3 owls", "song 1 larks") for m in MODES]
+    merged = build_serving_index(
+        store, "notes", config_version(config), config.serving, "merge", True, merge_deltas=True
+    )
+    assert merged.maintenance.action == "merged" and merged.maintenance.deltas_after == 1
+    assert _deltas(store, merged) == [1, 1]
+    # the merged version is what serves, answers as before, and the trained index is untouched
+    assert merged.pointer_moved and store.pointer("notes")["table_version"] == merged.table_version
+    assert [
+        _search(config, store, q, m) for q in ("poem 3 owls", "song 1 larks") for m in MODES
+    ] == before
+    assert before[0][0] == "doc023.md" and before[3][0] == "doc031.md"
     assert _trained_index(store, _refresh(config, store, "r9")) == trained
-    assert _search(config, store, "poem 3 owls")[0] == "doc023.md"
-    assert _search(config, store, "poem 0 owls", "fts")[0] == "doc020.md"
+    # a second merge run finds nothing to merge and changes nothing
+    again = build_serving_index(
+        store, "notes", config_version(config), config.serving, "merge2", True, merge_deltas=True
+    )
+    assert again.maintenance.action == "none" and not again.pointer_moved
 
 
 def test_many_small_refreshes_end_in_one_compacting_retrain(tmp_path, monkeypatch):

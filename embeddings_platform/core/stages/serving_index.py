@@ -70,18 +70,27 @@ def build_serving_index(
     run_id: str,
     is_default_model: bool,
     expected_dimension: int | None = None,
+    merge_deltas: bool = False,
 ) -> IndexReport:
     """Index a model version's table and, if it is what serves this source, move the pointer.
 
     A table of a version that does not serve yet is indexed as a shadow candidate; only a
     migration (after its gate) moves the pointer to it. The pointer moves only to a table
     that passes `checks.consistency` (else ConsistencyError, and the old target keeps serving).
-    The indexes are maintained incrementally (core/index_maintenance.py).
+    The indexes are maintained incrementally (core/index_maintenance.py); `merge_deltas` also
+    merges the delta indexes refreshes left (the index-merge sensor's runs).
     """
     started = time.perf_counter()
     with counting_conflicts() as conflicts:
         report = _build(
-            store, source, version_id, serving, run_id, is_default_model, expected_dimension
+            store,
+            source,
+            version_id,
+            serving,
+            run_id,
+            is_default_model,
+            expected_dimension,
+            merge_deltas,
         )
     report.conflicts = conflicts.retried
     report.seconds = time.perf_counter() - started
@@ -96,6 +105,7 @@ def _build(
     run_id: str,
     is_default_model: bool,
     expected_dimension: int | None,
+    merge_deltas: bool,
 ) -> IndexReport:
     name = vectors_table_name(source, version_id)
     if not store.has_table(name):
@@ -114,7 +124,7 @@ def _build(
     serves_this = pointer is not None and pointer["model_version"] == version_id
     rows = table.count_rows()
     plan = ann_plan(rows, serving.ann_min_rows)
-    maintenance = maintain(store, table, source, plan, serving.retrain_fraction)
+    maintenance = maintain(store, table, source, plan, serving.retrain_fraction, merge_deltas)
     table_version = table.version  # read once: a concurrent writer may commit the next one
     _tag(table, table_version)  # a no-op when nothing changed since the last run tagged it
     tag = serve_tag(table_version)
