@@ -38,9 +38,8 @@ from .core.serving import (
     TableReadError,
     lineage,
     reading,
-    source_problem,
-    status,
 )
+from .core.status import source_problem, status
 from .core.store import Store
 
 READ_COMMANDS = ("search", "status", "lineage", "evaluate")

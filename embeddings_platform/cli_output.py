@@ -12,7 +12,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from .core.serving import TableReadError, format_json, one_line, source_problem
+from .core.serving import TableReadError, format_json, one_line
+from .core.status import source_problem
 
 # ESC and C1 sequences (CSI, OSC, DCS/PM/APC/SOS, two-byte ESC) are dropped whole, so no
 # "[31m" stays behind; any other C0/C1 control or DEL is dropped, tabs and newlines become spaces.
