@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 
+from .filters import after, equal
 from .indexing import (
     AnnPlan,
     add_unindexed,
@@ -42,7 +43,7 @@ from .indexing import (
     vector_index,
 )
 from .sharding import parse_key, shard_keys
-from .store import INDEX_STATE, Store, after, equal, retry_on_conflict, utcnow
+from .store import INDEX_STATE, Store, retry_on_conflict, utcnow
 
 # LanceDB compacts only fragments of one index segment: each incremental refresh leaves one
 # fragment under its own delta, and a retrain (vector index dropped first) compacts them all.

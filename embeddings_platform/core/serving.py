@@ -19,20 +19,12 @@ from .config import (
     check_source_path,
     model_from_spec,
 )
+from .filters import either, equal, text_query
 from .manifests import recorded_upstream
 from .models import Embedder, model_version
 from .retrieval import RetrievalProfile, rank_documents
 from .sharding import owner
-from .store import (
-    LINEAGE_COLUMNS,
-    Store,
-    chunks_table_name,
-    either,
-    equal,
-    text_query,
-    utcnow,
-    vectors_table_name,
-)
+from .store import LINEAGE_COLUMNS, Store, chunks_table_name, utcnow, vectors_table_name
 
 # What LanceDB and pyarrow raise for a missing, truncated or cleaned-up file or version.
 STORAGE_ERRORS = (OSError, RuntimeError, ValueError, pa.ArrowException)
