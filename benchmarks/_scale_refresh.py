@@ -19,10 +19,11 @@ from _results import peak_rss_mb, peak_rss_since_reset_mb, reset_peak_rss, timed
 
 from embeddings_platform.core import indexing
 from embeddings_platform.core.config import ServingConfig
+from embeddings_platform.core.filters import one_of
 from embeddings_platform.core.indexing import MAX_DELTAS, served_plan, tuned
 from embeddings_platform.core.pipeline import build_serving_index
 from embeddings_platform.core.serving import open_served_table, search
-from embeddings_platform.core.store import Store, one_of, utcnow
+from embeddings_platform.core.store import Store, utcnow
 
 SOURCE = "scale"
 K = 10

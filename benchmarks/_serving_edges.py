@@ -13,7 +13,8 @@ import yaml
 
 from embeddings_platform.core.config import load_config
 from embeddings_platform.core.evaluation import labelled_queries
-from embeddings_platform.core.migration import evaluate_gate, query_embedders, rollback, swap
+from embeddings_platform.core.migration import rollback, swap
+from embeddings_platform.core.migration_gate import evaluate_gate, query_embedders
 from embeddings_platform.core.models import model_version
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.serving import models_in_use

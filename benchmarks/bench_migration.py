@@ -52,7 +52,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from embeddings_platform.core.config import load_config  # noqa: E402
 from embeddings_platform.core.evaluation import labelled_queries, load_labelled  # noqa: E402
-from embeddings_platform.core.migration import evaluate_gate, rollback, swap  # noqa: E402
+from embeddings_platform.core.migration import rollback, swap  # noqa: E402
+from embeddings_platform.core.migration_gate import evaluate_gate  # noqa: E402
 from embeddings_platform.core.models import (  # noqa: E402
     load_embedder,
     model_version,

@@ -21,7 +21,7 @@ def _print_gates(config, sources: list[str]) -> None:
     """Each shadow version's migration gate against what serves (query vectors are cached, so
     this embeds nothing the gate checks of the run did not), and how to act on it."""
     from .core.evaluation import labelled_queries
-    from .core.migration import evaluate_gate, query_embedders
+    from .core.migration_gate import evaluate_gate, query_embedders
     from .core.models import model_version
     from .defs.resources import cached_embedder
 
@@ -62,7 +62,8 @@ def cmd_migrate(args, config) -> int:
     """Gate a candidate (a model version's shadow index, a retrieval profile, or both) against
     what serves; swap only if it passes (or --force)."""
     from .core.evaluation import labelled_queries
-    from .core.migration import MigrationError, evaluate_gate, query_embedders, swap
+    from .core.migration import MigrationError, swap
+    from .core.migration_gate import evaluate_gate, query_embedders
     from .core.models import model_dimension, model_version
     from .core.retrieval import RetrievalProfile
     from .core.serving import model_for_version
@@ -134,7 +135,7 @@ def cmd_evaluate(args, config) -> int:
     from pathlib import Path
 
     from .core.evaluation import load_labelled, write_trec_run
-    from .core.migration import query_embedders
+    from .core.migration_gate import query_embedders
     from .core.models import model_version
     from .core.scoring import score_labelled_set
     from .defs.resources import cached_embedder
@@ -186,7 +187,7 @@ def cmd_rollback(args, config) -> int:
 
 
 def cmd_cleanup(args, config) -> int:
-    from .core.migration import cleanup
+    from .core.retention import cleanup
 
     report = cleanup(Store(config.storage_uri), config)
     print_json(report.__dict__)

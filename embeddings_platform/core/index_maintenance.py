@@ -19,7 +19,7 @@ the last of them: its own rows are served meanwhile by LanceDB's flat scan of un
 so nothing is missing from search, and the indexes are maintained once per refresh.
 
 Nothing here deletes a table version: compaction writes new files, the old versions stay
-readable, and only retention cleanup (migration.cleanup, which keeps every retained target)
+readable, and only retention cleanup (retention.cleanup, which keeps every retained target)
 removes them. LanceDB's `table.optimize()` is not used for that reason: it also prunes.
 """
 
@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 
+from .filters import after, equal
 from .indexing import (
     AnnPlan,
     add_unindexed,
@@ -47,7 +48,7 @@ from .indexing import (
     vector_index,
 )
 from .sharding import parse_key, shard_keys
-from .store import INDEX_STATE, Store, after, equal, retry_on_conflict, utcnow
+from .store import INDEX_STATE, Store, retry_on_conflict, utcnow
 
 # LanceDB compacts only fragments of one index segment: each incremental refresh leaves one
 # fragment under its own delta, and a retrain (vector index dropped first) compacts them all.

@@ -20,8 +20,9 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .filters import equal, one_of
 from .sharding import owner
-from .store import DEAD_LETTER_REASON, Store, equal, one_of
+from .store import DEAD_LETTER_REASON, Store
 
 MAX_CHAIN = 16
 MAX_DELTA_SHARE = 0.2

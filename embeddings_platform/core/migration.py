@@ -1,192 +1,29 @@
-"""Model migrations: gate a shadow index against what serves, swap atomically, roll back, clean up.
+"""Model migrations: move serving to a gated candidate, or back, in one commit.
 
 A new model version fills its own table and index beside the serving one (the asset graph
 does that: every registered version is a column of the source x model grid, so changed
 documents reach every version). Serving moves to it only through `swap`, and only after
-`evaluate_gate` found it no worse than what serves by more than the configured margins. The
-pointer is one row changed in one commit, so a reader sees the old index or the new one.
-Every move is logged; `rollback` moves back to the previous target while it is retained.
+`migration_gate.evaluate_gate` found it no worse than what serves by more than the configured
+margins. The pointer is one row changed in one commit, so a reader sees the old index or the
+new one. Every move is logged; `rollback` moves back to the previous target while it is
+retained (core/retention.py expires what no longer is).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Sequence
-
-import numpy as np
+from typing import Sequence
 
 from .checks import ConsistencyError, consistency
-from .config import MigrationConfig, PlatformConfig
-from .evaluation import LabelledQuery, evaluate, table_retriever
-from .models import model_version
+from .migration_gate import GateReport
 from .retrieval import RetrievalProfile
-from .serving import retained_targets
 from .sharding import owner
 from .stages.serving_index import MixedModelVersionsError, model_versions_in
 from .store import Store, latest_serve_tag, serve_tag, utcnow, vectors_table_name
 
-EmbedFor = Callable[[str], Callable[[list[str]], np.ndarray]]  # version id -> batch embed function
-
-
-def query_embedders(store: Store, config: PlatformConfig, load: Callable) -> EmbedFor:
-    """version id -> embed function for queries, through the check's query-vector cache, so a
-    gate evaluated again embeds nothing it embedded before (and loads no model for it)."""
-    from .checks import cached_query_embedder
-    from .serving import model_for_version
-
-    def embed_for(version_id: str):
-        return cached_query_embedder(
-            store,
-            version_id,
-            lambda texts: load(model_for_version(config, store, version_id)).embed(texts),
-        )
-
-    return embed_for
-
 
 class MigrationError(RuntimeError):
     """A swap or rollback that must not happen, with the reason and what to do."""
-
-
-@dataclass
-class GateReport:
-    source: str
-    candidate_version: str
-    candidate_table_version: int | None
-    serving_version: str | None
-    queries: int
-    k: int
-    candidate_recall: float = 0.0
-    candidate_ndcg: float = 0.0
-    serving_recall: float = 0.0
-    serving_ndcg: float = 0.0
-    passed: bool = False
-    reasons: list[str] = field(default_factory=list)
-    evaluable: bool = True  # False: too few labelled queries to judge at all
-    candidate_profile: str = ""  # retrieval profile ids
-    serving_profile: str = ""
-    profile_json: str = ""  # the candidate profile, as the pointer records it
-    serving_table_version: int = 0
-
-    @property
-    def serving_target(self) -> str:
-        """What this gate compared with (see `serving_target`)."""
-        return target_label(self.serving_version, self.serving_profile)
-
-    @property
-    def metadata(self) -> dict[str, float | int]:
-        """Numbers the UI plots: both sides and their difference."""
-        return {
-            "queries": self.queries,
-            "k": self.k,
-            "passed": int(self.passed),
-            "candidate_recall": round(self.candidate_recall, 4),
-            "candidate_ndcg": round(self.candidate_ndcg, 4),
-            "serving_recall": round(self.serving_recall, 4),
-            "serving_ndcg": round(self.serving_ndcg, 4),
-            "recall_delta": round(self.candidate_recall - self.serving_recall, 4),
-            "ndcg_delta": round(self.candidate_ndcg - self.serving_ndcg, 4),
-            "evaluable": int(self.evaluable),
-        }
-
-
-def target_label(model_version: str | None, profile_id: str) -> str:
-    """Model version and retrieval profile id as one value ('' while nothing serves)."""
-    return f"{model_version} {profile_id}" if model_version else ""
-
-
-def serving_target(pointer: dict | None) -> str:
-    """What serves a source as far as a gate is concerned: model version and retrieval profile.
-    A gate evaluated against another target is out of date (swap, rollback, profile change)."""
-    if pointer is None:
-        return ""
-    profile = RetrievalProfile.from_json(pointer.get("profile"))
-    return target_label(pointer["model_version"], profile.profile_id)
-
-
-def evaluate_gate(
-    store: Store,
-    source: str,
-    candidate_version: str,
-    queries: Sequence[LabelledQuery],
-    embed_for: EmbedFor,
-    gate: MigrationConfig = MigrationConfig(),
-    candidate_profile: RetrievalProfile | None = None,
-) -> GateReport:
-    """Evaluate a candidate (model version, retrieval profile) against what serves, on the same
-    labelled queries and through the same ranking as search.
-
-    Not evaluable (and so not passed) without enough labelled queries; never passed while
-    nothing serves, because there is nothing to compare with. The candidate profile defaults
-    to the one that serves: a model migration keeps how queries are answered.
-    """
-    source = owner(source)
-    pointer = store.pointer(source)
-    serving_profile = RetrievalProfile.from_json(pointer.get("profile")) if pointer else None
-    candidate_profile = candidate_profile or serving_profile or RetrievalProfile()
-    report = GateReport(
-        source,
-        candidate_version,
-        None,
-        pointer["model_version"] if pointer else None,
-        len(queries),
-        gate.k,
-        candidate_profile=candidate_profile.profile_id,
-        serving_profile=serving_profile.profile_id if serving_profile else "",
-    )
-    report.profile_json = candidate_profile.to_json()
-    name = vectors_table_name(source, candidate_version)
-    if not store.has_table(name):
-        report.reasons.append(
-            f"no table {name}; materialize embeddings and serving_index for this model first"
-        )
-        return report
-    table = store.open_table(name)
-    report.candidate_table_version = latest_serve_tag(table)
-    if report.candidate_table_version is None:
-        report.reasons.append(
-            f"{name} has no serving index yet; materialize serving_index for this model first"
-        )
-        return report
-    if len(queries) < gate.min_queries:
-        report.evaluable = False
-        report.reasons.append(
-            f"not evaluable: {len(queries)} labelled queries (< migration.min_queries "
-            f"{gate.min_queries}); register a canary file (sources[].canary) or BEIR qrels with "
-            "the source (docs/operator.md)"
-        )
-        return report
-    table.checkout(report.candidate_table_version)
-    candidate = evaluate(
-        queries, table_retriever(table, embed_for(candidate_version), gate.k, candidate_profile)
-    )
-    report.candidate_recall, report.candidate_ndcg = candidate.recall, candidate.ndcg
-    if pointer is None:
-        report.reasons.append(
-            "nothing serves this source yet, so there is nothing to compare with; "
-            "materialize serving_index of its default model first"
-        )
-        return report
-    served = store.open_table(pointer["table_name"], pointer["table_version"])
-    current = evaluate(
-        queries,
-        table_retriever(served, embed_for(pointer["model_version"]), gate.k, serving_profile),
-    )
-    report.serving_recall, report.serving_ndcg = current.recall, current.ndcg
-    report.serving_table_version = int(pointer["table_version"])
-    if report.candidate_recall < report.serving_recall - gate.max_recall_drop:
-        report.reasons.append(
-            f"recall@{gate.k} {report.candidate_recall:.4f} is more than {gate.max_recall_drop} "
-            f"below the serving {report.serving_recall:.4f}"
-        )
-    if report.candidate_ndcg < report.serving_ndcg - gate.max_ndcg_drop:
-        report.reasons.append(
-            f"nDCG@{gate.k} {report.candidate_ndcg:.4f} is more than {gate.max_ndcg_drop} below "
-            f"the serving {report.serving_ndcg:.4f}"
-        )
-    report.passed = not report.reasons
-    return report
 
 
 def swap(
@@ -321,58 +158,3 @@ def rollback(
     )
     store.set_pointer(row)
     return row
-
-
-@dataclass
-class CleanupReport:
-    tables_dropped: list[str] = field(default_factory=list)
-    tags_deleted: int = 0
-    versions_removed: int = 0
-    bytes_removed: int = 0
-
-
-def cleanup(store: Store, config: PlatformConfig, now: datetime | None = None) -> CleanupReport:
-    """Retention expiry: drop tables of unregistered model versions nothing retains, delete expired
-    serve tags, and remove table versions older than the window (tagged ones are kept)."""
-    now = now or utcnow()
-    hours = config.serving.retention_hours
-    keep = {(t["table_name"], t["table_version"]) for t in retained_targets(store, hours, now)}
-    registered = {model_version(m).version_id for m in config.models}
-    report = CleanupReport()
-    for name in store.table_names():
-        if not name.startswith("vectors__"):
-            continue
-        table = store.open_table(name)
-        retained_here = {version for table_name, version in keep if table_name == name}
-        versions = model_versions_in(table) if table.count_rows() else set()
-        if versions and not versions & registered and not retained_here:
-            store.drop_table(name)
-            report.tables_dropped.append(name)
-            continue
-        latest = latest_serve_tag(table)
-        created_at = _version_times(table)
-        for tag_name, tag in table.tags.list().items():
-            version = tag["version"] if isinstance(tag, dict) else getattr(tag, "version", None)
-            if version is None or version in retained_here or version == latest:
-                continue
-            created = created_at.get(version)
-            if created is not None and now - created > timedelta(hours=hours):
-                table.tags.delete(tag_name)
-                report.tags_deleted += 1
-        stats = table.to_lance().cleanup_old_versions(
-            older_than=timedelta(hours=hours), error_if_tagged_old_versions=False
-        )
-        report.versions_removed += int(getattr(stats, "old_versions", 0) or 0)
-        report.bytes_removed += int(getattr(stats, "bytes_removed", 0) or 0)
-    return report
-
-
-def _version_times(table) -> dict[int, datetime]:
-    """When each version of a table was committed (UTC)."""
-    utc = utcnow().tzinfo
-    return {
-        int(info["version"]): info["timestamp"]
-        if info["timestamp"].tzinfo
-        else info["timestamp"].replace(tzinfo=utc)
-        for info in table.list_versions()
-    }

@@ -19,9 +19,9 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic.dataclasses import dataclass as settings
 
+from .filters import text_query
 from .indexing import served_plan, tuned
 from .registry import STRICT, KnownKeys, PositiveInt
-from .store import text_query
 
 Mode = Literal["vector", "fts", "hybrid"]
 MODES: tuple[str, ...] = ("vector", "fts", "hybrid")

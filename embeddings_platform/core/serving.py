@@ -17,18 +17,12 @@ from .config import (
     PlatformConfig,
     model_from_spec,
 )
+from .filters import either, equal, text_query
 from .manifests import recorded_upstream
 from .models import Embedder, model_version
 from .retrieval import RetrievalProfile, rank_documents
 from .sharding import owner
-from .store import (
-    LINEAGE_COLUMNS,
-    Store,
-    either,
-    equal,
-    text_query,
-    utcnow,
-)
+from .store import LINEAGE_COLUMNS, Store, utcnow
 
 # What LanceDB and pyarrow raise for a missing, truncated or cleaned-up file or version.
 STORAGE_ERRORS = (OSError, RuntimeError, ValueError, pa.ArrowException)

@@ -1,6 +1,8 @@
-"""LanceDB storage: the only module that touches LanceDB (core/schemas.py says what the
-tables hold). Writes are idempotent upserts keyed on declared primary keys; filters are
-built with `lancedb.expr`, never by formatting strings."""
+"""LanceDB storage: one typed `Store` opens and creates the tables and reads and writes their
+rows. Writes are idempotent upserts keyed on declared primary keys. Its parts live beside it:
+core/schemas.py (what the tables hold), core/conflicts.py (commits that race other writers),
+core/filters.py (a read's filter, built from values), core/table_versions.py (what a table's
+commit log says)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from typing import Any, Iterable
 import lancedb
 import pyarrow as pa
 from lancedb.expr import col, lit
-from lancedb.query import MatchQuery
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -49,62 +50,6 @@ from .schemas import (  # noqa: F401 - re-exported: the store's tables are its v
     vectors_table_name,
 )
 from .sharding import owner
-
-# Commits that leave every row as it was: an index build, a declared key, a compaction.
-_CONTENT_NEUTRAL = {"CreateIndex", "UpdateConfig", "Rewrite", "ReserveFragments"}
-
-
-def last_data_version(table) -> int:
-    """The newest version of a table whose commit changed rows (not an index build or compaction).
-
-    The table version also moves when serving_index indexes the table, so it alone cannot say
-    whether the next `embeddings` run changed any data. A version whose commit record is gone
-    (cleaned up) counts as a change. Compaction commits a fragment-id reservation (which pylance
-    reads back only as a `BaseOperation`) right before its `Rewrite`.
-    """
-    dataset = table.to_lance()
-    version, later = dataset.version, None
-    while version > 1:
-        transaction = dataset.read_transaction(version)
-        kind = type(transaction.operation).__name__ if transaction is not None else None
-        reservation = kind == "BaseOperation" and later == "Rewrite"
-        if kind not in _CONTENT_NEUTRAL and not reservation:
-            return version
-        version, later = version - 1, kind
-    return version
-
-
-def equal(**values: Any):
-    """A filter: every named column equals its value (values are data, never SQL text)."""
-    clauses = [col(name) == lit(value) for name, value in values.items()]
-    expr = clauses[0]
-    for clause in clauses[1:]:
-        expr = expr & clause
-    return expr
-
-
-def one_of(column: str, values: Iterable[str]):
-    """A filter: the column holds one of the values."""
-    return col(column).isin(list(values))
-
-
-def after(column: str, moment):
-    """A filter: the column's value is later than `moment`."""
-    return col(column) > lit(moment)
-
-
-def text_query(text: str, column: str = "text"):
-    """A full-text query whose words are data: tokenised as terms, never parsed as query syntax
-    (a quoted phrase would otherwise need a positional index, and fail without one)."""
-    return MatchQuery(text, column)
-
-
-def either(*filters):
-    """A filter: any of the given filters holds."""
-    expr = filters[0]
-    for other in filters[1:]:
-        expr = expr | other
-    return expr
 
 
 def _add_column(table, field: pa.Field) -> None:

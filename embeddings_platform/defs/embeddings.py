@@ -30,7 +30,8 @@ from ..core.serving import (
 )
 from ..core.stages.chunks import sync_chunks
 from ..core.stages.embeddings import sync_embeddings
-from ..core.store import chunks_table_name, last_data_version
+from ..core.store import chunks_table_name
+from ..core.table_versions import last_data_version
 from .common import (
     GROUP,
     OWNERS,

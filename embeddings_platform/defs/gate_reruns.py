@@ -21,7 +21,7 @@ from dagster import (
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from ..core.migration import serving_target
+from ..core.migration_gate import serving_target
 from ..core.sharding import owner
 from .common import partition_tags
 from .migration_gate import migration_gate

@@ -8,7 +8,7 @@ from dagster import (
     op,
 )
 
-from ..core.migration import cleanup
+from ..core.retention import cleanup
 from .resources import PlatformResource
 
 

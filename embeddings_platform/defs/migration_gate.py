@@ -10,7 +10,8 @@ from dagster import (
 
 from ..core.config import PlatformConfig
 from ..core.evaluation import labelled_queries
-from ..core.migration import evaluate_gate, query_embedders, serving_target, swap
+from ..core.migration import swap
+from ..core.migration_gate import evaluate_gate, query_embedders, serving_target
 from ..core.models import model_dimension
 from ..core.serving import model_for_version
 from .common import grid_of

@@ -13,7 +13,8 @@ from embeddings_platform.core.indexing import ann_plan, build_vector_index, fts_
 from embeddings_platform.core.models import HashingEmbedder
 from embeddings_platform.core.pipeline import build_serving_index, refresh
 from embeddings_platform.core.serving import search
-from embeddings_platform.core.store import Store, last_data_version
+from embeddings_platform.core.store import Store
+from embeddings_platform.core.table_versions import last_data_version
 from embeddings_platform.testing import write_config, write_corpus
 
 # the module, not the function the checks package re-exports under the same name

@@ -13,16 +13,11 @@ from dagster import DagsterInstance, materialize
 from embeddings_platform import cli
 from embeddings_platform.core.config import load_config
 from embeddings_platform.core.evaluation import labelled_queries
-from embeddings_platform.core.migration import (
-    MigrationError,
-    cleanup,
-    evaluate_gate,
-    query_embedders,
-    rollback,
-    swap,
-)
+from embeddings_platform.core.migration import MigrationError, rollback, swap
+from embeddings_platform.core.migration_gate import evaluate_gate, query_embedders
 from embeddings_platform.core.models import model_version
 from embeddings_platform.core.pipeline import MixedModelVersionsError
+from embeddings_platform.core.retention import cleanup
 from embeddings_platform.core.serving import search
 from embeddings_platform.core.store import Store, utcnow, vectors_table_name
 from embeddings_platform.definitions import defs

@@ -10,13 +10,8 @@ import pytest
 from embeddings_platform import cli
 from embeddings_platform.core.config import load_config
 from embeddings_platform.core.evaluation import labelled_queries
-from embeddings_platform.core.migration import (
-    MigrationError,
-    evaluate_gate,
-    query_embedders,
-    rollback,
-    swap,
-)
+from embeddings_platform.core.migration import MigrationError, rollback, swap
+from embeddings_platform.core.migration_gate import evaluate_gate, query_embedders
 from embeddings_platform.core.pipeline import refresh
 from embeddings_platform.core.retrieval import RetrievalProfile, _fuse
 from embeddings_platform.core.serving import embedder_query_function, search

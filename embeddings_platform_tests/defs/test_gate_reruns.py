@@ -7,7 +7,8 @@ from dagster._core.event_api import PartitionKeyFilter
 
 from embeddings_platform.core.config import load_config
 from embeddings_platform.core.evaluation import labelled_queries
-from embeddings_platform.core.migration import evaluate_gate, query_embedders, rollback, swap
+from embeddings_platform.core.migration import rollback, swap
+from embeddings_platform.core.migration_gate import evaluate_gate, query_embedders
 from embeddings_platform.core.models import model_version
 from embeddings_platform.core.store import Store
 from embeddings_platform.definitions import ASSETS

@@ -6,7 +6,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..store import Store, equal
+from ..filters import equal
+from ..store import Store
 
 BASELINES = pa.schema(
     [

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..filters import equal
 from ..sharding import parse_key as parse_shard_key
-from ..store import Store, chunks_table_name, equal, utcnow
+from ..store import Store, chunks_table_name, utcnow
 
 OK, WARN, ERROR = "ok", "warn", "error"
 _RANK = {OK: 0, WARN: 1, ERROR: 2}

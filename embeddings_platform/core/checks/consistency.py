@@ -11,8 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..filters import one_of
 from ..sharding import parse_key as parse_shard_key
-from ..store import Store, dead_letter_id, one_of, vectors_table_name
+from ..store import Store, dead_letter_id, vectors_table_name
 from .common import (
     ERROR,
     OK,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..store import DEAD_LETTER_REASON, Store, equal
+from ..filters import equal
+from ..store import DEAD_LETTER_REASON, Store
 from .common import OK, WARN
 
 

@@ -7,8 +7,9 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from ..filters import one_of
 from ..ids import digest
-from ..store import Store, one_of
+from ..store import Store
 
 QUERY_VECTORS = pa.schema(
     [
