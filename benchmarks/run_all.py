@@ -29,11 +29,13 @@ STEPS: list[tuple[str, list[str]]] = [
     ("migration", ["bench_migration.py"]),
     ("robustness", ["bench_robustness.py"]),
     ("scale", ["bench_scale.py"]),
+    ("scale-version-memory", ["bench_version_memory.py"]),  # on bench_scale's store
     ("shards", ["bench_shards.py"]),
     ("peers", ["bench_peers.py"]),
     ("refresh-users-path", ["bench_refresh.py"]),
     ("freshness", ["bench_freshness.py"]),
     ("search", ["bench_search.py"]),
+    ("sources", ["bench_sources.py"]),
 ]
 
 

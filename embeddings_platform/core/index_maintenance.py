@@ -25,13 +25,17 @@ removes them. LanceDB's `table.optimize()` is not used for that reason: it also 
 
 from __future__ import annotations
 
+import contextvars
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .filters import after, equal
+from .filters import equal
 from .indexing import (
     AnnPlan,
     add_unindexed,
@@ -112,7 +116,7 @@ def _maintain(store: Store, table, source: str, plan: AnnPlan, retrain_fraction:
         )
         report.unindexed_after = report.unindexed_before
         return report
-    rows, trained_now = table.count_rows(), None
+    rows, trained_now, joins = table.count_rows(), None, []
     if report.unindexed_before:  # this refresh's writes first become one fragment (no remap)
         report.fragments_compacted = retry_on_conflict(lambda: compact(table, True))
     if plan.exact and vector is not None:  # the table shrank below serving.ann_min_rows
@@ -128,14 +132,13 @@ def _maintain(store: Store, table, source: str, plan: AnnPlan, retrain_fraction:
             trained_now = _train(table, plan, vector, report)
             report.did("built" if vector is None else "retrained", why)
         elif unindexed_rows(table, vector):
-            retry_on_conflict(lambda: add_unindexed(table, vector_index(table)))
-            report.did("incremental", "new rows joined the trained vector index")
+            joins.append((vector_index, "new rows joined the trained vector index"))
     if fts is None and rows:
         retry_on_conflict(lambda: build_fts_index(table))
         report.did("built", "no full-text index yet")
     elif fts is not None and unindexed_rows(table, fts_index(table)):
-        retry_on_conflict(lambda: add_unindexed(table, fts_index(table)))
-        report.did("incremental", "new rows joined the full-text index")
+        joins.append((fts_index, "new rows joined the full-text index"))
+    _join(table, joins, report)
     report.unindexed_after = _unindexed(table, vector_index(table), fts_index(table))
     if trained_now is not None:  # the version the step ends at is what ann_recall will measure
         _put(
@@ -148,6 +151,24 @@ def _maintain(store: Store, table, source: str, plan: AnnPlan, retrain_fraction:
             detail=plan.index_type,
         )
     return report
+
+
+def _join(table, joins: list[tuple[Callable, str]], report: Maintenance) -> None:
+    """Add the new rows to each index as a delta, both indexes at once: each delta is mostly
+    one core's work (at 1M rows, 10k new rows took 0.19 s for the vector index and 0.33 s for
+    the full-text one, 0.4 s side by side), and LanceDB rebases two index commits onto each
+    other (a conflict is retried)."""
+
+    def join(find: Callable) -> None:
+        retry_on_conflict(lambda: add_unindexed(table, find(table)))
+
+    if joins:
+        with ThreadPoolExecutor(max_workers=len(joins)) as pool:  # conflicts counted in each
+            done = [pool.submit(contextvars.copy_context().run, join, f) for f, _ in joins]
+            for future in done:
+                future.result()
+    for _, reason in joins:
+        report.did("incremental", reason)
 
 
 def _merge(table, report: Maintenance) -> None:
@@ -187,10 +208,12 @@ def _training(store: Store, name: str, vector) -> tuple[datetime | None, int]:
 
 def _rows_since(table, trained_at: datetime | None) -> int:
     """Rows embedded (created_at) after the vector index was trained; lineage-only updates keep
-    their vector and do not count."""
+    their vector and do not count. Counted by the dataset, not read (half the time at 1M)."""
     if trained_at is None:
         return 0
-    return Store.read(table, ["created_at"], where=after("created_at", trained_at)).num_rows
+    dataset = table.to_lance()
+    moment = pa.scalar(_aware(trained_at), dataset.schema.field("created_at").type)
+    return dataset.count_rows(pc.field("created_at") > moment)
 
 
 def _retrain_reason(table, vector, plan: AnnPlan, since: int, rows: int, fraction: float) -> str:
