@@ -3,7 +3,8 @@
     nice -n 10 .venv/bin/python benchmarks/bench_sources.py          # 1,000,000 documents and a
                                                                      # 100,000-row table: ~40 min
     .venv/bin/python benchmarks/bench_sources.py --documents 20000 --rows 5000   # smoke: not saved
-    .venv/bin/python benchmarks/bench_sources.py --only postgres     # one source: not saved
+    nice -n 10 .venv/bin/python benchmarks/bench_sources.py --only postgres   # one source: its
+                                              # rows replace its own in RESULTS.md, the rest stay
 
 Four sources of short synthetic documents, generated under benchmarks/out/sources/ (gitignored):
 a Parquet folder of 100 files, a folder of one file per document (subfolders of 1,000), an
@@ -38,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import OUT, ROOT, bench_main, machine, timed  # noqa: E402
+from _results import OUT, RESULTS, ROOT, bench_main, machine, timed  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -409,7 +410,9 @@ def run(args) -> dict:
             server.remove()
     return {
         "command": "nice -n 10 .venv/bin/python benchmarks/bench_sources.py"
-        + ("" if (n, rows) == (1_000_000, 100_000) else f" --documents {n} --rows {rows}"),
+        + ("" if (n, rows) == (1_000_000, 100_000) else f" --documents {n} --rows {rows}")
+        + (f" --only {' '.join(args.only)}" if args.only else ""),
+        "only": sorted(only) if args.only else None,
         "machine": machine(),
         "runs": args.runs,
         "results": results,
@@ -428,6 +431,35 @@ def _row(name: str, r: dict) -> str:
 
 
 def render(r: dict) -> str:
+    """The section; for a run of some sources alone (--only), their rows and the prose put into
+    the section as it stands, the other sources' rows kept from the run that made them."""
+    return _merged(r, _render(r)) if r.get("only") else _render(r)
+
+
+def _merged(r: dict, new: str) -> str:
+    start, end = "<!-- bench_sources:start -->", "<!-- bench_sources:end -->"
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    if start not in text or end not in text:
+        return new
+    old = text[text.index(start) + len(start) : text.index(end)].split("\n\n", 1)[1]
+    names = [_NAMES[key] for key in r["only"]]
+    rows = {name: [ln for ln in new.splitlines() if ln.startswith(f"| {name} |")] for name in names}
+    lines = []
+    for line in old.split("Where the time goes.", 1)[0].rstrip().splitlines():
+        name = next((n for n in names if line.startswith(f"| {n} |")), None)
+        if line.startswith("Re-measured alone:"):
+            continue
+        lines.append(rows[name].pop(0) if name and rows[name] else line)
+        if line.startswith("Command:"):
+            lines += [
+                "",
+                f"Re-measured alone: the rows of {', '.join(names)}, with `{r['command']}`.",
+            ]
+    prose = new[new.index("Where the time goes.") :]
+    return "\n".join(lines) + "\n\n" + prose
+
+
+def _render(r: dict) -> str:
     res = r["results"]
     rows = "\n".join(_row(name, res[key]) for key, name in _NAMES.items() if key in res)
     extra = "\n".join(
@@ -489,7 +521,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--documents", type=int, default=1_000_000)
         parser.add_argument("--rows", type=int, default=100_000, help="PostgreSQL table rows")
         parser.add_argument("--runs", type=int, default=3)
-        parser.add_argument("--only", nargs="+", choices=list(_NAMES), help="smoke: not saved")
+        parser.add_argument(
+            "--only",
+            nargs="+",
+            choices=list(_NAMES),
+            help="these sources alone: their rows replace theirs in RESULTS.md",
+        )
 
     return bench_main(
         argv,
@@ -499,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         run,
         render,
         arguments,
-        smoke=lambda args: (args.documents, args.rows) != (1_000_000, 100_000) or args.only,
+        smoke=lambda args: (args.documents, args.rows) != (1_000_000, 100_000),
     )
 
 

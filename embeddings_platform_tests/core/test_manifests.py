@@ -127,6 +127,8 @@ def test_a_snapshot_killed_before_its_row_leaves_rows_that_are_never_read(cell, 
     assert sorted(read.column("doc_id").to_pylist()) == sorted(NOTES)  # once each
     previous = Previous.load(cell.store, "notes")
     assert previous.documents("doc_id", {"n5.md"}).num_rows == 1
+    texts = cell.store.open_table("document_texts").to_arrow().column("content_sha256")
+    assert texts.to_pylist().count(cell.manifest()["n5.md"]) == 1  # stored once, by both runs
     _write(cell, "n5.md", "Note 5, now about buoys.")
     assert cell.snapshot().changed == 1 and set(cell.manifest()) == set(NOTES)
 

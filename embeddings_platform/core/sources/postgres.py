@@ -209,9 +209,9 @@ class PostgresSource(SourceSettings):
             conn.read_only = True
             if self.updated_at_column:  # first: the transaction's snapshot is taken here
                 mark = sql.Identifier(self.updated_at_column)
-                summary = sql.SQL(
-                    "SELECT max({mark})::text, count(*) FILTER (WHERE {keyed}), "
-                    "coalesce(sum({hash}) FILTER (WHERE {keyed}), 0) FROM {table}"
+                summary = sql.SQL(  # the keyed rows' condition once a row, not once a sum
+                    "SELECT (SELECT max({mark}) FROM {table})::text, count(*), "
+                    "coalesce(sum({hash}), 0) FROM {table} WHERE {keyed}"
                 ).format(
                     mark=mark,
                     keyed=self._keyed(),
