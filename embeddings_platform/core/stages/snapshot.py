@@ -111,13 +111,21 @@ def plan_snapshot(
     while the last snapshot's rows are looked up in another thread: take_snapshot stores them
     then, so the two costs overlap. A full read does not call it (its texts are mostly known)."""
     settings = settings_key(source, documents)
-    previous = Previous.load(store, source.name)
-    usable = (
-        previous is not None and not full and previous.incremental and previous.settings == settings
-    )
-    source.check()  # read as empty, a missing path would unserve every document
-    changes = source.changes(previous if usable else None, documents)
     with ThreadPoolExecutor(1) as pool:  # the last snapshot's rows come while documents validate
+        loading = pool.submit(Previous.load, store, source.name)
+        try:  # read as empty, a missing path would unserve every document
+            source.check()  # (postgres: connects meanwhile, for the read)
+        except BaseException:
+            loading.exception()  # the source's error is the one to report
+            raise
+        previous = loading.result()
+        usable = (
+            previous is not None
+            and not full
+            and previous.incremental
+            and previous.settings == settings
+        )
+        changes = source.changes(previous if usable else None, documents)
         raws, lookup = _read_and_look_up(pool, changes, previous, usable, source.entry_is_doc_id)
         counter = _Counter(raws)
         good, rejected = validate_all(source.name, counter, documents)
