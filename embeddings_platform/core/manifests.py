@@ -6,8 +6,14 @@ changed against the snapshot before it, its base: the documents added, changed o
 (`snapshot_entries`). Its manifest is its base's with its own rows on top. After MAX_CHAIN
 deltas, or once they hold more rows than MAX_DELTA_SHARE of the documents, a snapshot is
 written in full again, so a manifest is read in one pass over a full manifest and a few small
-deltas. Rows are keyed by their snapshot and never changed afterwards, so a run reading one
-snapshot is never disturbed by a run writing the next.
+deltas. Rows are never changed afterwards, so a run reading one snapshot is never disturbed by a
+run writing the next.
+
+Rows carry the key of the snapshot row that publishes them (`snapshot_key`; its state says
+KEYED_ROWS), and a chain reads only its snapshot rows' keys: rows of a write killed before its
+snapshot row, or of a second write of the same snapshot id, are never read. So they are
+appended, with no merge against every row recorded before. Rows written before this have no key
+and are read by snapshot id.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .filters import equal, one_of
+from .filters import equal
 from .sharding import owner
 from .store import DEAD_LETTER_REASON, Store
 
@@ -29,13 +35,19 @@ MAX_DELTA_SHARE = 0.2
 MIN_DELTA_ROWS = 1000  # a small source keeps its deltas too: they cost nothing to read
 MANIFEST_COLUMNS = ["doc_id", "content_sha256", "metadata_json", "entry"]
 _SELECTIVE = 20_000  # above this many values, one pass over the chain filters in memory
+KEYED_ROWS = "keyed_rows"  # in a snapshot row's state: its manifest rows carry its key
+
+# The snapshots of a chain, full one first: (snapshot id, the key its rows carry or None when
+# they were written before rows carried one).
+Scope = list[tuple[str, "str | None"]]
 
 
 def snapshot_rows(store: Store, source: str) -> list[dict[str, Any]]:
     """Every recorded snapshot of a source partition, oldest first."""
-    if not store.has_table("snapshots"):
+    snapshots = store.existing("snapshots")  # one open, no listing of every table first
+    if snapshots is None:
         return []
-    rows = Store.read(store.open_table("snapshots"), where=equal(source=source)).to_pylist()
+    rows = Store.read(snapshots, where=equal(source=source)).to_pylist()
     return sorted(rows, key=lambda r: r["created_at"])
 
 
@@ -57,7 +69,13 @@ def recorded_upstream(store: Store, source: str, snapshot_id: str) -> dict[str, 
 
 
 def chain(rows: list[dict[str, Any]], snapshot_id: str) -> list[str]:
-    """The snapshot ids whose rows make up the manifest of `snapshot_id`, the full one first.
+    """The snapshot ids whose rows make up the manifest of `snapshot_id`, the full one first."""
+    return [i for i, _ in scope(rows, snapshot_id)]
+
+
+def scope(rows: list[dict[str, Any]], snapshot_id: str) -> Scope:
+    """The snapshots whose rows make up the manifest of `snapshot_id`, the full one first, each
+    with the key its rows carry.
 
     An id recorded twice (content that came back) is written in full the second time, and a
     full record is preferred: every row kept under one id agrees with that id's content."""
@@ -65,12 +83,14 @@ def chain(rows: list[dict[str, Any]], snapshot_id: str) -> list[str]:
     for row in rows:  # oldest first: a later record of an id wins unless the earlier is full
         if row["snapshot_id"] not in by_id or row.get("base_snapshot_id") is None:
             by_id[row["snapshot_id"]] = row
-    ids: list[str] = []
+    links: Scope = []
     current: str | None = snapshot_id
-    while current is not None and current in by_id and current not in ids:
-        ids.append(current)
-        current = by_id[current].get("base_snapshot_id")
-    return ids[::-1]
+    while current is not None and current in by_id and current not in dict(links):
+        row = by_id[current]
+        keyed = json.loads(row.get("state_json") or "{}").get(KEYED_ROWS)
+        links.append((current, row["snapshot_key"] if keyed else None))
+        current = row.get("base_snapshot_id")
+    return links[::-1]
 
 
 def newest(rows: pa.Table, key: str, ids: list[str]) -> pa.Table:
@@ -101,15 +121,29 @@ def _present(rows: pa.Table) -> pa.Table:
     return rows.filter(pc.invert(pc.fill_null(rows.column("removed"), False)))
 
 
-def _read(store: Store, table: str, source: str, ids: list[str], columns, where=None):
-    """Rows of the chain's snapshots; a column a table made before it existed reads as null."""
-    if not ids or not store.has_table(table):
+def _read(store: Store, table: str, source: str, links: Scope, columns, within=None):
+    """Rows of the chain's snapshots, each written by the snapshot row the chain names (not a
+    killed or a concurrent write of the same id); a column a table made before it existed
+    reads as null."""
+    handle = store.existing(table) if links else None
+    if handle is None:
         return None
-    scope = equal(source=source) & one_of("snapshot_id", ids)
-    handle = store.open_table(table)
+    names = handle.schema.names
     columns = list(dict.fromkeys([*columns, "snapshot_id"]))
-    present = [c for c in columns if c in handle.schema.names]
-    rows = Store.read(handle, present, where=scope if where is None else scope & where)
+    keyed = "snapshot_key" in names
+    present = [c for c in columns if c in names] + (["snapshot_key"] if keyed else [])
+    ids = {"snapshot_id": [i for i, _ in links]}
+    rows = Store.read_in(handle, present, {**(within or {}), **ids}, source=source)
+    if keyed:  # a row carries the key of the snapshot row it was written for, or none (older)
+        key = rows.column("snapshot_key")
+        published = pa.array([k for _, k in links if k], pa.string())
+        unkeyed = pa.array([i for i, k in links if not k], pa.string())
+        mine = pc.if_else(
+            pc.is_null(key),
+            pc.is_in(rows.column("snapshot_id"), value_set=unkeyed),
+            pc.is_in(key, value_set=published),
+        )
+        rows = rows.filter(mine)
     for column in columns:
         if column not in present:
             kind = pa.bool_() if column == "removed" else pa.string()
@@ -122,15 +156,15 @@ def manifest(
 ) -> pa.Table:
     """The documents of a snapshot (doc_id, content hash, metadata, entry by default)."""
     columns = list(columns)
-    ids = chain(snapshot_rows(store, source), snapshot_id)
-    rows = _read(store, "snapshot_documents", source, ids, [*columns, "doc_id", "removed"])
+    links = scope(snapshot_rows(store, source), snapshot_id)
+    rows = _read(store, "snapshot_documents", source, links, [*columns, "doc_id", "removed"])
     if rows is None:
         return pa.table({c: pa.array([], pa.string()) for c in columns})
-    return _present(newest(rows, "doc_id", ids)).select(columns)
+    return _present(newest(rows, "doc_id", [i for i, _ in links])).select(columns)
 
 
 def documents_where(
-    store: Store, source: str, ids: list[str], column: str, values: set[str]
+    store: Store, source: str, links: Scope, column: str, values: set[str]
 ) -> pa.Table:
     """The manifest rows (MANIFEST_COLUMNS) of the documents whose `column` is one of values.
 
@@ -139,17 +173,16 @@ def documents_where(
     if not values:
         return pa.table({c: pa.array([], pa.string()) for c in MANIFEST_COLUMNS})
     wanted = [*MANIFEST_COLUMNS, "removed"]
+    ids = [i for i, _ in links]
     if len(values) > _SELECTIVE:
-        rows = _read(store, "snapshot_documents", source, ids, wanted)
+        rows = _read(store, "snapshot_documents", source, links, wanted)
     else:
-        rows = _read(store, "snapshot_documents", source, ids, wanted, one_of(column, values))
+        rows = _read(store, "snapshot_documents", source, links, wanted, {column: values})
         if rows is not None and column != "doc_id" and len(ids) > 1 and rows.num_rows:
             candidates = pc.unique(rows.column("doc_id")).to_pylist()
-            rows = _read(
-                store, "snapshot_documents", source, ids, wanted, one_of("doc_id", candidates)
-            )
+            rows = _read(store, "snapshot_documents", source, links, wanted, {"doc_id": candidates})
     if rows is None:
-        return documents_where(store, source, ids, column, set())
+        return documents_where(store, source, links, column, set())
     rows = _present(newest(rows, "doc_id", ids))
     return rows.filter(pc.is_in(rows.column(column), value_set=pa.array(sorted(values))))
 
@@ -162,7 +195,7 @@ class Previous:
     store: Store
     source: str
     row: dict[str, Any]
-    ids: list[str]
+    links: Scope  # the snapshots its manifest is read from (core/manifests.py: scope)
     state: dict[str, Any] = field(default_factory=dict)  # what the source kind remembered
     settings: str = ""  # the settings it was read with (a partial read must not straddle two)
     recorded: frozenset[str] = frozenset()  # every snapshot id the partition recorded so far
@@ -174,16 +207,19 @@ class Previous:
             return None
         row = rows[-1]
         recorded = json.loads(row.get("state_json") or "{}")
-        ids = chain(rows, row["snapshot_id"])
         return cls(
             store,
             source,
             row,
-            ids,
+            scope(rows, row["snapshot_id"]),
             recorded.get("kind", {}),
             recorded.get("settings", ""),
             frozenset(r["snapshot_id"] for r in rows),
         )
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for i, _ in self.links]
 
     @property
     def incremental(self) -> bool:
@@ -191,7 +227,7 @@ class Previous:
         return bool(self.row.get("content_sum")) and self.row.get("state_json") is not None
 
     def stamps(self) -> dict[str, str]:
-        rows = _read(self.store, "snapshot_entries", self.source, self.ids, ["entry", "stamp"])
+        rows = _read(self.store, "snapshot_entries", self.source, self.links, ["entry", "stamp"])
         if rows is None:
             return {}
         rows = newest(rows, "entry", self.ids)
@@ -208,17 +244,18 @@ class Previous:
 
     def known(self, keys: set[str]) -> set[str]:
         """Which of these doc ids the snapshot had, as documents or quarantined entries."""
-        docs = documents_where(self.store, self.source, self.ids, "doc_id", keys)
+        docs = documents_where(self.store, self.source, self.links, "doc_id", keys)
         quarantined = {q["entry"] for q in self.quarantined if q.get("entry") in keys}
         return set(docs.column("doc_id").to_pylist()) | quarantined
 
     @cached_property
     def quarantined(self) -> list[dict[str, Any]]:
         """The quarantine rows of the snapshot's documents (not the model's dead letters)."""
-        if not self.store.has_table("quarantine"):
+        quarantine = self.store.existing("quarantine")
+        if quarantine is None:
             return []
         rows = Store.read(
-            self.store.table("quarantine"),
+            quarantine,
             where=equal(source=self.source, snapshot_id=self.row["snapshot_id"]),
         ).to_pylist()
         return [r for r in rows if not (r["reason"] or "").startswith(DEAD_LETTER_REASON)]
@@ -227,15 +264,15 @@ class Previous:
         """Manifest rows of the documents whose `column` is one of values (None: all)."""
         if values is None:
             return manifest(self.store, self.source, self.row["snapshot_id"])
-        return documents_where(self.store, self.source, self.ids, column, values)
+        return documents_where(self.store, self.source, self.links, column, values)
 
     def stamps_of(self, entries: set[str]) -> dict[str, str]:
         """The recorded stamps of these entries (the ones gone or never recorded are absent)."""
         if not entries:
             return {}
-        where = None if len(entries) > _SELECTIVE else one_of("entry", entries)
+        within = None if len(entries) > _SELECTIVE else {"entry": entries}
         rows = _read(
-            self.store, "snapshot_entries", self.source, self.ids, ["entry", "stamp"], where
+            self.store, "snapshot_entries", self.source, self.links, ["entry", "stamp"], within
         )
         if rows is None:
             return {}
@@ -250,7 +287,7 @@ class Previous:
 
     def entries(self) -> pa.Table:
         """Every entry's newest stamp row (entry, stamp; stamp None when gone)."""
-        rows = _read(self.store, "snapshot_entries", self.source, self.ids, ["entry", "stamp"])
+        rows = _read(self.store, "snapshot_entries", self.source, self.links, ["entry", "stamp"])
         if rows is None:
             return pa.table(
                 {"entry": pa.array([], pa.string()), "stamp": pa.array([], pa.string())}

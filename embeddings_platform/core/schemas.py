@@ -70,6 +70,8 @@ SNAPSHOT_DOCUMENTS = pa.schema(
         pa.field("metadata_json", pa.string()),
         pa.field("entry", pa.string()),  # the file, data file or row the document was read from
         pa.field("removed", pa.bool_()),  # in a delta: the document is gone since the base
+        # the snapshot row that publishes the row (core/manifests.py; None: written before)
+        pa.field("snapshot_key", pa.string()),
     ]
 )
 # The stamp of every entry a snapshot read (a file's size and times, a data file's deletes):
@@ -81,6 +83,7 @@ SNAPSHOT_ENTRIES = pa.schema(
         pa.field("snapshot_id", pa.string()),
         pa.field("entry", pa.string()),
         pa.field("stamp", pa.string()),
+        pa.field("snapshot_key", pa.string()),  # as in SNAPSHOT_DOCUMENTS
     ]
 )
 DOCUMENT_TEXTS = pa.schema([_key("content_sha256"), pa.field("text", pa.string())])

@@ -6,12 +6,15 @@ commit log says)."""
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 from datetime import timedelta
 from typing import Any, Iterable
 
 import lancedb
 import pyarrow as pa
+import pyarrow.compute as pc
 from lancedb.expr import col, lit
 from tenacity import (
     Retrying,
@@ -110,8 +113,9 @@ class Store:
         """
 
         def open_or_create():
-            if self.has_table(name):
-                return self.db.open_table(name)
+            table = self.existing(name)  # one open, no listing of every table first
+            if table is not None:
+                return table
             if schema is None:
                 raise KeyError(f"table {name!r} does not exist in {self.uri}")
             return create_table_once(self.db, name, schema)
@@ -145,6 +149,14 @@ class Store:
                 .execute(rows)
             )
         )
+
+    def insert_missing(self, table, rows: pa.Table, key: str) -> None:
+        """Rows whose key the table does not hold yet (content-addressed rows: a key names one
+        value forever, so a stored row is not rewritten); idempotent like `upsert`."""
+        if rows.num_rows:
+            retry_on_conflict(
+                lambda: table.merge_insert(key).when_not_matched_insert_all().execute(rows)
+            )
 
     def append(self, table, rows: pa.Table) -> None:
         """Rows whose keys are new by construction (they hold their write's time): no merge,
@@ -182,6 +194,22 @@ class Store:
         if columns:
             query = query.select(columns)
         return query.limit(None).to_arrow()
+
+    @staticmethod
+    def read_in(
+        table, columns: list[str] | None, within: dict[str, Iterable[str]], **equal_to: Any
+    ) -> pa.Table:
+        """Rows whose `within` columns each hold one of their values and whose `equal_to`
+        columns hold those values, read with lance's scanner: its IN is one hash lookup a row,
+        where LanceDB 0.40 plans `isin` as an OR of one equality a value (1,000 ids over
+        100,000 rows: 17 ms of CPU against 5). Values are data in a pyarrow expression."""
+        conditions = [pc.field(name) == value for name, value in equal_to.items()]
+        conditions += [
+            pc.field(name).isin(pa.array(list(values), pa.string()))
+            for name, values in within.items()
+        ]
+        where = functools.reduce(operator.and_, conditions) if conditions else None
+        return table.to_lance().to_table(columns=columns, filter=where)
 
     # --- snapshots ---------------------------------------------------------------------
 
@@ -225,13 +253,8 @@ class Store:
         hashes = sorted(set(content_hashes))
         if not hashes:
             return {}
-        table = self.table("document_texts")
-        out: dict[str, str] = {}
-        for start in range(0, len(hashes), 5000):
-            batch = hashes[start : start + 5000]
-            for row in self.read(table, where=col("content_sha256").isin(batch)).to_pylist():
-                out[row["content_sha256"]] = row["text"]
-        return out
+        rows = self.read_in(self.table("document_texts"), None, {"content_sha256": hashes})
+        return dict(zip(*(rows.column(c).to_pylist() for c in ("content_sha256", "text"))))
 
     # --- serving pointers --------------------------------------------------------------
 

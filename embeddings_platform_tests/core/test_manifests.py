@@ -4,11 +4,19 @@ a snapshot killed before its snapshot row is written again without duplicates.""
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pytest
 
 from embeddings_platform.core import store as store_module
-from embeddings_platform.core.manifests import newest, snapshot_rows
+from embeddings_platform.core.manifests import (
+    KEYED_ROWS,
+    Previous,
+    manifest,
+    newest,
+    snapshot_rows,
+)
 from embeddings_platform.core.stages import snapshot_write
 from embeddings_platform.core.store import Store
 
@@ -97,7 +105,7 @@ def test_a_chain_is_cut_after_max_chain_deltas(cell, monkeypatch):
     assert list(text.values()) == ["Note 4, version 3, about piers."]
 
 
-def test_a_snapshot_killed_before_its_row_is_written_again_without_duplicates(cell, monkeypatch):
+def test_a_snapshot_killed_before_its_row_leaves_rows_that_are_never_read(cell, monkeypatch):
     cell.snapshot()
     _write(cell, "n5.md", "Note 5, now about ferries.")
     real = store_module.Store.append
@@ -114,8 +122,41 @@ def test_a_snapshot_killed_before_its_row_is_written_again_without_duplicates(ce
     assert len(snapshot_rows(cell.store, "notes")) == 1  # invisible: no snapshot row
     again = cell.snapshot()
     assert again.is_new and again.changed == 1
-    assert _rows(cell, "snapshot_documents", again.snapshot_id) == 1
-    assert set(cell.manifest()) == set(NOTES)
+    assert _rows(cell, "snapshot_documents", again.snapshot_id) == 2  # the killed write's too
+    read = manifest(cell.store, "notes", again.snapshot_id)
+    assert sorted(read.column("doc_id").to_pylist()) == sorted(NOTES)  # once each
+    previous = Previous.load(cell.store, "notes")
+    assert previous.documents("doc_id", {"n5.md"}).num_rows == 1
+    texts = cell.store.open_table("document_texts").to_arrow().column("content_sha256")
+    assert texts.to_pylist().count(cell.manifest()["n5.md"]) == 1  # stored once, by both runs
+    _write(cell, "n5.md", "Note 5, now about buoys.")
+    assert cell.snapshot().changed == 1 and set(cell.manifest()) == set(NOTES)
+
+
+def test_a_delta_on_a_manifest_written_before_rows_carried_their_key(cell):
+    """A store written before manifest rows carried their snapshot row's key: its rows are read
+    by snapshot id, and deltas with keys go on from it."""
+    first = cell.snapshot()
+    for name in ("snapshot_documents", "snapshot_entries", "snapshots"):  # as written before
+        rows = cell.store.open_table(name).to_arrow()
+        if name == "snapshots":
+            states = [json.loads(s) for s in rows.column("state_json").to_pylist()]
+            assert all(state.pop(KEYED_ROWS) for state in states)
+            column, values = "state_json", pa.array([json.dumps(s) for s in states])
+        else:
+            column, values = "snapshot_key", pa.nulls(rows.num_rows, pa.string())
+        rows = rows.set_column(rows.schema.get_field_index(column), column, values)
+        cell.store.drop_table(name)
+        cell.store.db.create_table(name, rows)
+    assert set(cell.store.snapshot_manifest("notes", first.snapshot_id)) == set(NOTES)
+    _write(cell, "n2.md", "Note 2, now about dunes.")
+    edit = cell.snapshot()
+    assert edit.is_new and not edit.full_read and edit.changed == 1
+    assert snapshot_rows(cell.store, "notes")[-1]["base_snapshot_id"] == first.snapshot_id
+    read = manifest(cell.store, "notes", edit.snapshot_id, ["doc_id", "content_sha256"])
+    assert sorted(read.column("doc_id").to_pylist()) == sorted(NOTES)
+    texts = cell.store.texts(read.column("content_sha256").to_pylist())
+    assert "Note 2, now about dunes." in texts.values()
 
 
 def test_a_store_from_before_deltas_gets_the_columns_and_one_full_read(cell):

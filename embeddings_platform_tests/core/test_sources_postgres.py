@@ -159,6 +159,39 @@ def test_the_signature_keeps_one_connection_and_replaces_one_the_server_dropped(
     postgres.close_connections()
 
 
+def test_a_snapshot_reads_in_the_kept_connection_or_a_new_one_when_it_died(
+    tmp_path, pg, pg_table, monkeypatch
+):
+    postgres.close_connections()
+    pg_write(pg, pg_table, ROWS)
+    cell = Cell(tmp_path, postgres_source(pg_table))
+    cell.snapshot()
+    opened = []
+    real_connect, real_check = psycopg.connect, postgres.PostgresSource.check
+    admin = psycopg.connect(pg.dsn, autocommit=True)
+    monkeypatch.setattr(
+        psycopg, "connect", lambda *a, **k: opened.append(1) or real_connect(*a, **k)
+    )
+    pg_write(pg, pg_table, {**ROWS, "a": "Cats sleep all day."})
+    opened.clear()  # the test's own writes
+    edit = cell.snapshot()
+    assert edit.changed == 1 and not edit.full_read and opened == []  # check's, then the read's
+
+    def check_then_lose_the_connection(source):
+        real_check(source)
+        (kept,) = postgres._kept.values()
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (kept.info.backend_pid,))
+
+    monkeypatch.setattr(postgres.PostgresSource, "check", check_then_lose_the_connection)
+    pg_write(pg, pg_table, {**ROWS, "a": "Cats sleep all night."})
+    opened.clear()
+    again = cell.snapshot()
+    assert again.changed == 1 and not again.full_read and opened == [1]
+    assert again.snapshot_id == source_fingerprint(cell.source)
+    admin.close()
+    postgres.close_connections()
+
+
 def test_an_edit_that_keeps_the_watermark_is_found_by_a_full_read(tmp_path, pg, pg_table):
     """Writers must move updated_at; one that does not is seen by the next full read (the
     freshness re-check reads in full)."""

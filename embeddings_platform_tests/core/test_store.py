@@ -184,3 +184,32 @@ def test_retried_conflicts_are_counted_for_the_step_that_retried_them():
     assert (step.retried, inner.retried) == (3, 1)
     retry_on_conflict(lambda: "committed")  # outside any count: nothing to add to
     assert step.retried == 3
+
+
+def test_read_in_matches_values_as_data_and_every_equality(tmp_path: Path):
+    store = Store(str(tmp_path / "db"))
+    schema = pa.schema([pa.field("k", pa.string(), nullable=False), pa.field("src", pa.string())])
+    keys = ["a", "b", "o'brien", "x' OR '1'='1", *[f"k{i}" for i in range(3000)]]
+    table = store.table("t", schema, "k")
+    rows = [{"k": k, "src": "one" if i % 2 else "two"} for i, k in enumerate(keys)]
+    store.append(table, pa.Table.from_pylist(rows, schema))
+    wanted = ["o'brien", "x' OR '1'='1", "missing", *[f"k{i}" for i in range(0, 3000, 3)]]
+    read = Store.read_in(table, ["k", "src"], {"k": wanted})
+    assert sorted(read.column("k").to_pylist()) == sorted(set(wanted) & set(keys))
+    one = Store.read_in(table, ["k"], {"k": wanted}, src="one").column("k").to_pylist()
+    assert sorted(one) == sorted(r["k"] for r in rows if r["k"] in wanted and r["src"] == "one")
+    assert Store.read_in(table, ["k"], {"k": []}).num_rows == 0
+
+
+def test_insert_missing_keeps_stored_rows_and_adds_the_new_ones_once(tmp_path: Path):
+    store = Store(str(tmp_path / "db"))
+    schema = pa.schema([pa.field("k", pa.string(), nullable=False), pa.field("v", pa.string())])
+    table = store.table("t", schema, "k")
+    store.insert_missing(table, pa.Table.from_pylist([{"k": "a", "v": "first"}], schema), "k")
+    again = [{"k": "a", "v": "other"}, {"k": "b", "v": "new"}]
+    for _ in range(2):  # a rerun adds nothing
+        store.insert_missing(table, pa.Table.from_pylist(again, schema), "k")
+    assert sorted(map(tuple, (r.values() for r in table.to_arrow().to_pylist()))) == [
+        ("a", "first"),
+        ("b", "new"),
+    ]

@@ -50,6 +50,16 @@ def _key_hash_sql(ident: sql.Composable) -> sql.Composable:
     return sql.SQL("hashtextextended({}::text, 0)").format(ident)
 
 
+def _answers(conn: psycopg.Connection) -> bool:
+    """Does a kept connection still reach its server (not closed by it since the last use)?"""
+    try:
+        conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        conn.close()
+        return False
+
+
 def close_connections() -> None:
     """Close the connections kept for signatures (tests; a process done with its sources)."""
     with _kept_lock:
@@ -132,10 +142,32 @@ class PostgresSource(SourceSettings):
 
     @contextmanager
     def _connect(self) -> Iterator[psycopg.Connection]:
+        """A connection for one read transaction: the one this process keeps (`check`, run
+        just before, opened it while the snapshot step loaded the last snapshot), borrowed so
+        that a tick meanwhile opens its own, and given back after a read that ended well; a
+        fresh one when none is kept or the kept one no longer answers."""
         dsn = self._dsn()
-        conn = self._open(dsn)
-        with self._errors(dsn), conn:
-            yield conn
+        key = (os.getpid(), dsn)
+        with _kept_lock:
+            conn = _kept.pop(key, None)
+        if conn is not None and not _answers(conn):
+            conn = None
+        conn = conn or self._open(dsn, autocommit=True)
+        conn.autocommit = False
+        with self._errors(dsn):
+            try:
+                yield conn
+                conn.rollback()  # read only: nothing to commit
+            except BaseException:
+                conn.close()
+                raise
+        conn.autocommit, conn.isolation_level, conn.read_only = True, None, None
+        with _kept_lock:
+            if _kept.get(key) is None:
+                _kept[key] = conn
+                conn = None
+        if conn is not None:
+            conn.close()
 
     def _on_kept(self, use: Callable[[psycopg.Connection], Any]) -> Any:
         """`use` on this process's kept connection (autocommit); one the server dropped (a
@@ -209,9 +241,9 @@ class PostgresSource(SourceSettings):
             conn.read_only = True
             if self.updated_at_column:  # first: the transaction's snapshot is taken here
                 mark = sql.Identifier(self.updated_at_column)
-                summary = sql.SQL(
-                    "SELECT max({mark})::text, count(*) FILTER (WHERE {keyed}), "
-                    "coalesce(sum({hash}) FILTER (WHERE {keyed}), 0) FROM {table}"
+                summary = sql.SQL(  # the keyed rows' condition once a row, not once a sum
+                    "SELECT (SELECT max({mark}) FROM {table})::text, count(*), "
+                    "coalesce(sum({hash}), 0) FROM {table} WHERE {keyed}"
                 ).format(
                     mark=mark,
                     keyed=self._keyed(),

@@ -19,6 +19,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain, islice
+from typing import Callable
 
 from ..config import DocumentsConfig, SourceConfig
 from ..documents import Document, Rejected, duplicate, validate_all
@@ -26,7 +27,7 @@ from ..ids import digest
 from ..manifests import Previous
 from ..sources.base import Changes
 from ..store import Store
-from .snapshot_write import write_snapshot
+from .snapshot_write import write_snapshot, write_texts
 
 SUM_MODULUS = 1 << 256
 FORMAT = "snapshot-v2"
@@ -88,6 +89,7 @@ class Plan:
     carried: list[dict]  # quarantine rows of untouched entries, carried over
     content_sum: int
     settings: str
+    texts_written: bool = False  # by `on_read`, while the last snapshot's rows were looked up
 
 
 def settings_key(source: SourceConfig, documents: DocumentsConfig) -> str:
@@ -96,24 +98,43 @@ def settings_key(source: SourceConfig, documents: DocumentsConfig) -> str:
 
 
 def plan_snapshot(
-    store: Store, source: SourceConfig, documents: DocumentsConfig, full: bool = False
+    store: Store,
+    source: SourceConfig,
+    documents: DocumentsConfig,
+    full: bool = False,
+    on_read: Callable[[dict[str, str]], None] | None = None,
 ) -> Plan:
     """Read what changed since the last snapshot (everything when `full` or when the last one
-    cannot be built on) and compare it with what that snapshot recorded; writes nothing."""
+    cannot be built on) and compare it with what that snapshot recorded; writes nothing itself.
+
+    `on_read` gets the texts (content hash -> text) of the documents a partial read found,
+    while the last snapshot's rows are looked up in another thread: take_snapshot stores them
+    then, so the two costs overlap. A full read does not call it (its texts are mostly known)."""
     settings = settings_key(source, documents)
-    previous = Previous.load(store, source.name)
-    usable = (
-        previous is not None and not full and previous.incremental and previous.settings == settings
-    )
-    source.check()  # read as empty, a missing path would unserve every document
-    changes = source.changes(previous if usable else None, documents)
     with ThreadPoolExecutor(1) as pool:  # the last snapshot's rows come while documents validate
+        loading = pool.submit(Previous.load, store, source.name)
+        try:  # read as empty, a missing path would unserve every document
+            source.check()  # (postgres: connects meanwhile, for the read)
+        except BaseException:
+            loading.exception()  # the source's error is the one to report
+            raise
+        previous = loading.result()
+        usable = (
+            previous is not None
+            and not full
+            and previous.incremental
+            and previous.settings == settings
+        )
+        changes = source.changes(previous if usable else None, documents)
         raws, lookup = _read_and_look_up(pool, changes, previous, usable, source.entry_is_doc_id)
         counter = _Counter(raws)
         good, rejected = validate_all(source.name, counter, documents)
         touched = changes.touched if usable else None  # read after the documents (postgres)
         if lookup is None and previous is not None:
             lookup = pool.submit(*_before_lookup(previous, touched, source.entry_is_doc_id))
+        early = on_read is not None and touched is not None and bool(good)
+        if early:
+            on_read({d.content_sha256: d.text for d in good.values()})
         before_rows = lookup.result() if lookup is not None else None
     current = {
         d.doc_id: (d.content_sha256, _metadata_json(d.metadata), d.entry or d.doc_id)
@@ -147,6 +168,7 @@ def plan_snapshot(
         carried,
         total,
         settings,
+        early,
     )
 
 
@@ -240,6 +262,6 @@ def take_snapshot(
     full: bool = False,
 ) -> SnapshotReport:
     """Read what changed and record a new immutable snapshot if the content changed."""
-    plan = plan_snapshot(store, source, documents, full)
+    plan = plan_snapshot(store, source, documents, full, lambda texts: write_texts(store, texts))
     write_snapshot(store, source.name, plan, run_id)
     return plan.report

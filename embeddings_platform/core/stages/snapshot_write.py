@@ -1,6 +1,11 @@
 """Writing a snapshot (stage 1): its texts, its manifest as a delta or in full, its quarantine
-rows, and last its snapshot row, which is what makes it visible. Every write is an upsert keyed
-by the snapshot, so a run killed half-way and run again neither duplicates nor loses a row."""
+rows, and last its snapshot row, which is what makes it visible.
+
+Texts and quarantine rows are upserts (keyed by content, by snapshot and reason). Manifest rows
+are appended under the key of the snapshot row this write is about to add, and only the rows
+of a published snapshot row are ever read (core/manifests.py): they are new by construction,
+so no merge has to join them against every row recorded so far. A run killed before its
+snapshot row leaves rows nothing names, never read; run again, it writes its own."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..ids import digest
-from ..manifests import MAX_CHAIN, MAX_DELTA_SHARE, MIN_DELTA_ROWS
+from ..manifests import KEYED_ROWS, MAX_CHAIN, MAX_DELTA_SHARE, MIN_DELTA_ROWS
 from ..store import (
     DOCUMENT_TEXTS,
     QUARANTINE,
@@ -32,13 +37,9 @@ def write_snapshot(store: Store, source: str, plan: "Plan", run_id: str) -> None
     _write_quarantine(store, source, plan, run_id, now)
     if not report.is_new:
         return
-    if plan.texts:
-        rows = [{"content_sha256": h, "text": t} for h, t in plan.texts.items()]
-        store.upsert(
-            store.table("document_texts", DOCUMENT_TEXTS, "content_sha256"),
-            pa.Table.from_pylist(rows, schema=DOCUMENT_TEXTS),
-            "content_sha256",
-        )
+    snapshot_key = f"{source}:{snapshot_id}:{now.isoformat()}"
+    if not plan.texts_written:
+        write_texts(store, plan.texts)
     documents, entries = _delta(plan)
     previous = plan.previous.row if plan.previous else {}
     delta_rows = int(previous.get("delta_rows") or 0) + len(documents) + len(entries)
@@ -50,11 +51,14 @@ def write_snapshot(store: Store, source: str, plan: "Plan", run_id: str) -> None
     )
     if not as_delta:
         documents, entries = _full(plan)
-    _upsert_rows(store, "snapshot_documents", SNAPSHOT_DOCUMENTS, source, snapshot_id, documents)
-    _upsert_rows(store, "snapshot_entries", SNAPSHOT_ENTRIES, source, snapshot_id, entries)
-    state = {"kind": plan.changes.state, "settings": plan.settings}
+    for name, schema, rows in [
+        ("snapshot_documents", SNAPSHOT_DOCUMENTS, documents),
+        ("snapshot_entries", SNAPSHOT_ENTRIES, entries),
+    ]:
+        _append_rows(store, name, schema, source, snapshot_id, snapshot_key, rows)
+    state = {"kind": plan.changes.state, "settings": plan.settings, KEYED_ROWS: True}
     row = {
-        "snapshot_key": f"{source}:{snapshot_id}:{now.isoformat()}",
+        "snapshot_key": snapshot_key,
         "source": source,
         "snapshot_id": snapshot_id,
         "created_at": now,
@@ -72,12 +76,25 @@ def write_snapshot(store: Store, source: str, plan: "Plan", run_id: str) -> None
         "chain_length": int(previous.get("chain_length") or 0) + 1 if as_delta else 0,
         "delta_rows": delta_rows if as_delta else 0,
     }
-    # The snapshot row is written last: it is what makes the snapshot visible. Its key holds
-    # this write's time, so it is new: appended, not merged.
+    # The snapshot row is written last: it is what makes the snapshot and its manifest rows
+    # visible. Its key holds this write's time, so it is new: appended, not merged.
     store.append(
         store.table("snapshots", SNAPSHOTS, "snapshot_key"),
         pa.Table.from_pylist([row], schema=SNAPSHOTS),
     )
+
+
+def write_texts(store: Store, texts: dict[str, str]) -> None:
+    """Texts by content hash, the ones not stored yet: a hash names one text forever, so a
+    stored row is left as it is, and a text written for a snapshot that is never recorded
+    (killed, or nothing changed after all) is only a row nothing refers to yet."""
+    if texts:
+        rows = [{"content_sha256": h, "text": t} for h, t in texts.items()]
+        store.insert_missing(
+            store.table("document_texts", DOCUMENT_TEXTS, "content_sha256"),
+            pa.Table.from_pylist(rows, schema=DOCUMENT_TEXTS),
+            "content_sha256",
+        )
 
 
 def _delta(plan: "Plan") -> tuple[list[dict], list[dict]]:
@@ -124,17 +141,19 @@ def _document(doc_id: str, value: tuple[str, str, str]) -> dict:
     }
 
 
-def _upsert_rows(store, name, schema, source, snapshot_id, rows: list[dict]) -> None:
+def _append_rows(store, name, schema, source, snapshot_id, snapshot_key, rows: list[dict]):
+    """Manifest rows under the snapshot row's key: new by construction, so appended."""
     if not rows:
         return
     key = "doc_id" if name == "snapshot_documents" else "entry"
     for row in rows:
         row.update(
-            row_key=f"{source}:{snapshot_id}:{row[key]}", source=source, snapshot_id=snapshot_id
+            row_key=f"{snapshot_key}:{row[key]}",
+            source=source,
+            snapshot_id=snapshot_id,
+            snapshot_key=snapshot_key,
         )
-    store.upsert(
-        store.table(name, schema, "row_key"), pa.Table.from_pylist(rows, schema), "row_key"
-    )
+    store.append(store.table(name, schema, "row_key"), pa.Table.from_pylist(rows, schema))
 
 
 def _write_quarantine(store: Store, source: str, plan: "Plan", run_id: str, now) -> None:
