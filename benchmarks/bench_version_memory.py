@@ -7,9 +7,10 @@ growth apart from everything else the benchmark holds: for each LanceDB cache se
 process opens the table at each version bench_scale pinned (its serve tags, oldest first) and
 runs the same 100 vector queries (stored vectors of the table, at the serving query settings),
 recording resident memory after each version and the p50 latency. Baseline: LanceDB's default
-caches, same run. A bounded `lancedb.Session` caps the caches' accounted size; what grows
-beyond it is not accounted there (Lance keeps cache entries per dataset version; see the
-note in RESULTS.md).
+caches, same run. A bounded `lancedb.Session` caps the caches' accounted size; memory still
+grows with every version: Lance keys cache entries by dataset version (manifest, row-address
+masks, index metadata) and never evicts them (lance-format/lance#1983; a fix is proposed
+upstream). Searching one version again does not grow, and malloc_trim returns nothing.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _one_setting(uri: str, table_name: str, caches) -> dict:
         )
     db = lancedb.connect(uri, session=session)
     table = db.open_table(table_name)
-    versions = sorted(tag.version for tag in table.tags.list().values())
+    versions = sorted(tag["version"] for tag in table.tags.list().values())
     sample = table.to_lance().take(list(range(0, 1_000_000, 10_000))[:QUERIES], ["vector"])
     queries = sample.column("vector").combine_chunks().flatten().to_numpy().reshape(QUERIES, -1)
     start_rss, rss, p50 = _rss_mb(), [], []
@@ -84,7 +85,7 @@ def run(args) -> dict:
     import lancedb
 
     db = lancedb.connect(str(OUT))
-    names = [n for n in db.table_names() if n.startswith("vectors__")]
+    names = [n for n in db.list_tables().tables if n.startswith("vectors__")]
     if not names:
         sys.exit(f"no vectors table under {OUT}: run benchmarks/bench_scale.py first")
     out = {
@@ -121,7 +122,10 @@ def render(r: dict) -> str:
     return f"""Command: `{r["command"]}`. Machine: {r["machine"]}. Data: the table bench_scale.py
 left (`{r["table"]}`), each version it pinned (serve tags), {QUERIES} stored vectors as queries
 at the serving settings; one fresh process per cache setting. Baseline: LanceDB's default
-caches, same run. Load average (1 min) at the start: {r["load_average"]:.1f}.
+caches, same run. Load average (1 min) at the start: {r["load_average"]:.1f}. Lance keys cache
+entries by dataset version and never evicts them (lance-format/lance#1983): a long-lived
+searcher (`api.Searcher`, a search service) grows with each version it serves, less with
+smaller caches at the cost of latency; the pipeline's steps run in a process per run.
 
 | {" | ".join(COLUMNS)} |
 | --- |{" ---: |" * (len(COLUMNS) - 1)}
