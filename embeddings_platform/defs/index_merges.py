@@ -41,23 +41,28 @@ index_merge_job = define_asset_job(
 )
 
 
-def deltas_by_partition(instance, after: int | None) -> tuple[dict[str, tuple[int, int]], int]:
-    """The latest recorded (index_deltas, table_version) per partition among serving_index
-    materializations after storage id `after`, and the storage id read up to."""
+def latest_deltas(instance, after: int | None) -> tuple[dict[str, tuple[int, str, str]], int]:
+    """Per vectors table, its latest (index_deltas, table_version, partition) among the
+    serving_index materializations after storage id `after`, and the storage id read up to.
+    By table, not partition: the shards of a source share one table, and one merge serves all."""
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey("serving_index"), after_storage_id=after),
         limit=BATCH,
         ascending=True,
     ).records
     latest = {}
-    for record in records:  # ascending: a later materialization of a partition replaces one
+    for record in records:  # ascending: a later materialization of a table replaces one
         event = record.asset_materialization
         if event is None or event.partition is None:
             continue
-        deltas = event.metadata.get("index_deltas")
-        version = event.metadata.get("table_version")
-        if deltas is not None:
-            latest[event.partition] = (int(deltas.value), str(version.value if version else ""))
+        meta = event.metadata
+        if "index_deltas" in meta and "table" in meta:
+            version = str(meta["table_version"].value) if "table_version" in meta else ""
+            latest[str(meta["table"].value)] = (
+                int(meta["index_deltas"].value),
+                version,
+                event.partition,
+            )
     return latest, (records[-1].storage_id if records else after)
 
 
@@ -79,13 +84,13 @@ def _registered(instance, partition: str) -> bool:
 )
 def index_merge_sensor(context: SensorEvaluationContext):
     after = int(context.cursor) if context.cursor else None
-    latest, read_to = deltas_by_partition(context.instance, after)
+    latest, read_to = latest_deltas(context.instance, after)
     requests = [
         RunRequest(
-            run_key=f"merge:{partition}:{version}",  # once per table version left with deltas
+            run_key=f"merge:{table}:{version}",  # once per table version left with deltas
             partition_key=partition,
         )
-        for partition, (deltas, version) in sorted(latest.items())
+        for table, (deltas, version, partition) in sorted(latest.items())
         if deltas > MAX_DELTAS and _registered(context.instance, partition)
     ]
     cursor = str(read_to) if read_to is not None else None
