@@ -24,7 +24,8 @@ def retention_cleanup(context: OpExecutionContext, platform: PlatformResource) -
     context.log.info(
         f"dropped {len(report.tables_dropped)} tables {report.tables_dropped}, deleted "
         f"{report.tags_deleted} tags, removed {report.versions_removed} old versions "
-        f"({report.bytes_removed} bytes)"
+        f"({report.bytes_removed} bytes), compacted {report.fragments_compacted} fragments of "
+        "bookkeeping tables"
     )
 
 
