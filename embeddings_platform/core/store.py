@@ -117,6 +117,8 @@ class Store:
             if table is not None:
                 return table
             if schema is None:
+                if self.has_table(name):  # listed, not committed: another process creates it
+                    return self.db.open_table(name)  # "not found" until it commits: retried
                 raise KeyError(f"table {name!r} does not exist in {self.uri}")
             return create_table_once(self.db, name, schema)
 

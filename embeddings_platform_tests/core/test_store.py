@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import timedelta
 from multiprocessing import get_context
@@ -213,3 +214,20 @@ def test_insert_missing_keeps_stored_rows_and_adds_the_new_ones_once(tmp_path: P
         ("a", "first"),
         ("b", "new"),
     ]
+
+
+def test_a_reader_waits_for_a_table_another_process_has_listed_but_not_committed(tmp_path):
+    """What a shard's reader met in CI: the table's folder exists, its first version does not
+    yet. Opening it must wait for the commit, not report the table missing."""
+    store = Store(str(tmp_path / "db"))
+    (tmp_path / "db" / "serving_pointers.lance").mkdir(parents=True)  # listed, not committed
+    assert store.has_table("serving_pointers")
+    creator = threading.Timer(0.5, lambda: Store(store.uri).table("serving_pointers", POINTERS))
+    creator.start()
+    try:
+        table = store.table("serving_pointers")  # no schema: a reader's open
+    finally:
+        creator.join()
+    assert table.schema.names == POINTERS.names
+    with pytest.raises(KeyError, match="does not exist"):  # a table nobody creates: at once
+        store.table("never_created")
