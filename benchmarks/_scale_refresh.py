@@ -19,7 +19,6 @@ from _results import peak_rss_mb, peak_rss_since_reset_mb, reset_peak_rss, timed
 
 from embeddings_platform.core import indexing
 from embeddings_platform.core.config import ServingConfig
-from embeddings_platform.core.filters import one_of
 from embeddings_platform.core.indexing import MAX_DELTAS, served_plan, tuned
 from embeddings_platform.core.pipeline import build_serving_index
 from embeddings_platform.core.serving import open_served_table, search
@@ -198,9 +197,9 @@ def reembed(store: Store, table, all_ids: pa.Array, picked, rng: np.random.Gener
     another row's vector plus noise (sigma 0.01, renormalised), created now. In Arrow and numpy
     throughout: Python objects for 10,000 vectors would be the benchmark's memory, not the
     product's."""
-    rows = Store.read(table, where=one_of("chunk_id", all_ids.take(picked).to_pylist()))
+    rows = Store.read_in(table, None, {"chunk_id": all_ids.take(picked).to_pylist()})
     donors = all_ids.take(rng.choice(len(all_ids), rows.num_rows, replace=False)).to_pylist()
-    donor_rows = Store.read(table, ["vector"], where=one_of("chunk_id", donors))
+    donor_rows = Store.read_in(table, ["vector"], {"chunk_id": donors})
     dim = table.schema.field("vector").type.list_size
     vectors = donor_rows.column("vector").combine_chunks().flatten().to_numpy()
     vectors = vectors.reshape(-1, dim) + rng.normal(0, 0.01, (len(vectors) // dim, dim))

@@ -4,7 +4,7 @@ full-text match is here for the same reason: its words are terms, never query sy
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 from lancedb.expr import col, lit
 from lancedb.query import MatchQuery
@@ -17,11 +17,6 @@ def equal(**values: Any):
     for clause in clauses[1:]:
         expr = expr & clause
     return expr
-
-
-def one_of(column: str, values: Iterable[str]):
-    """A filter: the column holds one of the values."""
-    return col(column).isin(list(values))
 
 
 def after(column: str, moment):

@@ -11,7 +11,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..filters import one_of
 from ..sharding import parse_key as parse_shard_key
 from ..store import Store, dead_letter_id, vectors_table_name
 from .common import (
@@ -289,9 +288,7 @@ def _dead_lettered(store: Store, source: str, version_id: str, chunk_table, rows
     }
     if not wanted:
         return 0
-    found = Store.read(
-        store.table("quarantine"), ["quarantine_id"], where=one_of("quarantine_id", sorted(wanted))
-    )
+    found = Store.read_in(store.table("quarantine"), ["quarantine_id"], {"quarantine_id": wanted})
     return found.num_rows
 
 

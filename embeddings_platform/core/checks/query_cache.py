@@ -7,7 +7,6 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from ..filters import one_of
 from ..ids import digest
 from ..store import Store
 
@@ -38,18 +37,15 @@ def cached_query_embedder(store: Store, version_id: str, embed: Callable[[list[s
         keys = [key(t) for t in texts]
         found: dict[str, np.ndarray] = {}
         if store.has_table(QUERY_VECTORS_TABLE):
-            table = store.open_table(QUERY_VECTORS_TABLE)
-            unique = sorted(set(keys))
-            for start in range(0, len(unique), 5000):
-                rows = Store.read(
-                    table,
-                    ["query_key", "vector"],
-                    where=one_of("query_key", unique[start : start + 5000]),
-                )
-                for k, v in zip(
-                    rows.column("query_key").to_pylist(), rows.column("vector").to_pylist()
-                ):
-                    found[k] = np.asarray(v, dtype=np.float32)
+            rows = Store.read_in(
+                store.open_table(QUERY_VECTORS_TABLE),
+                ["query_key", "vector"],
+                {"query_key": sorted(set(keys))},
+            )
+            for k, v in zip(
+                rows.column("query_key").to_pylist(), rows.column("vector").to_pylist()
+            ):
+                found[k] = np.asarray(v, dtype=np.float32)
         todo: dict[str, int] = {}  # one embedding per distinct uncached text
         for i, k in enumerate(keys):
             if k not in found and k not in todo:
